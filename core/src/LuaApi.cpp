@@ -1,0 +1,851 @@
+// The Lua API: one description per function. The engine binds each entry with argument
+// checks generated from its params, `mobileops features` lists them, and
+// `mobileops --lua-api-docs` renders docs/lua-api.md from the same table.
+#include "LuaInternal.h"
+#include "SystemInfo.h"
+#include "mobileops/core/Error.h"
+#include "mobileops/core/PluginManager.h"
+
+#include <mobileops/services.h>
+
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <unistd.h>
+
+namespace mobileops::core {
+
+using json = nlohmann::json;
+using lua::protect;
+using lua::str;
+
+int l_service(lua_State *L);
+
+namespace {
+
+Session &session(lua_State *L) { return LuaEngine::from(L).session(); }
+PluginManager &plugins(lua_State *L) { return *session(L).plugins; }
+
+std::string joinArgs(lua_State *L, int from) {
+    std::string out;
+    int n = lua_gettop(L);
+    lua_getglobal(L, "tostring");
+    for (int i = from; i <= n; ++i) {
+        lua_pushvalue(L, -1);
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        size_t len = 0;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (i > from) out += '\t';
+        if (s) out.append(s, len);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return out;
+}
+
+int l_print(lua_State *L) {
+    std::string line = joinArgs(L, 1) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    return 0;
+}
+
+int l_eprint(lua_State *L) {
+    std::fflush(stdout);
+    std::string line = joinArgs(L, 1) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    return 0;
+}
+
+int l_warn(lua_State *L) {
+    std::fflush(stdout);
+    std::string line = "mobileops: warning: " + str(L, 1) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    return 0;
+}
+
+int l_json_encode(lua_State *L) {
+    return protect(L, [&] {
+        json j = luaToJson(L, 1);
+        std::string s = lua_toboolean(L, 2) ? j.dump(2) : j.dump();
+        lua_pushlstring(L, s.data(), s.size());
+        return 1;
+    });
+}
+
+int l_json_decode(lua_State *L) {
+    return protect(L, [&] {
+        json j;
+        try {
+            j = json::parse(str(L, 1));
+        } catch (const json::parse_error &e) {
+            throw Error(MO_E_INVALID, std::string("invalid JSON: ") + e.what());
+        }
+        pushJson(L, j);
+        return 1;
+    });
+}
+
+json featuresJson(PluginManager &pm, bool loadPlugins) {
+    json out;
+    out["core"] = PluginManager::coreFeatures();
+    json api = json::array();
+    for (const ApiFunction &f : luaApi())
+        api.push_back(
+            {{"name", std::string(f.module).empty() ? std::string("mo.") + f.name
+                                                    : std::string("mo.") + f.module + "." + f.name},
+             {"since", f.since}});
+    out["api"] = api;
+    json pluginFeatures = json::object();
+    if (loadPlugins) pm.loadAll();
+    for (PluginRecord *p : pm.plugins())
+        if (p->state == PluginRecord::State::Loaded) pluginFeatures[p->name] = p->features;
+    out["plugins"] = pluginFeatures;
+    return out;
+}
+
+int l_features(lua_State *L) {
+    return protect(L, [&] {
+        pushJson(L, featuresJson(plugins(L), true));
+        return 1;
+    });
+}
+
+int l_has(lua_State *L) {
+    return protect(L, [&] {
+        std::string name = str(L, 1);
+        auto &core = PluginManager::coreFeatures();
+        bool found = std::find(core.begin(), core.end(), name) != core.end();
+        if (!found) {
+            // Plugin features are named "<plugin>.<feature>": load only that plugin.
+            auto dot = name.find('.');
+            PluginRecord *p =
+                dot == std::string::npos ? nullptr : plugins(L).find(name.substr(0, dot));
+            if (!p) {
+                plugins(L).scan();
+                p = dot == std::string::npos ? nullptr : plugins(L).find(name.substr(0, dot));
+            }
+            if (p) {
+                try {
+                    plugins(L).load(p->name);
+                    found = std::find(p->features.begin(), p->features.end(), name) !=
+                            p->features.end();
+                } catch (const Error &) {
+                }
+            }
+        }
+        lua_pushboolean(L, found);
+        return 1;
+    });
+}
+
+json pluginJson(PluginRecord &p) {
+    json provides = json::array();
+    for (auto &[kind, provider] : p.provides)
+        provides.push_back(std::string(serviceKindName(kind)) + ":" + provider);
+    const char *state = p.state == PluginRecord::State::Loaded   ? "loaded"
+                        : p.state == PluginRecord::State::Failed ? "failed"
+                                                                 : "available";
+    json j = {{"name", p.name},
+              {"version", p.version},
+              {"description", p.description},
+              {"path", p.path},
+              {"abi", std::to_string(p.abiMajor) + "." + std::to_string(p.abiMinor)},
+              {"state", state},
+              {"provides", provides}};
+    if (!p.error.empty()) j["error"] = p.error;
+    if (!p.shadowedPath.empty()) j["shadows"] = p.shadowedPath;
+    return j;
+}
+
+int l_plugin_list(lua_State *L) {
+    return protect(L, [&] {
+        json out = json::array();
+        for (PluginRecord *p : plugins(L).plugins()) out.push_back(pluginJson(*p));
+        pushJson(L, out);
+        return 1;
+    });
+}
+
+int l_plugin_info(lua_State *L) {
+    return protect(L, [&] {
+        std::string name = str(L, 1);
+        PluginManager &pm = plugins(L);
+        pm.scan();
+        PluginRecord *p = pm.find(name);
+        if (!p) throw Error(MO_E_NOT_FOUND, "no plugin named " + quote(name));
+        try {
+            pm.load(name);
+        } catch (const Error &) {
+            // reported in the result's state and error
+        }
+        json j = pluginJson(*p);
+        if (p->state == PluginRecord::State::Loaded) {
+            json methods = json::array();
+            for (auto &[n, m] : p->methods)
+                methods.push_back({{"name", n}, {"summary", m.summary}, {"params", m.params}});
+            j["methods"] = methods;
+            j["features"] = p->features;
+            const mo_probe &probe = pm.probe(*p);
+            j["probe"] = {{"usable", probe.usable != 0}, {"reason", probe.reason}};
+        }
+        pushJson(L, j);
+        return 1;
+    });
+}
+
+int l_doctor(lua_State *L) {
+    return protect(L, [&] {
+        PluginManager &pm = plugins(L);
+        pm.loadAll();
+        json out = json::array();
+        for (PluginRecord *p : pm.plugins()) {
+            json j = pluginJson(*p);
+            if (p->state == PluginRecord::State::Loaded) {
+                const mo_probe &probe = pm.probe(*p);
+                j["usable"] = probe.usable != 0;
+                j["reason"] = probe.reason;
+            } else {
+                j["usable"] = false;
+                j["reason"] = p->error;
+            }
+            out.push_back(j);
+        }
+        pushJson(L, out);
+        return 1;
+    });
+}
+
+int l_system_info(lua_State *L) {
+    return protect(L, [&] {
+        Session &s = session(L);
+        json j = systemInfo();
+        j["root_dir"] = s.config->paths().rootDir;
+        j["run_dir"] = s.config->paths().runDir;
+        j["plugin_dirs"] = s.config->paths().pluginDirs;
+        j["script_dirs"] = s.config->paths().scriptDirs;
+        j["config_file"] = s.config->paths().configFile;
+        pushJson(L, j);
+        return 1;
+    });
+}
+
+int l_providers(lua_State *L) {
+    return protect(L, [&] {
+        std::string kindName = str(L, 1);
+        auto kind = serviceKindFromName(kindName);
+        if (!kind) throw Error(MO_E_INVALID, "unknown service kind " + quote(kindName));
+        PluginManager &pm = plugins(L);
+        std::string def = pm.defaultProvider(*kind);
+        json out = json::array();
+        for (auto &[provider, plugin] : pm.providers(*kind))
+            out.push_back(
+                {{"provider", provider}, {"plugin", plugin}, {"default", provider == def}});
+        pushJson(L, out);
+        return 1;
+    });
+}
+
+int l_config(lua_State *L) {
+    auto v = session(L).config->get(str(L, 1));
+    if (v)
+        lua_pushlstring(L, v->data(), v->size());
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+int l_isatty(lua_State *L) {
+    lua_pushboolean(L, ::isatty(static_cast<int>(lua_tointeger(L, 1))));
+    return 1;
+}
+
+int l_error(lua_State *L) {
+    int code = lua_isnumber(L, 2) ? static_cast<int>(lua_tointeger(L, 2)) : MO_E_INVALID;
+    lua::raise(L, code, str(L, 1));
+}
+
+// --- runtime service -------------------------------------------------------------------
+
+struct Call {
+    lua_State *L;
+    mo_error err = MO_ERROR_INIT;
+    mo_buffer out = MO_BUFFER_INIT;
+    ~Call() { free(out.data); }
+};
+
+std::string providerOf(lua_State *L) {
+    // Upvalue 2 of the binding closure: the provider name, or nil for the default.
+    return lua::optStr(L, lua_upvalueindex(2), "");
+}
+
+const mo_runtime_service &runtime(lua_State *L) {
+    return *static_cast<const mo_runtime_service *>(
+        plugins(L).service(MO_SERVICE_RUNTIME, providerOf(L)));
+}
+
+template <typename F> F need(lua_State *L, F fn, const char *name) {
+    if (!fn) {
+        std::string provider = providerOf(L);
+        if (provider.empty()) provider = plugins(L).defaultProvider(MO_SERVICE_RUNTIME);
+        throw Error(MO_E_UNSUPPORTED,
+                    "the " + quote(provider) + " runtime does not support " + quote(name));
+    }
+    return fn;
+}
+
+// Turn a service call's result into Lua results or a Lua error.
+int finish(lua_State *L, int rc, Call &c, bool pushBuffer) {
+    if (rc < 0) {
+        std::string provider = providerOf(L);
+        if (provider.empty()) provider = plugins(L).defaultProvider(MO_SERVICE_RUNTIME);
+        throw Error(rc, c.err.message[0] ? c.err.message : "failed without a message");
+    }
+    if (!pushBuffer) return 0;
+    if (!c.out.data) {
+        lua_pushnil(L);
+        return 1;
+    }
+    json j;
+    try {
+        j = json::parse(c.out.data, c.out.data + c.out.len);
+    } catch (const json::parse_error &e) {
+        throw Error(MO_E_INTERNAL, std::string("the runtime returned invalid JSON: ") + e.what());
+    }
+    pushJson(L, j);
+    return 1;
+}
+
+std::string jsonArg(lua_State *L, int idx) { return luaToJson(L, idx).dump(); }
+
+mo_stdio stdioFrom(lua_State *L, int idx) {
+    mo_stdio io{sizeof(mo_stdio), 0, 1, 2, 0};
+    if (lua_istable(L, idx)) {
+        lua_getfield(L, idx, "tty");
+        if (lua_toboolean(L, -1)) io.flags |= MO_STDIO_TTY;
+        lua_getfield(L, idx, "interactive");
+        if (lua_toboolean(L, -1)) io.flags |= MO_STDIO_INTERACTIVE;
+        lua_pop(L, 2);
+    }
+    std::fflush(stdout); // the container writes to the same fd
+    std::fflush(stderr);
+    return io;
+}
+
+bool field(lua_State *L, int idx, const char *name) {
+    if (!lua_istable(L, idx)) return false;
+    lua_getfield(L, idx, name);
+    bool v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int rt_create(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string spec = jsonArg(L, 1);
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.create, "create")(rt.self, spec.c_str(), &c.out, &c.err), c,
+                      true);
+    });
+}
+
+int rt_start(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.start, "start")(rt.self, str(L, 1).c_str(), &c.err), c, false);
+    });
+}
+
+int rt_run(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string spec = jsonArg(L, 1);
+        mo_stdio io = stdioFrom(L, 2);
+        uint32_t flags = field(L, 2, "rm") ? MO_RUNTIME_AUTOREMOVE : 0;
+        int status = 0;
+        auto &rt = runtime(L);
+        finish(L, need(L, rt.run, "run")(rt.self, spec.c_str(), &io, flags, &status, &c.err), c,
+               false);
+        lua_pushinteger(L, status);
+        return 1;
+    });
+}
+
+int rt_kill(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        int sig = lua_isnumber(L, 2) ? static_cast<int>(lua_tointeger(L, 2)) : 15;
+        uint32_t flags = lua_toboolean(L, 3) ? MO_RUNTIME_ALL : 0;
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.kill, "kill")(rt.self, str(L, 1).c_str(), sig, flags, &c.err),
+                      c, false);
+    });
+}
+
+int rt_stop(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        lua_Integer t = lua_isnumber(L, 2) ? lua_tointeger(L, 2) : 10;
+        if (t < 0)
+            throw Error(MO_E_INVALID, "mo.runtime.stop: invalid 'timeout': expected a number >= 0");
+        auto &rt = runtime(L);
+        return finish(
+            L,
+            need(L, rt.stop, "stop")(rt.self, str(L, 1).c_str(), static_cast<uint32_t>(t), &c.err),
+            c, false);
+    });
+}
+
+int rt_remove(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        uint32_t flags = lua_toboolean(L, 2) ? MO_RUNTIME_FORCE : 0;
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.remove, "remove")(rt.self, str(L, 1).c_str(), flags, &c.err), c,
+                      false);
+    });
+}
+
+int rt_state(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.state, "state")(rt.self, str(L, 1).c_str(), &c.out, &c.err), c,
+                      true);
+    });
+}
+
+int rt_list(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        uint32_t flags = lua_toboolean(L, 1) ? MO_RUNTIME_ALL : 0;
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.list, "list")(rt.self, flags, &c.out, &c.err), c, true);
+    });
+}
+
+int rt_exec(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string process = jsonArg(L, 2);
+        mo_stdio io = stdioFrom(L, 3);
+        int status = 0;
+        auto &rt = runtime(L);
+        finish(L,
+               need(L, rt.exec, "exec")(rt.self, str(L, 1).c_str(), process.c_str(), &io, &status,
+                                        &c.err),
+               c, false);
+        lua_pushinteger(L, status);
+        return 1;
+    });
+}
+
+int rt_attach(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        mo_stdio io = stdioFrom(L, 2);
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.attach, "attach")(rt.self, str(L, 1).c_str(), &io, &c.err), c,
+                      false);
+    });
+}
+
+int rt_top(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.top, "top")(rt.self, str(L, 1).c_str(), &c.out, &c.err), c,
+                      true);
+    });
+}
+
+int rt_pause(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.pause, "pause")(rt.self, str(L, 1).c_str(), &c.err), c, false);
+    });
+}
+
+int rt_resume(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.resume, "resume")(rt.self, str(L, 1).c_str(), &c.err), c,
+                      false);
+    });
+}
+
+int rt_update(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string res = jsonArg(L, 2);
+        auto &rt = runtime(L);
+        return finish(L,
+                      need(L, rt.update, "update")(rt.self, str(L, 1).c_str(), res.c_str(), &c.err),
+                      c, false);
+    });
+}
+
+int rt_wait(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        int status = 0;
+        auto &rt = runtime(L);
+        finish(L, need(L, rt.wait, "wait")(rt.self, str(L, 1).c_str(), &status, &c.err), c, false);
+        lua_pushinteger(L, status);
+        return 1;
+    });
+}
+
+int rt_gc(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.gc, "gc")(rt.self, &c.out, &c.err), c, true);
+    });
+}
+
+const std::vector<ApiFunction> kApi = {
+    // --- workflows and output
+    {"",
+     "workflow",
+     "0.1",
+     "Declare a workflow; returns an object whose :verb{} adds verbs.",
+     {{"def", "table", "{name, summary, description?, default? (verb run when none is given)}"}},
+     "workflow",
+     nullptr},
+    {"",
+     "verb",
+     "0.1",
+     "Method of a workflow: declare a verb. Options and arguments drive parsing and help.",
+     {{"def", "table",
+       "{name, summary, description?, hidden?, options = {{name, short?, type = "
+       "flag|string|int|number|list, metavar?, summary, default?}}, args = {{name, summary?, "
+       "optional?, variadic?}}, run = function(opts, args) -> exit code?}"}},
+     "the declaration",
+     nullptr},
+    {"",
+     "print",
+     "0.1",
+     "Write the arguments, tab-separated, and a newline to stdout.",
+     {{"...", "any", "values, converted with tostring"}},
+     "nothing",
+     l_print},
+    {"",
+     "printf",
+     "0.1",
+     "Write a formatted line to stdout.",
+     {{"fmt", "string", "string.format format"}, {"...", "any", "values"}},
+     "nothing",
+     nullptr},
+    {"",
+     "eprint",
+     "0.1",
+     "Write the arguments and a newline to stderr.",
+     {{"...", "any", "values"}},
+     "nothing",
+     l_eprint},
+    {"",
+     "warn",
+     "0.1",
+     "Print `mobileops: warning: MESSAGE` on stderr.",
+     {{"message", "string", "the warning"}},
+     "nothing",
+     l_warn},
+    {"",
+     "output",
+     "0.1",
+     "Print a result: JSON under --json, else a table when columns are given, else JSON.",
+     {{"value", "any", "what to print"},
+      {"columns", "table?", "{{key, title?, format?}} for the table form"}},
+     "nothing",
+     nullptr},
+    {"",
+     "table",
+     "0.1",
+     "Print rows as an aligned table with a header.",
+     {{"rows", "table", "array of tables"}, {"columns", "table", "{{key, title?, format?}}"}},
+     "nothing",
+     nullptr},
+    {"",
+     "array",
+     "0.1",
+     "Mark a table as a JSON array (so an empty one encodes as []).",
+     {{"t", "table?", "the table (default: a new one)"}},
+     "the table",
+     nullptr},
+    {"",
+     "json_encode",
+     "0.1",
+     "Encode a value as JSON.",
+     {{"value", "any", "tables, strings, numbers, booleans, mo.null"},
+      {"pretty", "boolean?", "indent with two spaces"}},
+     "string",
+     l_json_encode},
+    {"",
+     "json_decode",
+     "0.1",
+     "Decode JSON; null becomes mo.null in arrays and absent in objects.",
+     {{"text", "string", "a JSON document"}},
+     "value",
+     l_json_decode},
+    {"",
+     "error",
+     "0.1",
+     "Raise a mobileops error {code, message}.",
+     {{"message", "string", "lowercase, values in backticks"},
+      {"code", "integer?", "an MO_E_* code (default MO_E_INVALID)"}},
+     "does not return",
+     l_error},
+    // --- features, plugins, system
+    {"",
+     "has",
+     "0.1",
+     "Whether a feature is present (core feature or `<plugin>.<name>`).",
+     {{"name", "string", "feature name"}},
+     "boolean",
+     l_has},
+    {"",
+     "features",
+     "0.1",
+     "All features: {core = {...}, api = {{name, since}}, plugins = {name = {...}}}.",
+     {},
+     "table",
+     l_features},
+    {"",
+     "plugin_list",
+     "0.1",
+     "Plugins on the plugin path, without loading them.",
+     {},
+     "array of {name, version, description, path, abi, state, provides, error?}",
+     l_plugin_list},
+    {"",
+     "plugin_info",
+     "0.1",
+     "Load a plugin and describe it, with methods, features and probe.",
+     {{"name", "string", "plugin name"}},
+     "table",
+     l_plugin_info},
+    {"",
+     "doctor",
+     "0.1",
+     "Load every plugin and run its probe.",
+     {},
+     "array of {name, state, usable, reason, ...}",
+     l_doctor},
+    {"",
+     "system_info",
+     "0.1",
+     "Facts about this host: kernel, cgroup layout, namespaces, paths.",
+     {},
+     "table",
+     l_system_info},
+    {"",
+     "providers",
+     "0.1",
+     "Providers of a service kind.",
+     {{"kind", "string", "runtime|cgroup|network|storage|integrity|log"}},
+     "array of {provider, plugin, default}",
+     l_providers},
+    {"",
+     "service",
+     "0.1",
+     "A service module bound to a provider other than the default, e.g. mo.service('runtime', "
+     "'krun').",
+     {{"kind", "string", "service kind"}, {"provider", "string", "provider name"}},
+     "table",
+     l_service},
+    {"",
+     "config",
+     "0.1",
+     "A configuration value (`root_dir`, `run_dir`, `<section>.<key>`).",
+     {{"key", "string", "configuration key"}},
+     "string or nil",
+     l_config},
+    {"",
+     "isatty",
+     "0.1",
+     "Whether a file descriptor is a terminal.",
+     {{"fd", "integer", "0, 1 or 2"}},
+     "boolean",
+     l_isatty},
+    // --- runtime service (mo.runtime: default provider; mo.service('runtime', NAME))
+    {"runtime",
+     "create",
+     "0.1",
+     "Create a container from a runtime spec (docs/runtime-spec.md).",
+     {{"spec", "table", "runtime spec"}},
+     "state table",
+     rt_create},
+    {"runtime",
+     "start",
+     "0.1",
+     "Start a created container under its monitor.",
+     {{"ref", "string", "container name or id"}},
+     "nothing",
+     rt_start},
+    {"runtime",
+     "run",
+     "0.1",
+     "Create, start and wait in the foreground on this process's stdio.",
+     {{"spec", "table", "runtime spec"}, {"opts", "table?", "{rm?, tty?, interactive?}"}},
+     "exit status (128+N when killed by signal N)",
+     rt_run},
+    {"runtime",
+     "kill",
+     "0.1",
+     "Send a signal to the container's init, or to all its processes.",
+     {{"ref", "string", "container"},
+      {"signal", "integer?", "default 15"},
+      {"all", "boolean?", "every process"}},
+     "nothing",
+     rt_kill},
+    {"runtime",
+     "stop",
+     "0.1",
+     "Stop: stop signal, then SIGKILL after the timeout.",
+     {{"ref", "string", "container"}, {"timeout", "integer?", "seconds, default 10"}},
+     "nothing",
+     rt_stop},
+    {"runtime",
+     "remove",
+     "0.1",
+     "Delete a container and everything it holds.",
+     {{"ref", "string", "container"}, {"force", "boolean?", "kill it first if running"}},
+     "nothing",
+     rt_remove},
+    {"runtime",
+     "state",
+     "0.1",
+     "Inspect a container (reconciled with reality).",
+     {{"ref", "string", "container"}},
+     "state table",
+     rt_state},
+    {"runtime",
+     "list",
+     "0.1",
+     "List containers.",
+     {{"all", "boolean?", "include stopped ones"}},
+     "array of state tables",
+     rt_list},
+    {"runtime",
+     "exec",
+     "0.1",
+     "Run a process in a running container, in the foreground.",
+     {{"ref", "string", "container"},
+      {"process", "table", "{args, env?, cwd?, user?, terminal?}"},
+      {"opts", "table?", "{tty?, interactive?}"}},
+     "exit status",
+     rt_exec},
+    {"runtime",
+     "attach",
+     "0.1",
+     "Follow a running container's output until it exits.",
+     {{"ref", "string", "container"}, {"opts", "table?", "{tty?, interactive?}"}},
+     "nothing",
+     rt_attach},
+    {"runtime",
+     "top",
+     "0.1",
+     "Processes of a container.",
+     {{"ref", "string", "container"}},
+     "array of {pid, ppid, user, state, command}",
+     rt_top},
+    {"runtime",
+     "pause",
+     "0.1",
+     "Freeze every process of a container.",
+     {{"ref", "string", "container"}},
+     "nothing",
+     rt_pause},
+    {"runtime",
+     "resume",
+     "0.1",
+     "Thaw a paused container.",
+     {{"ref", "string", "container"}},
+     "nothing",
+     rt_resume},
+    {"runtime",
+     "update",
+     "0.1",
+     "Change the resources of a running container.",
+     {{"ref", "string", "container"}, {"resources", "table", "spec.resources form"}},
+     "nothing",
+     rt_update},
+    {"runtime",
+     "wait",
+     "0.1",
+     "Wait until a container stops.",
+     {{"ref", "string", "container"}},
+     "exit status",
+     rt_wait},
+    {"runtime",
+     "gc",
+     "0.1",
+     "Release what interrupted commands left behind.",
+     {},
+     "{released = {...}}",
+     rt_gc},
+};
+
+} // namespace
+
+const std::vector<ApiFunction> &luaApi() { return kApi; }
+
+int l_service(lua_State *L) {
+    return protect(L, [&] {
+        std::string kind = str(L, 1);
+        std::string provider = str(L, 2);
+        if (!serviceKindFromName(kind))
+            throw Error(MO_E_INVALID, "unknown service kind " + quote(kind));
+        lua_newtable(L);
+        for (const ApiFunction &f : kApi) {
+            if (kind != f.module || !f.impl) continue;
+            lua_pushlightuserdata(L, const_cast<ApiFunction *>(&f));
+            lua_pushlstring(L, provider.data(), provider.size());
+            lua_pushcclosure(L, LuaEngine::binder(), 2);
+            lua_setfield(L, -2, f.name);
+        }
+        return 1;
+    });
+}
+
+std::string luaApiMarkdown() {
+    std::ostringstream md;
+    md << "# The mobileops Lua API\n\n"
+       << "Generated by `mobileops --lua-api-docs` from the API description in "
+          "`core/src/LuaApi.cpp`; do not edit by hand.\n\n"
+       << "Workflow scripts start with `local mo = require(\"mobileops\")`. Tables go in, "
+          "tables come out. A wrong argument raises an error naming the parameter; a plugin "
+          "error raises an error object `{code, message, plugin}` whose `tostring` is the "
+          "message (catch it with `pcall`).\n\n"
+       << "Fields: `mo.version` (string), `mo.json` (true under `--json`), `mo.debug` (true "
+          "under `--debug`), `mo.null` (JSON null), `mo.plugins.<plugin>.<method>(args)` (a "
+          "plugin's named JSON methods).\n\n"
+       << "Scripts run in a restricted environment: no `ffi`, `io.popen`, `os.execute`, "
+          "`os.exit`, `package.loadlib`, `debug`, `string.dump`, and `load*` accept source "
+          "text only.\n";
+    std::string current = "-";
+    for (const ApiFunction &f : kApi) {
+        if (current != f.module) {
+            current = f.module;
+            md << "\n## " << (current.empty() ? std::string("mo") : "mo." + current) << "\n";
+        }
+        std::string full = std::string(f.module).empty()
+                               ? std::string("mo.") + f.name
+                               : std::string("mo.") + f.module + "." + f.name;
+        if (std::string(f.name) == "verb") full = "workflow:verb";
+        md << "\n### `" << full << "(";
+        for (size_t i = 0; i < f.params.size(); ++i) md << (i ? ", " : "") << f.params[i].name;
+        md << ")`\n\n" << f.summary << " Since " << f.since << ".\n\n";
+        for (const ApiParam &p : f.params)
+            md << "- `" << p.name << "` (" << p.type << "): " << p.doc << "\n";
+        md << "- returns: " << f.returns << "\n";
+    }
+    return md.str();
+}
+
+} // namespace mobileops::core

@@ -1,0 +1,184 @@
+/*
+ * Typed service interfaces. A plugin registers a filled struct with
+ * mo_host_api.register_service; anyone (other plugins, the Lua layer) looks it up by kind
+ * with mo_host_api.service_lookup and calls through it.
+ *
+ * Conventions for every interface:
+ *  - The struct starts with `size` (sizeof at the provider's build) and `self`, an opaque
+ *    pointer passed back as the first argument of every function.
+ *  - A NULL function pointer means "not supported by this provider"; callers report
+ *    MO_E_UNSUPPORTED naming the function.
+ *  - Complex inputs and outputs are UTF-8 JSON documents; their schemas are described in
+ *    docs/lua-api.md. `ref` arguments accept a container name or id.
+ *  - Functions are not thread-safe unless stated; the host calls them from one thread.
+ *  - Output buffers are filled with mo_host_api.buffer_set; the caller frees them.
+ */
+#ifndef MOBILEOPS_SERVICES_H
+#define MOBILEOPS_SERVICES_H
+
+#include <mobileops/abi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Service kinds. Append only. */
+typedef enum mo_service_kind {
+    MO_SERVICE_RUNTIME = 1,   /* container lifecycle (nsruntime, krun) */
+    MO_SERVICE_CGROUP = 2,    /* resource control (cgroup) */
+    MO_SERVICE_NETWORK = 3,   /* container networking (bridge) */
+    MO_SERVICE_STORAGE = 4,   /* images, root filesystems, volumes (storage) */
+    MO_SERVICE_INTEGRITY = 5, /* manifests and verification (integrity) */
+    MO_SERVICE_LOG = 6        /* output capture and search (logcollector) */
+} mo_service_kind;
+
+#define MO_SERVICE_KIND_COUNT 6
+
+/* Standard streams handed to foreground operations (run, exec, attach). */
+typedef struct mo_stdio {
+    uint32_t size;
+    int in_fd;      /* -1: no stdin (the container reads /dev/null) */
+    int out_fd;     /* -1: discard */
+    int err_fd;     /* -1: discard */
+    uint32_t flags; /* MO_STDIO_* */
+} mo_stdio;
+
+enum {
+    MO_STDIO_TTY = 1u << 0,        /* allocate a pty; in/out fds are a terminal */
+    MO_STDIO_INTERACTIVE = 1u << 1 /* keep stdin open */
+};
+
+/* Flags for runtime functions. */
+enum {
+    MO_RUNTIME_FORCE = 1u << 0,     /* remove: kill a running container first */
+    MO_RUNTIME_ALL = 1u << 1,       /* kill: every process, list: stopped ones too */
+    MO_RUNTIME_AUTOREMOVE = 1u << 2 /* run: remove the container when it exits */
+};
+
+/*
+ * Runtime service (ABI 1.0). Providers: "namespace" (plugins/nsruntime), "krun".
+ *
+ * spec_json is the core container spec (see docs/lua-api.md, "container spec"): name,
+ * rootfs, process {args, env, cwd, user, terminal, rlimits}, hostname, namespaces,
+ * mounts, readonly, network, annotations. State JSON: {id, name, runtime, status
+ * ("created"|"running"|"paused"|"stopped"), pid, created, started, finished, exit_code,
+ * signal, rootfs, spec}.
+ */
+typedef struct mo_runtime_service {
+    uint32_t size;
+    void *self;
+    /* Create a container; writes its state JSON to state_out. */
+    int (*create)(void *self, const char *spec_json, mo_buffer *state_out, mo_error *err);
+    /* Start a created container under its monitor; returns once the process runs. */
+    int (*start)(void *self, const char *ref, mo_error *err);
+    /* Create, start and wait in the foreground with the given stdio. *exit_status is the
+     * container's exit code, or 128+N when killed by signal N. */
+    int (*run)(void *self, const char *spec_json, const mo_stdio *stdio, uint32_t flags,
+               int *exit_status, mo_error *err);
+    /* Send a signal to the container's init (MO_RUNTIME_ALL: to every process). */
+    int (*kill)(void *self, const char *ref, int signal, uint32_t flags, mo_error *err);
+    /* SIGTERM (or the spec's stop signal), SIGKILL after timeout_seconds. */
+    int (*stop)(void *self, const char *ref, uint32_t timeout_seconds, mo_error *err);
+    /* Release everything the container holds. MO_RUNTIME_FORCE kills it first. */
+    int (*remove)(void *self, const char *ref, uint32_t flags, mo_error *err);
+    /* Inspect: state JSON (reconciled with reality first). */
+    int (*state)(void *self, const char *ref, mo_buffer *state_out, mo_error *err);
+    /* JSON array of state objects; MO_RUNTIME_ALL includes stopped containers. */
+    int (*list)(void *self, uint32_t flags, mo_buffer *list_out, mo_error *err);
+    /* Run a process in a running container. process_json: {args, env, cwd, user,
+     * terminal}. Blocks until it exits; *exit_status as for run. */
+    int (*exec)(void *self, const char *ref, const char *process_json, const mo_stdio *stdio,
+                int *exit_status, mo_error *err);
+    /* Connect stdio to a running container's console/output until it exits or detaches. */
+    int (*attach)(void *self, const char *ref, const mo_stdio *stdio, mo_error *err);
+    /* JSON array of {pid, ppid, user, state, command} for the container's processes. */
+    int (*top)(void *self, const char *ref, mo_buffer *out, mo_error *err);
+    /* Freeze / thaw every process (needs the cgroup service). */
+    int (*pause)(void *self, const char *ref, mo_error *err);
+    int (*resume)(void *self, const char *ref, mo_error *err);
+    /* Change resources of a running container; resources_json as spec.resources. */
+    int (*update)(void *self, const char *ref, const char *resources_json, mo_error *err);
+    /* Wait until the container stops; *exit_status as for run. */
+    int (*wait)(void *self, const char *ref, int *exit_status, mo_error *err);
+    /* Release what interrupted commands left behind; report JSON {released: [...]}. */
+    int (*gc)(void *self, mo_buffer *report_out, mo_error *err);
+} mo_runtime_service;
+
+/*
+ * Cgroup service (ABI 1.0, declared; provided by plugins/cgroup). `path` is relative to
+ * the mobileops cgroup parent, e.g. "mobileops/<id>".
+ */
+typedef struct mo_cgroup_service {
+    uint32_t size;
+    void *self;
+    /* Create the cgroup and apply resources_json (spec.resources); idempotent. */
+    int (*create)(void *self, const char *path, const char *resources_json, mo_error *err);
+    /* Move pid into the cgroup on every hierarchy. */
+    int (*attach)(void *self, const char *path, int pid, mo_error *err);
+    int (*update)(void *self, const char *path, const char *resources_json, mo_error *err);
+    /* JSON {cpu, memory, pids, io} usage. */
+    int (*stats)(void *self, const char *path, mo_buffer *out, mo_error *err);
+    int (*freeze)(void *self, const char *path, mo_error *err);
+    int (*thaw)(void *self, const char *path, mo_error *err);
+    /* Signal every process in the cgroup (SIGKILL kills them all, frozen or not). */
+    int (*kill)(void *self, const char *path, int signal, mo_error *err);
+    /* JSON array of pids. */
+    int (*pids)(void *self, const char *path, mo_buffer *out, mo_error *err);
+    /* Remove the cgroup; fails with MO_E_STATE while processes remain. */
+    int (*destroy)(void *self, const char *path, mo_error *err);
+} mo_cgroup_service;
+
+/* Network service (ABI 1.0, declared; provided by plugins/bridge). */
+typedef struct mo_network_service {
+    uint32_t size;
+    void *self;
+    /* Attach the network namespace of pid to the networks in config_json; writes the
+     * attachment JSON (interfaces, addresses, ports) to out. */
+    int (*attach)(void *self, const char *container_id, int pid, const char *config_json,
+                  mo_buffer *out, mo_error *err);
+    int (*detach)(void *self, const char *container_id, mo_error *err);
+} mo_network_service;
+
+/* Storage service (ABI 1.0, declared; provided by plugins/storage). */
+typedef struct mo_storage_service {
+    uint32_t size;
+    void *self;
+    /* Prepare a root filesystem for a container from an image reference; writes
+     * {path, mounts} JSON to out. */
+    int (*prepare_rootfs)(void *self, const char *container_id, const char *image_ref,
+                          const char *options_json, mo_buffer *out, mo_error *err);
+    int (*release_rootfs)(void *self, const char *container_id, mo_error *err);
+    /* Resolve volumes in spec.volumes form to host mounts JSON. */
+    int (*prepare_volumes)(void *self, const char *container_id, const char *volumes_json,
+                           mo_buffer *out, mo_error *err);
+    int (*release_volumes)(void *self, const char *container_id, mo_error *err);
+} mo_storage_service;
+
+/* Integrity service (ABI 1.0, declared; provided by plugins/integrity). */
+typedef struct mo_integrity_service {
+    uint32_t size;
+    void *self;
+    /* Verify a path, image or container against its manifest; report JSON to out.
+     * Returns 0 when clean, MO_E_STATE when drift was found. */
+    int (*verify)(void *self, const char *target, const char *options_json, mo_buffer *out,
+                  mo_error *err);
+    int (*record)(void *self, const char *target, const char *path, mo_buffer *out, mo_error *err);
+} mo_integrity_service;
+
+/* Log service (ABI 1.0, declared; provided by plugins/logcollector). */
+typedef struct mo_log_service {
+    uint32_t size;
+    void *self;
+    /* Store `len` bytes written by a container on stream ("stdout"/"stderr") at
+     * timestamp_ns. Blocks (back-pressure) rather than dropping. */
+    int (*append)(void *self, const char *container_id, const char *stream, int64_t timestamp_ns,
+                  const char *data, size_t len, mo_error *err);
+    /* Query JSON {container, since, until, tail, stream, pattern} -> JSON array. */
+    int (*query)(void *self, const char *query_json, mo_buffer *out, mo_error *err);
+} mo_log_service;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOBILEOPS_SERVICES_H */

@@ -1,0 +1,223 @@
+#include "Dispatcher.h"
+
+#include "mobileops/core/Cli.h"
+#include "mobileops/core/Config.h"
+#include "mobileops/core/Error.h"
+#include "mobileops/core/Log.h"
+#include "mobileops/core/Lua.h"
+#include "mobileops/core/PluginManager.h"
+#include "mobileops/core/Store.h"
+
+#include <lua.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <dirent.h>
+#include <map>
+#include <memory>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mobileops {
+
+using namespace mobileops::core;
+
+namespace {
+
+struct Script {
+    std::string name, path;
+};
+
+// Workflows on the script path; later directories win, with a warning when a user's
+// script shadows a built-in one.
+std::map<std::string, Script> findScripts(const Config &config, bool warn,
+                                          const std::string &only = {}) {
+    std::map<std::string, Script> out;
+    for (const std::string &dir : config.paths().scriptDirs) {
+        std::vector<std::string> names;
+        if (!only.empty()) {
+            struct stat st {};
+            if (::stat((dir + "/" + only + ".lua").c_str(), &st) == 0 && S_ISREG(st.st_mode))
+                names.push_back(only + ".lua");
+        } else if (DIR *d = ::opendir(dir.c_str())) {
+            while (dirent *e = ::readdir(d)) {
+                std::string n = e->d_name;
+                if (n.size() > 4 && n.compare(n.size() - 4, 4, ".lua") == 0 && n[0] != '.')
+                    names.push_back(n);
+            }
+            ::closedir(d);
+        }
+        for (const std::string &n : names) {
+            std::string name = n.substr(0, n.size() - 4);
+            auto it = out.find(name);
+            if (it != out.end() && warn &&
+                it->second.path.rfind(config.paths().builtinScriptDir, 0) == 0)
+                log::warning("workflow " + quote(name) + " from " + quote(dir + "/" + n) +
+                             " shadows the built-in one");
+            out[name] = {name, dir + "/" + n};
+        }
+    }
+    return out;
+}
+
+std::string generalHelp(LuaEngine &lua, const Config &config) {
+    lua_State *L = lua.state();
+    std::string out = "Usage: mobileops [--json] [--debug] WORKFLOW VERB [ARGS...]\n\n"
+                      "mobileops runs applications in isolated virtual roots: containers and "
+                      "micro-VMs.\n\nWorkflows:\n";
+    std::vector<std::pair<std::string, std::string>> rows;
+    for (auto &[name, script] : findScripts(config, false)) {
+        std::string summary;
+        try {
+            lua.loadWorkflow(script.path, name);
+            summary = cli::tableString(L, lua_gettop(L), "summary");
+            lua_pop(L, 1);
+        } catch (const Error &e) {
+            summary = std::string("(broken: ") + e.what() + ")";
+        }
+        rows.emplace_back(name, summary);
+    }
+    size_t w = 0;
+    for (auto &r : rows) w = std::max(w, r.first.size());
+    for (auto &r : rows)
+        out += "  " + r.first + std::string(w - r.first.size() + 2, ' ') + r.second + "\n";
+    out += "\nGlobal options:\n"
+           "  --json     machine-readable output\n"
+           "  --debug    verbose diagnostics; errors name the script and line\n"
+           "  --version  version and built-in features\n"
+           "\nRun `mobileops WORKFLOW --help` for its verbs.\n";
+    return out;
+}
+
+int runVerb(LuaEngine &lua, const std::string &wfName, const std::vector<std::string> &argv,
+            GlobalFlags &flags) {
+    lua_State *L = lua.state();
+    int wf = lua_gettop(L);
+    std::string verb;
+    size_t next = 1;
+    if (argv.size() > 1 && argv[1] != "--help" && argv[1] != "-h" &&
+        !(argv[1].size() > 1 && argv[1][0] == '-')) {
+        verb = argv[1];
+        next = 2;
+    } else if (argv.size() > 1 && (argv[1] == "--help" || argv[1] == "-h")) {
+        std::fputs(cli::workflowHelp(L, wf).c_str(), stdout);
+        return 0;
+    } else {
+        verb = cli::tableString(L, wf, "default");
+        if (verb.empty()) {
+            std::fputs(cli::workflowHelp(L, wf).c_str(), stderr);
+            return 2;
+        }
+    }
+    lua_getfield(L, wf, "verbs");
+    lua_getfield(L, -1, verb.c_str());
+    if (!lua_istable(L, -1))
+        throw cli::UsageError("unknown verb " + quote(verb) + " for workflow " + quote(wfName) +
+                              "; see `mobileops " + wfName + " --help`");
+    int verbIdx = lua_gettop(L);
+    const std::string command = wfName + " " + verb;
+    std::vector<std::string> rest(argv.begin() + static_cast<long>(next), argv.end());
+    bool json = flags.json, debug = flags.debug;
+    if (!cli::parseVerbArgs(L, verbIdx, command, rest, json, debug)) {
+        std::fputs(cli::verbHelp(L, verbIdx, command).c_str(), stdout);
+        return 0;
+    }
+    if (json != flags.json || debug != flags.debug) {
+        // Flags given after the verb: update what the module and the logger see.
+        flags.json = json;
+        flags.debug = debug;
+        lua.session().json = json;
+        lua.session().debug = debug;
+        if (debug) log::setLevel(log::Level::Debug);
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "loaded");
+        lua_getfield(L, -1, "mobileops");
+        if (lua_istable(L, -1)) {
+            lua_pushboolean(L, json);
+            lua_setfield(L, -2, "json");
+            lua_pushboolean(L, debug);
+            lua_setfield(L, -2, "debug");
+        }
+        lua_pop(L, 3);
+    }
+    // Stack: ... verbs verb opts args
+    int argsIdx = lua_gettop(L);
+    lua_getfield(L, verbIdx, "run");
+    lua_pushvalue(L, argsIdx - 1);
+    lua_pushvalue(L, argsIdx);
+    int rc = lua_pcall(L, 2, 1, 0);
+    if (rc != 0) {
+        std::string message = lua.popErrorMessage(debug);
+        throw Error(MO_E_INVALID, message);
+    }
+    int status = 0;
+    if (lua_isnumber(L, -1))
+        status = static_cast<int>(lua_tointeger(L, -1));
+    else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+        status = 1;
+    lua_pop(L, 1);
+    return status;
+}
+
+} // namespace
+
+int dispatch(const std::vector<std::string> &argv, GlobalFlags flags) {
+    if (flags.debug) log::setLevel(log::Level::Debug);
+    int status = 1;
+    try {
+        Config config = Config::load();
+        std::unique_ptr<Store> store;
+        PluginManager plugins(config, [&]() -> Store & {
+            if (!store) {
+                ::mkdir(config.paths().rootDir.c_str(), 0700);
+                store = Store::open(config.paths().rootDir + "/mobileops.db");
+            }
+            return *store;
+        });
+        LuaEngine lua(Session{&config, &plugins, flags.json, flags.debug});
+        const std::string &first = argv[0];
+        if (first == "help") {
+            if (argv.size() > 1) {
+                auto scripts = findScripts(config, true, argv[1]);
+                auto it = scripts.find(argv[1]);
+                if (it == scripts.end())
+                    throw cli::UsageError("unknown workflow " + quote(argv[1]) +
+                                          "; see `mobileops help`");
+                lua.loadWorkflow(it->second.path, it->first);
+                std::fputs(cli::workflowHelp(lua.state(), lua_gettop(lua.state())).c_str(), stdout);
+            } else {
+                std::fputs(generalHelp(lua, config).c_str(), stdout);
+            }
+            status = 0;
+        } else {
+            auto scripts = findScripts(config, true, first);
+            auto it = scripts.find(first);
+            if (it == scripts.end())
+                throw cli::UsageError("unknown workflow " + quote(first) +
+                                      "; see `mobileops help`");
+            lua.loadWorkflow(it->second.path, it->first);
+            status = runVerb(lua, first, argv, flags);
+        }
+        std::fflush(stdout);
+        if (flags.debug && !plugins.loadOrder().empty()) {
+            std::string loaded;
+            for (auto &n : plugins.loadOrder()) loaded += " " + n;
+            log::debug("plugins loaded:" + loaded);
+        }
+    } catch (const cli::UsageError &e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "mobileops: %s\n", e.what());
+        return 2;
+    } catch (const Error &e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "mobileops: %s\n", e.what());
+        return 1;
+    } catch (const std::exception &e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "mobileops: internal error: %s\n", e.what());
+        return 1;
+    }
+    return status;
+}
+
+} // namespace mobileops
