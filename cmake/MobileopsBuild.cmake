@@ -18,6 +18,8 @@ endif()
 # exec of the dispatcher, the static link ~0.3 ms.
 find_library(LUAJIT_STATIC_LIB NAMES libluajit-5.1.a HINTS ${LUAJIT_LIBRARY_DIRS})
 find_library(SQLITE3_STATIC_LIB NAMES libsqlite3.a)
+find_library(YAMLCPP_STATIC_LIB NAMES libyaml-cpp.a)
+add_library(mobileops_yaml INTERFACE)
 add_library(mobileops_luajit INTERFACE)
 target_include_directories(mobileops_luajit INTERFACE ${LUAJIT_INCLUDE_DIRS})
 add_library(mobileops_sqlite INTERFACE)
@@ -25,11 +27,20 @@ if(MOBILEOPS_STATIC_RUNTIME AND LUAJIT_STATIC_LIB AND SQLITE3_STATIC_LIB AND NOT
   target_link_libraries(mobileops_luajit INTERFACE ${LUAJIT_STATIC_LIB} ${CMAKE_DL_LIBS} m)
   target_link_libraries(mobileops_sqlite INTERFACE ${SQLITE3_STATIC_LIB} ${CMAKE_DL_LIBS} m
                                                    Threads::Threads)
-  set(MOBILEOPS_STATIC_LINK_OPTIONS -static-libstdc++ -static-libgcc)
+  # Not -static-libgcc: a second copy of the unwinder aborts when an exception thrown
+  # by a plugin (built against the system libgcc_s) crosses into the host.
+  set(MOBILEOPS_STATIC_LINK_OPTIONS -static-libstdc++)
 else()
   target_link_libraries(mobileops_luajit INTERFACE ${LUAJIT_LINK_LIBRARIES})
   target_link_libraries(mobileops_sqlite INTERFACE SQLite::SQLite3)
   set(MOBILEOPS_STATIC_LINK_OPTIONS "")
+endif()
+# yaml-cpp parses VirtualRoot spec files; static for the same start-up reason.
+if(MOBILEOPS_STATIC_RUNTIME AND YAMLCPP_STATIC_LIB AND NOT MOBILEOPS_SANITIZE)
+  target_link_libraries(mobileops_yaml INTERFACE ${YAMLCPP_STATIC_LIB})
+else()
+  find_package(yaml-cpp REQUIRED)
+  target_link_libraries(mobileops_yaml INTERFACE yaml-cpp)
 endif()
 
 # A mobileops plugin built in-tree: hidden visibility, only the entry symbol exported,

@@ -357,7 +357,13 @@ const mo_probe &PluginManager::probe(PluginRecord &plugin) {
         plugin.probe = mo_probe{};
         plugin.probe.size = sizeof plugin.probe;
         try {
-            plugin.descriptor.probe(plugin.user, &plugin.probe);
+            int rc = plugin.descriptor.probe(plugin.user, &plugin.probe);
+            if (rc < 0) {
+                plugin.probe.usable = 0;
+                if (!plugin.probe.reason[0])
+                    std::snprintf(plugin.probe.reason, sizeof plugin.probe.reason,
+                                  "probe failed with code %d", rc);
+            }
         } catch (...) {
             plugin.probe.usable = 0;
             std::snprintf(plugin.probe.reason, sizeof plugin.probe.reason,

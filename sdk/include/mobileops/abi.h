@@ -5,7 +5,8 @@
  *  - Every struct that crosses the boundary starts with `uint32_t size`, set by whoever
  *    fills it to `sizeof` the struct it was compiled with. Fields are only ever appended;
  *    a reader copies min(its size, the given size) into a zeroed struct of its own, so a
- *    field the other side does not know reads as 0 / NULL.
+ *    field the other side does not know reads as 0 / NULL. A struct larger than the
+ *    host's own from a plugin whose minor is not newer is corrupt and refused.
  *  - Functions return 0 on success and a negative value on failure: `-errno` or one of
  *    the MO_E_* codes below. Details go into the caller's mo_error, filled through
  *    mo_host_api.error_set; no heap string is ever handed across.

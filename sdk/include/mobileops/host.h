@@ -32,7 +32,7 @@ typedef int (*mo_method_fn)(void *self, const char *args_json, mo_buffer *result
 
 typedef struct mo_method {
     uint32_t size;
-    const char *name;    /* [a-z][a-z0-9_]*, unique within the plugin */
+    const char *name;    /* [a-z][a-z0-9_]*, at most 64 bytes, unique within the plugin */
     const char *summary; /* one line, shown by `mobileops plugin info` and the docs */
     const char *params;  /* free text describing the JSON argument, may be NULL */
     mo_method_fn call;

@@ -38,8 +38,9 @@ typedef struct mo_probe {
 typedef struct mo_plugin_descriptor {
     uint32_t size;      /* sizeof(mo_plugin_descriptor) at build time */
     uint32_t abi_major; /* MO_ABI_MAJOR at build time */
-    uint32_t abi_minor; /* the lowest minor whose host functions the plugin uses; the
-                         * host refuses a plugin whose abi_minor exceeds its own */
+    uint32_t abi_minor; /* MO_ABI_MINOR of the headers it was built with (or lower, when
+                         * it only uses older functions); the host refuses a plugin whose
+                         * abi_minor exceeds its own */
     const char *name;   /* [a-z][a-z0-9_-]*, at most 64 bytes, unique among plugins */
     const char *version;
     const char *description;

@@ -22,14 +22,15 @@
 extern "C" {
 #endif
 
-/* Service kinds. Append only. */
+/* Service kinds. Append only. The name in parentheses is the kind's name in a
+ * descriptor's `provides` entries ("runtime:namespace") and in messages. */
 typedef enum mo_service_kind {
-    MO_SERVICE_RUNTIME = 1,   /* container lifecycle (nsruntime, krun) */
-    MO_SERVICE_CGROUP = 2,    /* resource control (cgroup) */
-    MO_SERVICE_NETWORK = 3,   /* container networking (bridge) */
-    MO_SERVICE_STORAGE = 4,   /* images, root filesystems, volumes (storage) */
-    MO_SERVICE_INTEGRITY = 5, /* manifests and verification (integrity) */
-    MO_SERVICE_LOG = 6        /* output capture and search (logcollector) */
+    MO_SERVICE_RUNTIME = 1,   /* ("runtime") container lifecycle: nsruntime, krun */
+    MO_SERVICE_CGROUP = 2,    /* ("cgroup") resource control: cgroup */
+    MO_SERVICE_NETWORK = 3,   /* ("network") container networking: bridge */
+    MO_SERVICE_STORAGE = 4,   /* ("storage") images, root filesystems, volumes: storage */
+    MO_SERVICE_INTEGRITY = 5, /* ("integrity") manifests and verification: integrity */
+    MO_SERVICE_LOG = 6        /* ("log") output capture and search: logcollector */
 } mo_service_kind;
 
 #define MO_SERVICE_KIND_COUNT 6

@@ -1,0 +1,205 @@
+// The last step before a runtime spec goes to the runtime service: defaults, and the checks
+// that need the host (the rootfs and the bind mount sources exist).
+#include "mobileops/core/Spec.h"
+
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstdlib>
+
+namespace mobileops::core::spec {
+
+using json = nlohmann::json;
+
+namespace {
+
+Error invalid(const std::string &message) { return Error(MO_E_INVALID, message); }
+
+json &objectAt(json &parent, const char *key, const char *path) {
+    json &value = parent[key];
+    if (value.is_null()) value = json::object();
+    if (!value.is_object()) throw invalid(std::string(path) + ": expected an object");
+    return value;
+}
+
+json &arrayAt(json &parent, const char *key, const char *path) {
+    json &value = parent[key];
+    if (value.is_null()) value = json::array();
+    if (!value.is_array()) throw invalid(std::string(path) + ": expected a list");
+    return value;
+}
+
+template <typename T> void byDefault(json &parent, const char *key, T value) {
+    if (!parent.contains(key) || parent[key].is_null()) parent[key] = value;
+}
+
+std::string stringAt(const json &parent, const char *key, const char *path) {
+    const json &value = parent[key];
+    if (!value.is_string()) throw invalid(std::string(path) + ": expected a string");
+    return value.get<std::string>();
+}
+
+// The canonical path of an existing directory (or any file when `directory` is false).
+std::string canonical(const std::string &path, const std::string &what, bool directory) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) < 0) throw systemError(what + " " + quote(path));
+    if (directory && !S_ISDIR(st.st_mode)) throw invalid(what + " " + quote(path) + " is not a directory");
+    char resolved[PATH_MAX];
+    if (!::realpath(path.c_str(), resolved)) throw systemError(what + " " + quote(path));
+    return resolved;
+}
+
+void checkRootfs(json &spec) {
+    const json *rootfs = spec.contains("rootfs") ? &spec["rootfs"] : nullptr;
+    if (!rootfs || rootfs->is_null() || (rootfs->is_string() && rootfs->get<std::string>().empty())) {
+        if (spec.contains("image") && spec["image"].is_string())
+            throw invalid("image " + quote(spec["image"].get<std::string>()) +
+                          ": the image store is not available yet; give a rootfs directory "
+                          "(spec.rootfs or ROOTFS)");
+        throw invalid("no rootfs given: give a rootfs directory (spec.rootfs or ROOTFS)");
+    }
+    spec["rootfs"] = canonical(stringAt(spec, "rootfs", "rootfs"), "rootfs", true);
+}
+
+bool numeric(const std::string &s) {
+    return !s.empty() && s.size() <= 10 &&
+           s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// With a user namespace, the ids the process runs as must be mapped inside it.
+void checkMapped(const json &userns, const json &user) {
+    auto mapped = [](const json &mappings, std::uint64_t id) {
+        for (const auto &m : mappings) {
+            std::uint64_t first = m.value("containerID", 0ull), size = m.value("size", 0ull);
+            if (id >= first && id < first + size) return true;
+        }
+        return false;
+    };
+    auto check = [&](const char *kind, const char *list, std::optional<std::uint64_t> id) {
+        if (!id) return;
+        const json &mappings = userns.contains(list) ? userns[list] : userns["uidMappings"];
+        if (!mappings.is_array()) throw invalid(std::string("userns.") + list + ": expected a list");
+        if (!mapped(mappings, *id))
+            throw invalid(std::string(kind) + " " + quote(std::to_string(*id)) +
+                          " is not mapped in the user namespace (userns." + list + ")");
+    };
+    std::optional<std::uint64_t> uid, gid;
+    auto id = [&](const char *key, std::optional<std::uint64_t> &out) {
+        if (user.contains(key) && user[key].is_number_integer() && user[key].get<std::int64_t>() >= 0)
+            out = user[key].get<std::uint64_t>();
+    };
+    id("uid", uid);
+    id("gid", gid);
+    if (user.contains("name") && user["name"].is_string()) {
+        std::string name = user["name"].get<std::string>();
+        std::string u = name.substr(0, name.find(':'));
+        std::string g = name.find(':') == std::string::npos ? "" : name.substr(name.find(':') + 1);
+        if (numeric(u)) uid = std::stoull(u);
+        if (numeric(g)) gid = std::stoull(g);
+    }
+    check("uid", "uidMappings", uid);
+    check("gid", "gidMappings", gid);
+}
+
+void finalizeProcess(json &spec) {
+    json &process = objectAt(spec, "process", "process");
+    json &args = arrayAt(process, "args", "process.args");
+    if (args.empty()) throw invalid("no command given and the image has none");
+    for (const auto &arg : args)
+        if (!arg.is_string()) throw invalid("process.args: expected a list of strings");
+    if (args[0].get<std::string>().empty()) throw invalid("invalid command: the program name is empty");
+
+    json &env = arrayAt(process, "env", "process.env");
+    bool hasPath = false;
+    for (const auto &entry : env) {
+        if (!entry.is_string() || entry.get<std::string>().find('=') == std::string::npos)
+            throw invalid("process.env: " + quote(entry.dump()) + " is not NAME=VALUE");
+        hasPath = hasPath || entry.get<std::string>().rfind("PATH=", 0) == 0;
+    }
+    if (!hasPath) env.insert(env.begin(), std::string("PATH=") + kDefaultPath);
+
+    byDefault(process, "cwd", "/");
+    std::string cwd = stringAt(process, "cwd", "process.cwd");
+    if (cwd.empty() || cwd[0] != '/')
+        throw invalid("process.cwd: " + quote(cwd) + " is not an absolute path");
+
+    json &user = objectAt(process, "user", "process.user");
+    if (!user.contains("uid") && !user.contains("name")) {
+        user["uid"] = 0;
+        byDefault(user, "gid", 0);
+    }
+    arrayAt(user, "additionalGids", "process.user.additionalGids");
+
+    byDefault(process, "terminal", false);
+    byDefault(process, "stdin", false);
+    byDefault(process, "init", false);
+    arrayAt(process, "rlimits", "process.rlimits");
+}
+
+void finalizeMounts(json &spec) {
+    for (auto &mount : arrayAt(spec, "mounts", "mounts")) {
+        if (!mount.is_object()) throw invalid("mounts: expected a list of objects");
+        std::string destination = stringAt(mount, "destination", "mounts[].destination");
+        if (destination.empty() || destination[0] != '/')
+            throw invalid("mount " + quote(destination) + ": not an absolute path");
+        if (mount.value("type", "bind") != "bind") continue;
+        std::string source = stringAt(mount, "source", "mounts[].source");
+        mount["source"] = canonical(source, "mount " + quote(destination) + ": source", false);
+    }
+}
+
+} // namespace
+
+void finalize(json &spec) {
+    if (spec.is_null()) spec = json::object();
+    if (!spec.is_object()) throw invalid("spec: expected an object");
+    try {
+        if (spec.contains("name")) {
+            std::string name = stringAt(spec, "name", "name");
+            if (!isValidName(name))
+                throw invalid("invalid container name " + quote(name) +
+                              ": expected 1 to 128 letters, digits, `_`, `.`, `-`, starting with "
+                              "a letter or digit");
+        }
+        checkRootfs(spec);
+        finalizeProcess(spec);
+
+        if (!spec.contains("hostname") && spec.contains("name"))
+            spec["hostname"] = spec["name"].get<std::string>().substr(0, 64);
+        if (spec.contains("hostname") && !isValidHostname(stringAt(spec, "hostname", "hostname")))
+            throw invalid("invalid hostname " + quote(spec["hostname"].get<std::string>()));
+        byDefault(spec, "readonly", false);
+
+        json &network = objectAt(spec, "network", "network");
+        byDefault(network, "mode", "private");
+        std::string mode = stringAt(network, "mode", "network.mode");
+        if (mode != "private" && mode != "host" && mode != "none")
+            throw invalid("network.mode: " + quote(mode) + " is not `private`, `host` or `none`");
+
+        bool userns = spec.contains("userns") && !spec["userns"].is_null();
+        if (userns) {
+            json &u = objectAt(spec, "userns", "userns");
+            if (!u.contains("uidMappings")) throw invalid("userns: no uidMappings");
+            byDefault(u, "gidMappings", u["uidMappings"]);
+            checkMapped(u, spec["process"]["user"]);
+        } else {
+            spec.erase("userns");
+        }
+        spec["namespaces"] = {{"pid", true},    {"mount", true},           {"uts", true},
+                              {"ipc", true},    {"network", mode != "host"}, {"cgroup", true},
+                              {"user", userns}};
+
+        finalizeMounts(spec);
+        objectAt(spec, "resources", "resources");
+        objectAt(spec, "security", "security");
+        objectAt(spec, "annotations", "annotations");
+        arrayAt(spec, "unapplied", "unapplied");
+        byDefault(spec, "stopSignal", 15);
+        byDefault(spec, "stopTimeout", 10);
+        byDefault(spec, "runtime", "namespace");
+    } catch (const json::exception &e) {
+        throw Error(MO_E_INVALID, std::string("invalid runtime spec: ") + e.what());
+    }
+}
+
+} // namespace mobileops::core::spec

@@ -1,0 +1,336 @@
+// CLI flags on top of a runtime spec: `container create/boot/run` options win over the
+// VirtualRoot file they may come with.
+#include "mobileops/core/Spec.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+namespace mobileops::core::spec {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char *const kNameRule = "expected 1 to 128 letters, digits, `_`, `.`, `-`, starting with a "
+                              "letter or digit";
+
+// "env_file" -> "--env-file"
+std::string flagName(const std::string &key) {
+    std::string flag = "--" + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return flag;
+}
+
+[[noreturn]] void badFlag(const std::string &key, const std::string &value,
+                          const std::string &reason) {
+    throw Error(MO_E_INVALID, "invalid " + flagName(key) + " " + quote(value) + ": " + reason);
+}
+
+[[noreturn]] void badFlag(const std::string &key, const InvalidValue &e) {
+    badFlag(key, e.value(), e.brief());
+}
+
+[[noreturn]] void badType(const std::string &key, const char *expected) {
+    throw Error(MO_E_INVALID, "invalid " + flagName(key) + ": expected " + expected);
+}
+
+class Options {
+public:
+    explicit Options(const json &opts) : _opts(opts) {}
+
+    const json *get(const char *key) const {
+        auto it = _opts.find(key);
+        return it == _opts.end() || it->is_null() ? nullptr : &*it;
+    }
+
+    std::optional<std::string> string(const char *key) const {
+        const json *v = get(key);
+        if (!v) return std::nullopt;
+        if (!v->is_string()) badType(key, "a string");
+        return v->get<std::string>();
+    }
+
+    // A repeatable flag: one string or a list of them.
+    std::vector<std::string> strings(const char *key) const {
+        std::vector<std::string> out;
+        const json *v = get(key);
+        if (!v) return out;
+        if (v->is_string()) return {v->get<std::string>()};
+        if (!v->is_array()) badType(key, "a string or a list of strings");
+        for (const auto &item : *v) {
+            if (!item.is_string()) badType(key, "a string or a list of strings");
+            out.push_back(item.get<std::string>());
+        }
+        return out;
+    }
+
+    std::optional<bool> boolean(const char *key) const {
+        const json *v = get(key);
+        if (!v) return std::nullopt;
+        if (!v->is_boolean()) badType(key, "true or false");
+        return v->get<bool>();
+    }
+
+    // A number given as a JSON number or as the flag's text.
+    std::optional<std::string> numberText(const char *key) const {
+        const json *v = get(key);
+        if (!v) return std::nullopt;
+        if (v->is_string()) return v->get<std::string>();
+        if (v->is_number()) return v->dump();
+        badType(key, "a number");
+    }
+
+private:
+    const json &_opts;
+};
+
+std::int64_t integerFlag(const char *key, const std::string &text, std::int64_t min,
+                         std::int64_t max, const std::string &expected) {
+    bool negative = !text.empty() && text[0] == '-';
+    std::string digits = negative ? text.substr(1) : text;
+    if (digits.empty() || digits.size() > 18 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        badFlag(key, text, expected);
+    std::int64_t n = std::stoll(text);
+    if (n < min || n > max) badFlag(key, text, expected);
+    return n;
+}
+
+// Lexically normal, without a trailing slash.
+std::string normal(const std::filesystem::path &path) {
+    std::string s = path.lexically_normal().string();
+    if (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+}
+
+json &process(json &spec) {
+    json &p = spec["process"];
+    if (!p.is_object()) p = json::object();
+    return p;
+}
+
+// A limit flag replaces what the spec file said and is reported under the flag's name
+// until the cgroup service applies it.
+void setLimit(json &spec, const char *key, const std::string &text, const char *field,
+              json value) {
+    removeUnapplied(spec, std::string("spec.resources.limits.") + field);
+    removeUnapplied(spec, flagName(key));
+    json &resources = spec["resources"];
+    if (!resources.is_object()) resources = json::object();
+    if (value.is_null()) {
+        if (resources.contains("limits") && resources["limits"].is_object())
+            resources["limits"].erase(field);
+        return;
+    }
+    auto requests = resources.find("requests");
+    if (requests != resources.end() && requests->is_object() && requests->contains(field) &&
+        (*requests)[field].get<std::int64_t>() > value.get<std::int64_t>())
+        badFlag(key, text, std::string("below the request spec.resources.requests.") + field +
+                               " (" + (*requests)[field].dump() + ")");
+    json &limits = resources["limits"];
+    if (!limits.is_object()) limits = json::object();
+    limits[field] = value;
+    addUnapplied(spec, flagName(key));
+}
+
+void applyNetwork(json &spec, const std::string &mode) {
+    json &network = spec["network"];
+    if (!network.is_object()) network = json::object();
+    removeUnapplied(spec, "spec.networking.mode");
+    removeUnapplied(spec, "--network");
+    network.erase("attach");
+    if (mode == "host" || mode == "none" || mode == "private") {
+        network["mode"] = mode;
+    } else if (isValidName(mode) && mode.size() <= 64) {
+        network["mode"] = "private";
+        network["attach"] = mode;
+        addUnapplied(spec, "--network=" + mode);
+    } else {
+        badFlag("network", mode, "expected host, none, private, bridge or a network name");
+    }
+}
+
+void applyUser(json &spec, const std::string &text) {
+    json user;
+    try {
+        user = parseUser(text);
+    } catch (const InvalidValue &e) {
+        badFlag("user", e);
+    }
+    json &current = process(spec)["user"];
+    for (const char *keep : {"additionalGids", "additionalGroups"})
+        if (current.is_object() && current.contains(keep)) user[keep] = current[keep];
+    current = user;
+}
+
+void addGroup(json &spec, const std::string &group) {
+    json &user = process(spec)["user"];
+    if (!user.is_object()) user = {{"uid", 0}, {"gid", 0}};
+    bool numeric = !group.empty() && std::all_of(group.begin(), group.end(),
+                                                 [](char c) { return c >= '0' && c <= '9'; });
+    json entry;
+    const char *list = "additionalGids";
+    if (numeric) {
+        try {
+            entry = parseId(group);
+        } catch (const InvalidValue &e) {
+            badFlag("group_add", e);
+        }
+    } else if (isValidUserName(group)) {
+        entry = group;
+        list = "additionalGroups";
+    } else {
+        badFlag("group_add", group, "expected a GID or a group name");
+    }
+    json &entries = user[list];
+    if (!entries.is_array()) entries = json::array();
+    if (std::find(entries.begin(), entries.end(), entry) == entries.end()) entries.push_back(entry);
+}
+
+void addRlimit(json &spec, const std::string &text) {
+    Rlimit limit;
+    try {
+        limit = parseUlimit(text);
+    } catch (const InvalidValue &e) {
+        badFlag("ulimit", e);
+    }
+    json &rlimits = process(spec)["rlimits"];
+    if (!rlimits.is_array()) rlimits = json::array();
+    for (auto &entry : rlimits) {
+        if (entry.is_object() && entry.value("type", "") == limit.type) {
+            entry = toJson(limit);
+            return;
+        }
+    }
+    rlimits.push_back(toJson(limit));
+}
+
+void applyAll(json &spec, const Options &o) {
+    if (auto name = o.string("name")) {
+        if (!isValidName(*name)) badFlag("name", *name, kNameRule);
+        spec["name"] = *name;
+    }
+    if (auto hostname = o.string("hostname")) {
+        if (!isValidHostname(*hostname))
+            badFlag("hostname", *hostname, "expected 1 to 64 letters, digits, `-`, `_`, `.`");
+        spec["hostname"] = *hostname;
+    }
+    if (auto rootfs = o.string("rootfs")) {
+        if (rootfs->empty()) badType("rootfs", "a directory");
+        spec["rootfs"] = normal(std::filesystem::absolute(*rootfs));
+    }
+    if (const json *command = o.get("command")) {
+        auto args = o.strings("command");
+        if (!command->is_array()) badType("command", "a list of strings");
+        if (!args.empty()) process(spec)["args"] = args;
+    }
+
+    // docker's order: env files first, then --env
+    for (const auto &file : o.strings("env_file")) {
+        std::vector<std::string> entries;
+        try {
+            entries = readEnvFile(file);
+        } catch (const Error &e) {
+            throw Error(MO_E_INVALID, std::string("invalid --env-file ") + e.what());
+        }
+        for (const auto &entry : entries) {
+            auto eq = entry.find('=');
+            setEnv(spec, entry.substr(0, eq), entry.substr(eq + 1));
+        }
+    }
+    for (const auto &text : o.strings("env")) {
+        std::pair<std::string, std::optional<std::string>> env;
+        try {
+            env = parseEnv(text);
+        } catch (const InvalidValue &e) {
+            badFlag("env", e);
+        }
+        if (env.second) {
+            setEnv(spec, env.first, *env.second);
+        } else if (const char *value = std::getenv(env.first.c_str())) {
+            setEnv(spec, env.first, value);
+        }
+    }
+
+    if (auto workdir = o.string("workdir")) {
+        if (workdir->empty() || (*workdir)[0] != '/')
+            badFlag("workdir", *workdir, "not an absolute path");
+        process(spec)["cwd"] = normal(*workdir);
+    }
+    if (auto user = o.string("user")) applyUser(spec, *user);
+    for (const auto &group : o.strings("group_add")) addGroup(spec, group);
+    if (auto readOnly = o.boolean("read_only")) spec["readonly"] = *readOnly;
+    if (auto network = o.string("network")) applyNetwork(spec, *network);
+    if (auto init = o.boolean("init")) process(spec)["init"] = *init;
+    for (const auto &limit : o.strings("ulimit")) addRlimit(spec, limit);
+    if (auto userns = o.string("userns")) {
+        if (*userns == "host") {
+            spec.erase("userns");
+        } else {
+            try {
+                spec["userns"] = parseUserns(*userns);
+            } catch (const InvalidValue &e) {
+                badFlag("userns", e);
+            }
+        }
+    }
+    if (auto interactive = o.boolean("interactive")) process(spec)["stdin"] = *interactive;
+    if (auto tty = o.boolean("tty")) process(spec)["terminal"] = *tty;
+
+    if (auto memory = o.numberText("memory")) {
+        std::uint64_t bytes = 0;
+        try {
+            bytes = parseQuantity(*memory);
+        } catch (const InvalidValue &e) {
+            badFlag("memory", e);
+        }
+        if (bytes < kMinMemory) badFlag("memory", *memory, "below the minimum `4Mi`");
+        if (bytes > kMaxMemory) badFlag("memory", *memory, "above the maximum `1Pi`");
+        setLimit(spec, "memory", *memory, "memory", bytes);
+    }
+    if (auto cpus = o.numberText("cpus")) {
+        std::int64_t millis = 0;
+        try {
+            millis = parseCpu(*cpus);
+        } catch (const InvalidValue &e) {
+            badFlag("cpus", e);
+        }
+        if (millis < 1) badFlag("cpus", *cpus, "below the minimum `1m`");
+        if (millis > kMaxMillicores)
+            badFlag("cpus", *cpus, "above the maximum " + std::to_string(kMaxMillicores / 1000));
+        setLimit(spec, "cpus", *cpus, "cpu", millis);
+    }
+    if (auto pids = o.numberText("pids_limit")) {
+        std::int64_t n = integerFlag("pids_limit", *pids, -1, kMaxPids,
+                                     "expected 1 to 4194304, or -1 for no limit");
+        if (n == 0) badFlag("pids_limit", *pids, "expected 1 to 4194304, or -1 for no limit");
+        setLimit(spec, "pids_limit", *pids, "pids", n < 0 ? json() : json(n));
+    }
+    if (auto timeout = o.numberText("stop_timeout"))
+        spec["stopTimeout"] = integerFlag("stop_timeout", *timeout, 0, kMaxStopTimeout,
+                                          "expected seconds from 0 to 86400");
+    if (auto runtime = o.string("runtime")) {
+        if (!isValidName(*runtime) || runtime->size() > 64)
+            badFlag("runtime", *runtime, "expected a runtime name such as `namespace` or `krun`");
+        spec["runtime"] = *runtime;
+    }
+}
+
+} // namespace
+
+void applyOptions(json &spec, const json &opts) {
+    if (spec.is_null()) spec = json::object();
+    if (!spec.is_object()) throw Error(MO_E_INVALID, "spec: expected an object");
+    if (opts.is_null()) return;
+    if (!opts.is_object()) throw Error(MO_E_INVALID, "options: expected an object");
+    try {
+        applyAll(spec, Options(opts));
+    } catch (const Error &) {
+        throw;
+    } catch (const std::exception &e) {
+        throw Error(MO_E_INTERNAL, std::string("applying options failed: ") + e.what());
+    }
+}
+
+} // namespace mobileops::core::spec

@@ -1,0 +1,276 @@
+// CLI flags on top of a runtime spec.
+#include "mobileops/core/Spec.h"
+
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace mobileops::core;
+using namespace mobileops::core::spec;
+using nlohmann::json;
+
+namespace {
+
+template <typename Fn> std::string errorOf(Fn fn, int code = MO_E_INVALID) {
+    try {
+        fn();
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), code) << e.what();
+        return e.what();
+    }
+    ADD_FAILURE() << "no error thrown";
+    return {};
+}
+
+json applied(const std::string &opts, json spec = json::object()) {
+    applyOptions(spec, json::parse(opts));
+    return spec;
+}
+
+std::string optionError(const std::string &opts, json spec = json::object()) {
+    return errorOf([&] { applyOptions(spec, json::parse(opts)); });
+}
+
+TEST(SpecOptionsTest, EveryFlagOnAnEmptySpec) {
+    ::setenv("MO_SPEC_OPT_CALLER", "from caller", 1);
+    json s = applied(R"({
+        "name": "web", "hostname": "web-host", "rootfs": "/srv/rootfs/",
+        "command": ["/bin/sh", "-c", "echo hi"],
+        "env": ["A=1", "MO_SPEC_OPT_CALLER", "MO_SPEC_OPT_UNSET_VARIABLE"],
+        "workdir": "/app/", "user": "1000:1000", "group_add": ["10", "audio"],
+        "read_only": true, "network": "none", "init": true,
+        "ulimit": ["nofile=1024:2048", "core=-1"], "userns": "100000:65536",
+        "interactive": true, "tty": true, "memory": "512Mi", "cpus": "1.5", "pids_limit": 100,
+        "stop_timeout": 30, "runtime": "namespace"})");
+    EXPECT_EQ(s, json::parse(R"({
+        "name": "web", "hostname": "web-host", "rootfs": "/srv/rootfs", "readonly": true,
+        "process": {
+            "args": ["/bin/sh", "-c", "echo hi"],
+            "env": ["A=1", "MO_SPEC_OPT_CALLER=from caller"],
+            "cwd": "/app",
+            "user": {"uid": 1000, "gid": 1000, "additionalGids": [10], "additionalGroups": ["audio"]},
+            "init": true,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+                        {"type": "RLIMIT_CORE", "soft": -1, "hard": -1}],
+            "stdin": true, "terminal": true
+        },
+        "network": {"mode": "none"},
+        "userns": {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                   "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]},
+        "resources": {"limits": {"memory": 536870912, "cpu": 1500, "pids": 100}},
+        "unapplied": ["--memory", "--cpus", "--pids-limit"],
+        "stopTimeout": 30, "runtime": "namespace"})"));
+}
+
+TEST(SpecOptionsTest, NothingToApply) {
+    json s = applied("{}");
+    EXPECT_EQ(s, json::object());
+    json spec = json(nullptr);
+    applyOptions(spec, json(nullptr));
+    EXPECT_EQ(spec, json::object());
+    // keys that are not spec flags (--rm, --json, -f) belong to the dispatcher
+    EXPECT_EQ(applied(R"({"rm": true, "json": true, "file": "x.yaml", "name": null})"), json::object());
+}
+
+TEST(SpecOptionsTest, RelativeRootfsIsMadeAbsolute) {
+    EXPECT_EQ(applied(R"({"rootfs": "rootfs/../rootfs"})")["rootfs"],
+              std::filesystem::current_path().string() + "/rootfs");
+}
+
+TEST(SpecOptionsTest, FlagsWinOverTheSpecFile) {
+    json spec = parseVirtualRoot(R"(apiVersion: v1
+kind: VirtualRoot
+metadata: { name: from-file }
+spec:
+  hostname: file-host
+  command: [/bin/server]
+  args: [--flag]
+  environment: [{ name: A, value: file }, { name: B, value: file }]
+  security: { runAsUser: 5, runAsGroup: 5, supplementalGroups: [7], readOnlyRootFilesystem: true }
+  networking: { mode: bridge }
+  resources: { limits: { memory: 1Gi, cpu: 2 }, requests: { memory: 256Mi } }
+  ulimits: [{ name: nofile, soft: 10 }]
+  stopTimeout: 5
+)",
+                                 "t.yaml");
+    applyOptions(spec, json::parse(R"({
+        "name": "from-flag", "hostname": "flag-host", "command": ["/bin/sh"],
+        "env": ["A=flag"], "user": "www", "read_only": false, "network": "host",
+        "ulimit": ["nofile=20:30"], "memory": "512Mi", "stop_timeout": 1})"));
+    EXPECT_EQ(spec["name"], "from-flag");
+    EXPECT_EQ(spec["hostname"], "flag-host");
+    EXPECT_EQ(spec["process"]["args"], json::parse(R"(["/bin/sh"])"));
+    EXPECT_EQ(spec["process"]["env"], json::parse(R"(["A=flag", "B=file"])"));
+    // --user replaces who the process runs as and keeps the extra groups
+    EXPECT_EQ(spec["process"]["user"], json::parse(R"({"name": "www", "additionalGids": [7]})"));
+    EXPECT_EQ(spec["readonly"], false);
+    EXPECT_EQ(spec["network"], json::parse(R"({"mode": "host"})"));
+    EXPECT_EQ(spec["process"]["rlimits"],
+              json::parse(R"([{"type": "RLIMIT_NOFILE", "soft": 20, "hard": 30}])"));
+    EXPECT_EQ(spec["resources"]["limits"], json::parse(R"({"memory": 536870912, "cpu": 2000})"));
+    EXPECT_EQ(spec["stopTimeout"], 1);
+    // the file's memory limit and bridge mode gave way to the flags
+    EXPECT_EQ(spec["unapplied"], json::parse(R"(["spec.resources.limits.cpu",
+        "spec.resources.requests.memory", "--memory"])"));
+}
+
+TEST(SpecOptionsTest, NetworkModes) {
+    EXPECT_EQ(applied(R"({"network": "private"})")["network"], json::parse(R"({"mode": "private"})"));
+    json s = applied(R"({"network": "bridge"})");
+    EXPECT_EQ(s["network"], json::parse(R"({"mode": "private", "attach": "bridge"})"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--network=bridge"])"));
+    applyOptions(s, json::parse(R"({"network": "custom-net"})"));
+    EXPECT_EQ(s["network"], json::parse(R"({"mode": "private", "attach": "custom-net"})"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--network=custom-net"])"));
+    applyOptions(s, json::parse(R"({"network": "host"})"));
+    EXPECT_EQ(s["network"], json::parse(R"({"mode": "host"})"));
+    EXPECT_EQ(s["unapplied"], json::array());
+}
+
+TEST(SpecOptionsTest, UserForms) {
+    EXPECT_EQ(applied(R"({"user": "1000"})")["process"]["user"], json::parse(R"({"name": "1000"})"));
+    EXPECT_EQ(applied(R"({"user": "www:staff"})")["process"]["user"],
+              json::parse(R"({"name": "www:staff"})"));
+    EXPECT_EQ(applied(R"({"group_add": ["5", "5", "wheel"]})")["process"]["user"],
+              json::parse(R"({"uid": 0, "gid": 0, "additionalGids": [5], "additionalGroups": ["wheel"]})"));
+    // a single string works for repeatable flags too
+    EXPECT_EQ(applied(R"({"group_add": "7"})")["process"]["user"]["additionalGids"],
+              json::parse("[7]"));
+}
+
+TEST(SpecOptionsTest, UsernsHostRemovesIt) {
+    json s = applied(R"({"userns": "0:100000:65536"})");
+    EXPECT_TRUE(s.contains("userns"));
+    applyOptions(s, json::parse(R"({"userns": "host"})"));
+    EXPECT_FALSE(s.contains("userns"));
+}
+
+TEST(SpecOptionsTest, LimitsAcceptNumbers) {
+    json s = applied(R"({"memory": 67108864, "cpus": 0.5, "pids_limit": "20", "stop_timeout": "0"})");
+    EXPECT_EQ(s["resources"]["limits"], json::parse(R"({"memory": 67108864, "cpu": 500, "pids": 20})"));
+    EXPECT_EQ(s["stopTimeout"], 0);
+    applyOptions(s, json::parse(R"({"pids_limit": -1})"));
+    EXPECT_EQ(s["resources"]["limits"], json::parse(R"({"memory": 67108864, "cpu": 500})"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--memory", "--cpus"])"));
+}
+
+class SpecEnvFileOptionTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char dir[] = "/tmp/mobileops-spec-XXXXXX";
+        ASSERT_NE(::mkdtemp(dir), nullptr);
+        _dir = dir;
+    }
+    void TearDown() override { std::filesystem::remove_all(_dir); }
+    std::string write(const std::string &name, const std::string &content) {
+        std::string path = _dir + "/" + name;
+        std::ofstream(path) << content;
+        return path;
+    }
+    std::string _dir;
+};
+
+TEST_F(SpecEnvFileOptionTest, EnvFilesThenEnv) {
+    std::string one = write("one", "A=1\nB=1\n");
+    std::string two = write("two", "B=2\nC=2\n");
+    json opts = {{"env_file", {one, two}}, {"env", {"C=3"}}};
+    json spec = json::object();
+    setEnv(spec, "A", "spec");
+    applyOptions(spec, opts);
+    EXPECT_EQ(spec["process"]["env"], json::parse(R"(["A=1", "B=2", "C=3"])"));
+}
+
+TEST_F(SpecEnvFileOptionTest, EnvFileErrors) {
+    std::string bad = write("bad", "OK=1\nNOT OK=2\n");
+    EXPECT_EQ(optionError(json({{"env_file", bad}}).dump()),
+              "invalid --env-file " + bad + ":2: `NOT OK=2`: the variable name contains whitespace");
+    EXPECT_EQ(optionError(json({{"env_file", _dir + "/missing"}}).dump()),
+              "invalid --env-file `" + _dir + "/missing`: No such file or directory");
+}
+
+TEST(SpecOptionsTest, RefusesBadFlags) {
+    EXPECT_EQ(optionError(R"({"ulimit": ["nofile=abc"]})"),
+              "invalid --ulimit `nofile=abc`: expected NAME=SOFT[:HARD]");
+    EXPECT_EQ(optionError(R"({"ulimit": "nofile=2:1"})"),
+              "invalid --ulimit `nofile=2:1`: the soft limit is above the hard limit");
+    EXPECT_NE(optionError(R"({"ulimit": "nofle=1"})").find("invalid --ulimit `nofle=1`: unknown resource `nofle`"),
+              std::string::npos);
+    EXPECT_EQ(optionError(R"({"user": "x:y:z"})"),
+              "invalid --user `x:y:z`: expected UID[:GID] or NAME[:GROUP]");
+    EXPECT_EQ(optionError(R"({"user": "4294967295"})"),
+              "invalid --user `4294967295`: `4294967295` is out of range (0 to 4294967294)");
+    EXPECT_EQ(optionError(R"({"group_add": ["a b"]})"),
+              "invalid --group-add `a b`: expected a GID or a group name");
+    EXPECT_EQ(optionError(R"({"group_add": ["4294967295"]})"),
+              "invalid --group-add `4294967295`: out of range (0 to 4294967294)");
+    EXPECT_EQ(optionError(R"({"memory": "4Gx"})"), "invalid --memory `4Gx`: not a quantity");
+    EXPECT_EQ(optionError(R"({"memory": "512m"})"),
+              "invalid --memory `512m`: not a quantity of bytes (`m` means milli; did you mean "
+              "`512Mi`?)");
+    EXPECT_EQ(optionError(R"({"memory": "1Mi"})"), "invalid --memory `1Mi`: below the minimum `4Mi`");
+    EXPECT_EQ(optionError(R"({"memory": "2Pi"})"), "invalid --memory `2Pi`: above the maximum `1Pi`");
+    EXPECT_EQ(optionError(R"({"cpus": "-1"})"), "invalid --cpus `-1`: negative");
+    EXPECT_EQ(optionError(R"({"cpus": "0"})"), "invalid --cpus `0`: below the minimum `1m`");
+    EXPECT_EQ(optionError(R"({"cpus": "lots"})"),
+              "invalid --cpus `lots`: not a CPU quantity (cores such as `1.5` or millicores such as "
+              "`500m`)");
+    EXPECT_EQ(optionError(R"({"cpus": "10000"})"), "invalid --cpus `10000`: above the maximum 4096");
+    EXPECT_EQ(optionError(R"({"pids_limit": 0})"),
+              "invalid --pids-limit `0`: expected 1 to 4194304, or -1 for no limit");
+    EXPECT_EQ(optionError(R"({"pids_limit": "ten"})"),
+              "invalid --pids-limit `ten`: expected 1 to 4194304, or -1 for no limit");
+    EXPECT_EQ(optionError(R"({"pids_limit": 1.5})"),
+              "invalid --pids-limit `1.5`: expected 1 to 4194304, or -1 for no limit");
+    EXPECT_EQ(optionError(R"({"stop_timeout": -1})"),
+              "invalid --stop-timeout `-1`: expected seconds from 0 to 86400");
+    EXPECT_EQ(optionError(R"({"network": "a b"})"),
+              "invalid --network `a b`: expected host, none, private, bridge or a network name");
+    EXPECT_EQ(optionError(R"({"userns": "1:2:3:4"})"),
+              "invalid --userns `1:2:3:4`: expected HOSTID:SIZE or CONTAINERID:HOSTID:SIZE");
+    EXPECT_EQ(optionError(R"({"userns": "100000:0"})"),
+              "invalid --userns `100000:0`: the size must be at least 1");
+    EXPECT_EQ(optionError(R"({"workdir": "app"})"), "invalid --workdir `app`: not an absolute path");
+    EXPECT_EQ(optionError(R"({"name": "a/b"})"),
+              "invalid --name `a/b`: expected 1 to 128 letters, digits, `_`, `.`, `-`, starting with a "
+              "letter or digit");
+    EXPECT_EQ(optionError(R"({"hostname": "-h"})"),
+              "invalid --hostname `-h`: expected 1 to 64 letters, digits, `-`, `_`, `.`");
+    EXPECT_EQ(optionError(R"({"env": ["=x"]})"), "invalid --env `=x`: the variable name is empty");
+    EXPECT_EQ(optionError(R"({"runtime": "a b"})"),
+              "invalid --runtime `a b`: expected a runtime name such as `namespace` or `krun`");
+}
+
+TEST(SpecOptionsTest, RefusesWrongTypes) {
+    EXPECT_EQ(optionError(R"({"env": 5})"), "invalid --env: expected a string or a list of strings");
+    EXPECT_EQ(optionError(R"({"env": [5]})"), "invalid --env: expected a string or a list of strings");
+    EXPECT_EQ(optionError(R"({"name": 5})"), "invalid --name: expected a string");
+    EXPECT_EQ(optionError(R"({"tty": "yes"})"), "invalid --tty: expected true or false");
+    EXPECT_EQ(optionError(R"({"memory": true})"), "invalid --memory: expected a number");
+    EXPECT_EQ(optionError(R"({"command": "/bin/sh"})"), "invalid --command: expected a list of strings");
+    EXPECT_EQ(optionError(R"({"rootfs": ""})"), "invalid --rootfs: expected a directory");
+    EXPECT_EQ(errorOf([] {
+                  json spec = json::array();
+                  applyOptions(spec, json::object());
+              }),
+              "spec: expected an object");
+    EXPECT_EQ(errorOf([] {
+                  json spec = json::object();
+                  applyOptions(spec, json::array());
+              }),
+              "options: expected an object");
+}
+
+TEST(SpecOptionsTest, MemoryBelowTheRequest) {
+    json spec = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n"
+                                 "spec: { resources: { requests: { memory: 1Gi } } }\n",
+                                 "t.yaml");
+    EXPECT_EQ(optionError(R"({"memory": "512Mi"})", spec),
+              "invalid --memory `512Mi`: below the request spec.resources.requests.memory "
+              "(1073741824)");
+}
+
+} // namespace

@@ -1,0 +1,634 @@
+// VirtualRoot documents (YAML and JSON) to the runtime spec.
+#include "mobileops/core/Spec.h"
+
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace mobileops::core;
+using namespace mobileops::core::spec;
+using nlohmann::json;
+
+namespace {
+
+template <typename Fn> std::string errorOf(Fn fn, int code = MO_E_INVALID) {
+    try {
+        fn();
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), code) << e.what();
+        return e.what();
+    }
+    ADD_FAILURE() << "no error thrown";
+    return {};
+}
+
+// The message parseVirtualRoot gives for `body` under a minimal header (spec: starts on
+// line 3).
+std::string specError(const std::string &body) {
+    return errorOf(
+        [&] { parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n" + body, "t.yaml"); });
+}
+
+json parseSpec(const std::string &body) {
+    return parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n" + body, "t.yaml");
+}
+
+// The example of DESIGN.md, "The container spec".
+const char *const kDesignYaml = R"(apiVersion: v1
+kind: VirtualRoot
+metadata: { name: mobile-app-env, namespace: production }
+spec:
+  image: mobileops/android-runtime:latest
+  resources:
+    requests: { cpu: "0.5", memory: "1Gi", storage: "5Gi" }
+    limits:   { cpu: "2",   memory: "4Gi", storage: "20Gi" }
+  security: { runAsUser: 1000, runAsGroup: 1000, readOnlyRootFilesystem: true,
+              allowPrivilegeEscalation: false }
+  networking: { mode: bridge, ports: [ { containerPort: 8080, hostPort: 8080 } ] }
+  volumes:
+    - { name: app-data, hostPath: /var/lib/mobileops/data, containerPath: /app/data }
+    - { name: config, configMap: app-config, containerPath: /app/config, readOnly: true }
+  environment: [ { name: ENV, value: production } ]
+)";
+
+const char *const kDesignJson = R"({
+  "apiVersion": "v1",
+  "kind": "VirtualRoot",
+  "metadata": {"name": "mobile-app-env", "namespace": "production"},
+  "spec": {
+    "image": "mobileops/android-runtime:latest",
+    "resources": {
+      "requests": {"cpu": "0.5", "memory": "1Gi", "storage": "5Gi"},
+      "limits": {"cpu": "2", "memory": "4Gi", "storage": "20Gi"}
+    },
+    "security": {"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": true,
+                 "allowPrivilegeEscalation": false},
+    "networking": {"mode": "bridge", "ports": [{"containerPort": 8080, "hostPort": 8080}]},
+    "volumes": [
+      {"name": "app-data", "hostPath": "/var/lib/mobileops/data", "containerPath": "/app/data"},
+      {"name": "config", "configMap": "app-config", "containerPath": "/app/config",
+       "readOnly": true}
+    ],
+    "environment": [{"name": "ENV", "value": "production"}]
+  }
+})";
+
+const char *const kDesignSpec = R"({
+  "name": "mobile-app-env",
+  "namespace": "production",
+  "image": "mobileops/android-runtime:latest",
+  "readonly": true,
+  "process": {"env": ["ENV=production"], "user": {"uid": 1000, "gid": 1000}},
+  "network": {"mode": "private", "attach": "bridge",
+              "ports": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}]},
+  "mounts": [{"destination": "/app/data", "source": "/var/lib/mobileops/data", "type": "bind",
+              "options": ["rbind"]}],
+  "volumes": [{"name": "config", "type": "configMap", "source": "app-config",
+               "containerPath": "/app/config", "readOnly": true}],
+  "resources": {
+    "requests": {"cpu": 500, "memory": 1073741824, "storage": 5368709120},
+    "limits": {"cpu": 2000, "memory": 4294967296, "storage": 21474836480}
+  },
+  "security": {"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": true,
+               "allowPrivilegeEscalation": false},
+  "unapplied": [
+    "metadata.namespace",
+    "spec.resources.requests.cpu", "spec.resources.requests.memory",
+    "spec.resources.requests.storage",
+    "spec.resources.limits.cpu", "spec.resources.limits.memory", "spec.resources.limits.storage",
+    "spec.security.allowPrivilegeEscalation",
+    "spec.networking.mode=bridge", "spec.networking.ports",
+    "spec.volumes[1].configMap"
+  ]
+})";
+
+TEST(SpecParseTest, DesignExampleYaml) {
+    EXPECT_EQ(parseVirtualRoot(kDesignYaml, "app.yaml"), json::parse(kDesignSpec));
+}
+
+TEST(SpecParseTest, DesignExampleJson) {
+    EXPECT_EQ(parseVirtualRoot(kDesignJson, "app.json"), json::parse(kDesignSpec));
+}
+
+TEST(SpecParseTest, MinimalDocuments) {
+    EXPECT_EQ(parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n", "t.yaml"), json::object());
+    EXPECT_EQ(parseVirtualRoot(R"({"apiVersion": "v1", "kind": "VirtualRoot", "spec": {}})", "t"),
+              json::object());
+    EXPECT_EQ(parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nmetadata:\nspec: ~\n", "t"),
+              json::object());
+}
+
+TEST(SpecParseTest, ProcessFields) {
+    json s = parseSpec("  rootfs: /srv/rootfs/\n"
+                       "  command: [/bin/server]\n"
+                       "  args: [--port, 8080, --verbose, true]\n"
+                       "  workingDir: /app/./bin/..\n"
+                       "  hostname: web-1\n"
+                       "  init: true\n"
+                       "  stopSignal: SIGINT\n"
+                       "  stopTimeout: 30\n"
+                       "  environment:\n"
+                       "    - { name: PORT, value: 8080 }\n"
+                       "    - { name: VERSION, value: 1.10 }\n"
+                       "    - { name: EMPTY }\n"
+                       "    - { name: PORT, value: \"9090\" }\n"
+                       "  ulimits:\n"
+                       "    - { name: nofile, soft: 1024, hard: 2048 }\n"
+                       "    - { name: core, soft: unlimited }\n"
+                       "    - { name: RLIMIT_NPROC, soft: 100, hard: -1 }\n");
+    EXPECT_EQ(s, json::parse(R"({
+        "rootfs": "/srv/rootfs",
+        "process": {
+            "args": ["/bin/server", "--port", "8080", "--verbose", "true"],
+            "cwd": "/app",
+            "init": true,
+            "env": ["PORT=9090", "VERSION=1.10", "EMPTY="],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048},
+                        {"type": "RLIMIT_CORE", "soft": -1, "hard": -1},
+                        {"type": "RLIMIT_NPROC", "soft": 100, "hard": -1}]
+        },
+        "hostname": "web-1",
+        "stopSignal": 2,
+        "stopTimeout": 30
+    })"));
+}
+
+TEST(SpecParseTest, CommandAloneOrArgsAlone) {
+    EXPECT_EQ(parseSpec("  command: [/bin/sh, -c, 'echo hi']\n")["process"]["args"],
+              json::parse(R"(["/bin/sh", "-c", "echo hi"])"));
+    EXPECT_EQ(parseSpec("  args: [/bin/true]\n")["process"]["args"], json::parse(R"(["/bin/true"])"));
+    EXPECT_FALSE(parseSpec("  command: []\n").contains("process"));
+}
+
+TEST(SpecParseTest, MetadataLabelsAnnotations) {
+    json s = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nmetadata:\n"
+                              "  name: web\n"
+                              "  namespace: default\n"
+                              "  labels: { app: web, tier: 1, app.kubernetes.io/name: web }\n"
+                              "  annotations: { note: 'free text: with colon', empty: }\n",
+                              "t.yaml");
+    EXPECT_EQ(s, json::parse(R"({
+        "name": "web",
+        "namespace": "default",
+        "labels": {"app": "web", "tier": "1", "app.kubernetes.io/name": "web"},
+        "annotations": {"note": "free text: with colon", "empty": ""}
+    })"));
+}
+
+TEST(SpecParseTest, Resources) {
+    json s = parseSpec("  resources:\n"
+                       "    requests: { cpu: 250m, memory: 67108864 }\n"
+                       "    limits: { cpu: 1.5, memory: 1G, storage: 1e9, pids: 100 }\n"
+                       "    cpuset: 0-1,3\n");
+    EXPECT_EQ(s["resources"], json::parse(R"({
+        "requests": {"cpu": 250, "memory": 67108864},
+        "limits": {"cpu": 1500, "memory": 1000000000, "storage": 1000000000, "pids": 100},
+        "cpuset": "0-1,3"
+    })"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"([
+        "spec.resources.requests.cpu", "spec.resources.requests.memory",
+        "spec.resources.limits.cpu", "spec.resources.limits.memory",
+        "spec.resources.limits.storage", "spec.resources.limits.pids", "spec.resources.cpuset"])"));
+}
+
+TEST(SpecParseTest, Security) {
+    json s = parseSpec("  security:\n"
+                       "    runAsUser: 1000\n"
+                       "    supplementalGroups: [10, 20]\n"
+                       "    privileged: false\n"
+                       "    allowPrivilegeEscalation: true\n"
+                       "    capabilities: { add: [net_admin, CAP_SYS_TIME], drop: [] }\n"
+                       "    seccompProfile: { type: Unconfined }\n");
+    EXPECT_EQ(s["security"], json::parse(R"({
+        "runAsUser": 1000, "supplementalGroups": [10, 20], "privileged": false,
+        "allowPrivilegeEscalation": true,
+        "capabilities": {"add": ["CAP_NET_ADMIN", "CAP_SYS_TIME"], "drop": []},
+        "seccompProfile": {"type": "Unconfined"}})"));
+    // a uid alone: its group comes from the rootfs's /etc/passwd, resolved by the runtime
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"name": "1000", "additionalGids": [10, 20]})"));
+    // settings that change nothing today are not reported as unapplied
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.capabilities.add"])"));
+
+    s = parseSpec("  security: { runAsGroup: 5, privileged: true, capabilities: { drop: [ALL] },\n"
+                  "              seccompProfile: { type: Localhost, localhostProfile: /p.json } }\n");
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 0, "gid": 5})"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.privileged",
+        "spec.security.capabilities.drop", "spec.security.seccompProfile"])"));
+}
+
+TEST(SpecParseTest, Networking) {
+    json s = parseSpec("  networking:\n"
+                       "    mode: host\n"
+                       "    hostname: box\n"
+                       "    ports:\n"
+                       "      - { containerPort: 53, hostPort: 5353, protocol: UDP }\n"
+                       "      - { containerPort: 53, hostPort: 5353, protocol: tcp, hostIP: ::1 }\n"
+                       "      - { containerPort: 80 }\n"
+                       "    dns: { nameservers: [10.0.0.1, 'fd00::1'], searches: [example.com],\n"
+                       "           options: ['ndots:2'] }\n");
+    EXPECT_EQ(s, json::parse(R"({
+        "network": {"mode": "host",
+                    "ports": [{"containerPort": 53, "hostPort": 5353, "protocol": "udp"},
+                              {"containerPort": 53, "hostPort": 5353, "protocol": "tcp",
+                               "hostIP": "::1"},
+                              {"containerPort": 80, "protocol": "tcp"}],
+                    "dns": {"nameservers": ["10.0.0.1", "fd00::1"], "searches": ["example.com"],
+                            "options": ["ndots:2"]}},
+        "hostname": "box",
+        "unapplied": ["spec.networking.ports", "spec.networking.dns"]})"));
+    EXPECT_EQ(parseSpec("  networking: { mode: none }\n"),
+              json::parse(R"({"network": {"mode": "none"}})"));
+    EXPECT_EQ(parseSpec("  networking: { mode: private }\n"),
+              json::parse(R"({"network": {"mode": "private"}})"));
+    EXPECT_EQ(parseSpec("  networking: { mode: custom-net }\n"),
+              json::parse(R"({"network": {"mode": "private", "attach": "custom-net"},
+                              "unapplied": ["spec.networking.mode=custom-net"]})"));
+    EXPECT_EQ(parseSpec("  hostname: a\n  networking: { hostname: a }\n")["hostname"], "a");
+}
+
+TEST(SpecParseTest, Volumes) {
+    json s = parseSpec("  volumes:\n"
+                       "    - { name: data, hostPath: /srv/data/, containerPath: /data, readOnly: true }\n"
+                       "    - { name: scratch, emptyDir: , containerPath: /scratch }\n"
+                       "    - { name: shm, emptyDir: { medium: Memory, sizeLimit: 64Mi }, containerPath: /shm }\n"
+                       "    - { name: conf, configMap: { name: app-config }, containerPath: /etc/app }\n"
+                       "    - { name: db, volume: pgdata, containerPath: /var/lib/pg }\n");
+    EXPECT_EQ(s["mounts"], json::parse(R"([{"destination": "/data", "source": "/srv/data",
+        "type": "bind", "options": ["rbind", "ro"]}])"));
+    EXPECT_EQ(s["volumes"], json::parse(R"([
+        {"name": "scratch", "type": "emptyDir", "emptyDir": {}, "containerPath": "/scratch",
+         "readOnly": false},
+        {"name": "shm", "type": "emptyDir", "emptyDir": {"medium": "Memory", "sizeLimit": 67108864},
+         "containerPath": "/shm", "readOnly": false},
+        {"name": "conf", "type": "configMap", "source": "app-config", "containerPath": "/etc/app",
+         "readOnly": false},
+        {"name": "db", "type": "volume", "source": "pgdata", "containerPath": "/var/lib/pg",
+         "readOnly": false}])"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.volumes[1].emptyDir", "spec.volumes[2].emptyDir",
+        "spec.volumes[3].configMap", "spec.volumes[4].volume"])"));
+}
+
+TEST(SpecParseTest, UsernsForms) {
+    json expected = json::parse(R"({
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]})");
+    EXPECT_EQ(parseSpec("  userns: \"100000:65536\"\n")["userns"], expected);
+    EXPECT_EQ(parseSpec("  userns: 0:100000:65536\n")["userns"], expected);
+    EXPECT_EQ(parseSpec("  userns:\n    uidMappings: [{containerID: 0, hostID: 100000, size: 65536}]\n")
+                  ["userns"],
+              expected);
+    json two = parseSpec("  userns:\n"
+                         "    uidMappings: [{containerID: 0, hostID: 100000, size: 1000},\n"
+                         "                  {containerID: 1000, hostID: 1000, size: 1}]\n"
+                         "    gidMappings: [{containerID: 0, hostID: 200000, size: 65536}]\n");
+    EXPECT_EQ(two["userns"]["uidMappings"].size(), 2u);
+    EXPECT_EQ(two["userns"]["gidMappings"][0]["hostID"], 200000);
+}
+
+TEST(SpecParseTest, PolicyFields) {
+    json s = parseSpec("  restartPolicy: OnFailure:3\n  verify: strict\n  runtime: krun\n"
+                       "  stopSignal: 9\n");
+    EXPECT_EQ(s, json::parse(R"({
+        "restartPolicy": {"name": "on-failure", "maximumRetryCount": 3},
+        "verify": "strict", "runtime": "krun", "stopSignal": 9,
+        "unapplied": ["spec.restartPolicy", "spec.verify"]})"));
+    s = parseSpec("  restartPolicy: Never\n  verify: off\n");
+    EXPECT_EQ(s, json::parse(R"({"restartPolicy": {"name": "no"}, "verify": "off"})"));
+    EXPECT_EQ(parseSpec("  restartPolicy: unless-stopped\n")["restartPolicy"]["name"],
+              "unless-stopped");
+    EXPECT_EQ(parseSpec("  restartPolicy: always\n")["restartPolicy"]["name"], "always");
+}
+
+TEST(SpecParseTest, NullMeansAbsent) {
+    EXPECT_EQ(parseSpec("  hostname: ~\n  image: null\n  volumes:\n"), json::object());
+}
+
+TEST(SpecParseTest, RelativePathsFollowTheFile) {
+    char dir[] = "/tmp/mobileops-spec-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string file = std::string(dir) + "/app.yaml";
+    std::string text = "apiVersion: v1\nkind: VirtualRoot\nspec:\n  rootfs: ./rootfs\n"
+                       "  volumes: [{name: d, hostPath: ../data, containerPath: /d}]\n";
+    std::ofstream(file) << text;
+    json s = parseVirtualRoot(text, file);
+    EXPECT_EQ(s["rootfs"], std::string(dir) + "/rootfs");
+    EXPECT_EQ(s["mounts"][0]["source"], "/tmp/data");
+    // not a file: relative to the current directory
+    s = parseVirtualRoot(text, "<stdin>");
+    EXPECT_EQ(s["rootfs"], std::filesystem::current_path().string() + "/rootfs");
+    std::filesystem::remove_all(dir);
+}
+
+TEST(SpecParseTest, ErrorsCarryTheLine) {
+    std::string yaml = std::string(kDesignYaml);
+    yaml.replace(yaml.find("\"4Gi\""), 5, "\"4Gx\"");
+    EXPECT_EQ(errorOf([&] { parseVirtualRoot(yaml, "app.yaml"); }),
+              "app.yaml:8: spec.resources.limits.memory: `4Gx` is not a quantity");
+    EXPECT_EQ(specError("  image: x\n  foo: 1\n"), "t.yaml:5: spec.foo: unknown field");
+    EXPECT_EQ(specError("  resource: {}\n"),
+              "t.yaml:4: spec.resource: unknown field (did you mean `resources`?)");
+    EXPECT_EQ(specError("  volumes:\n    - name: a\n      containerPath: /a\n      ReadOnly: true\n"),
+              "t.yaml:7: spec.volumes[0].ReadOnly: unknown field (did you mean `readOnly`?)");
+    // a missing field: the line of the object it is missing from
+    EXPECT_EQ(specError("  volumes:\n    - name: a\n      hostPath: /a\n"),
+              "t.yaml:5: spec.volumes[0].containerPath: required field is missing");
+}
+
+TEST(SpecParseTest, JsonErrorsCarryTheLine) {
+    std::string json = kDesignJson;
+    json.replace(json.find("\"4Gi\""), 5, "\"4Gx\"");
+    EXPECT_EQ(errorOf([&] { parseVirtualRoot(json, "app.json"); }),
+              "app.json:9: spec.resources.limits.memory: `4Gx` is not a quantity");
+}
+
+TEST(SpecParseTest, RefusesBadDocuments) {
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("", "t.yaml"); }), "t.yaml: empty document");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("# only a comment\n", "t.yaml"); }),
+              "t.yaml: empty document");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("- a\n- b\n", "t.yaml"); }),
+              "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a list");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("just text", "t.yaml"); }),
+              "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a string");
+    EXPECT_EQ(errorOf([] {
+                  parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n---\napiVersion: v1\n", "t.yaml");
+              }),
+              "t.yaml: 2 documents; expected one VirtualRoot");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("kind: VirtualRoot\n", "t.yaml"); }),
+              "t.yaml: apiVersion: required field is missing");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\n", "t.yaml"); }),
+              "t.yaml: kind: required field is missing");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v2\nkind: VirtualRoot\n", "t.yaml"); }),
+              "t.yaml:1: apiVersion: `v2` is not supported (expected `v1`)");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: Pod\n", "t.yaml"); }),
+              "t.yaml:2: kind: `Pod` is not supported (expected `VirtualRoot`)");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nstatus: {}\n", "t"); }),
+              "t:3: status: unknown field");
+}
+
+TEST(SpecParseTest, RefusesBadSyntax) {
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: [VirtualRoot\n", "t.yaml"); }),
+              "t.yaml:3:1: invalid YAML: end of sequence flow not found");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\n  kind: x\n", "t.yaml"); }).rfind("t.yaml:2:", 0),
+              0u);
+    // JSON that YAML cannot read either: JSON's parser says why
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("{\n  \"apiVersion\": \"v1\",,\n}\n", "t.json"); }),
+              "t.json:2:22: invalid JSON: syntax error while parsing object key - unexpected ','; "
+              "expected string literal");
+    // not JSON but YAML in flow style: fine
+    EXPECT_EQ(parseVirtualRoot("{apiVersion: v1, kind: VirtualRoot, spec: {hostname: h}}", "t"),
+              json::parse(R"({"hostname": "h"})"));
+    // valid JSON with a duplicate key is still refused
+    EXPECT_EQ(errorOf([] {
+                  parseVirtualRoot(R"({"apiVersion": "v1", "kind": "VirtualRoot", "kind": "x"})", "t");
+              }),
+              "t:1: kind: duplicate key");
+    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\napiVersion: v1\nkind: VirtualRoot\n", "t"); }),
+              "t:2: apiVersion: duplicate key");
+    EXPECT_EQ(specError("  image: !custom x\n"), "t.yaml:4: spec.image: unsupported tag `!custom`");
+    EXPECT_EQ(specError("  init: !!bool maybe\n"), "t.yaml:4: spec.init: `maybe` is not a boolean");
+    EXPECT_EQ(specError("  ? [a]\n  : b\n"), "t.yaml:4: spec: keys must be strings");
+}
+
+TEST(SpecParseTest, ExplicitStringTagKeepsText) {
+    EXPECT_EQ(parseSpec("  environment: [{ name: A, value: !!str 010 }]\n")["process"]["env"][0],
+              "A=010");
+    EXPECT_EQ(parseSpec("  stopTimeout: !!int 5\n")["stopTimeout"], 5);
+}
+
+TEST(SpecParseTest, RefusesAliasBombs) {
+    std::string yaml = "apiVersion: v1\nkind: VirtualRoot\nmetadata:\n  annotations:\n"
+                       "    a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+    std::string prev = "a";
+    for (char c = 'b'; c <= 'h'; ++c) {
+        yaml += std::string("    ") + c + ": &" + c + " [";
+        for (int i = 0; i < 10; ++i) yaml += std::string(i ? ", *" : "*") + prev;
+        yaml += "]\n";
+        prev = std::string(1, c);
+    }
+    EXPECT_EQ(errorOf([&] { parseVirtualRoot(yaml, "bomb.yaml"); }),
+              "bomb.yaml: the document is too large (more than 100000 values)");
+}
+
+TEST(SpecParseTest, RefusesDeepNesting) {
+    std::string yaml = "apiVersion: v1\nkind: VirtualRoot\nspec: " + std::string(100, '[') +
+                       std::string(100, ']') + "\n";
+    EXPECT_NE(errorOf([&] { parseVirtualRoot(yaml, "t"); }).find("nested too deeply"),
+              std::string::npos);
+}
+
+TEST(SpecParseTest, RefusesWrongTypes) {
+    EXPECT_EQ(specError("  resources: [a]\n"),
+              "t.yaml:4: spec.resources: expected a mapping, not a list");
+    EXPECT_EQ(specError("  command: /bin/sh\n"), "t.yaml:4: spec.command: expected a list, not a string");
+    EXPECT_EQ(specError("  command: [[a]]\n"),
+              "t.yaml:4: spec.command[0]: expected a string, not a list");
+    EXPECT_EQ(specError("  init: yes\n"), "t.yaml:4: spec.init: `yes` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  init: \"true\"\n"),
+              "t.yaml:4: spec.init: `true` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  stopTimeout: \"10\"\n"), "t.yaml:4: spec.stopTimeout: `10` is not an integer");
+    EXPECT_EQ(specError("  stopTimeout: 1.5\n"), "t.yaml:4: spec.stopTimeout: `1.5` is not an integer");
+    EXPECT_EQ(specError("  image: ''\n"), "t.yaml:4: spec.image: must not be empty");
+    EXPECT_EQ(specError("  image: a b\n"), "t.yaml:4: spec.image: `a b` is not an image reference");
+    EXPECT_EQ(specError("  rootfs: {}\n"), "t.yaml:4: spec.rootfs: expected a string, not a mapping");
+}
+
+TEST(SpecParseTest, RefusesBadProcessFields) {
+    EXPECT_EQ(specError("  workingDir: app\n"), "t.yaml:4: spec.workingDir: `app` is not an absolute path");
+    EXPECT_EQ(specError("  hostname: -x\n"),
+              "t.yaml:4: spec.hostname: `-x` is not a valid hostname (1 to 64 letters, digits, `-`, "
+              "`_`, `.`)");
+    EXPECT_EQ(specError("  hostname: a\n  networking: { hostname: b }\n"),
+              "t.yaml:5: spec.networking.hostname: `b` conflicts with spec.hostname `a`");
+    EXPECT_EQ(specError("  stopTimeout: -1\n"), "t.yaml:4: spec.stopTimeout: `-1` is out of range (0 to 86400)");
+    EXPECT_EQ(specError("  stopTimeout: 86401\n"),
+              "t.yaml:4: spec.stopTimeout: `86401` is out of range (0 to 86400)");
+    EXPECT_EQ(specError("  stopSignal: SIGFOO\n"), "t.yaml:4: spec.stopSignal: `SIGFOO` is not a signal");
+    EXPECT_EQ(specError("  stopSignal: 0\n"), "t.yaml:4: spec.stopSignal: `0` is not a signal number (1 to 64)");
+    EXPECT_EQ(specError("  environment: [{ value: x }]\n"),
+              "t.yaml:4: spec.environment[0].name: required field is missing");
+    EXPECT_EQ(specError("  environment: [{ name: A=B }]\n"),
+              "t.yaml:4: spec.environment[0].name: `A=B` is not a variable name (no `=` or whitespace)");
+    EXPECT_EQ(specError("  environment: [{ name: '' }]\n"),
+              "t.yaml:4: spec.environment[0].name: must not be empty");
+    EXPECT_EQ(specError("  environment: [{ name: A, valueFrom: x }]\n"),
+              "t.yaml:4: spec.environment[0].valueFrom: unknown field");
+    EXPECT_EQ(specError("  ulimits: [{ name: nofle, soft: 1 }]\n").rfind(
+                  "t.yaml:4: spec.ulimits[0].name: `nofle` is not a resource limit (one of as core", 0),
+              0u);
+    EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: 20, hard: 10 }]\n"),
+              "t.yaml:4: spec.ulimits[0].soft: the soft limit is above the hard limit");
+    EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: unlimited, hard: 10 }]\n"),
+              "t.yaml:4: spec.ulimits[0].soft: the soft limit is above the hard limit");
+    EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: -2 }]\n"),
+              "t.yaml:4: spec.ulimits[0].soft: `-2` is out of range (-1 to 9223372036854775807)");
+    EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: lots }]\n"),
+              "t.yaml:4: spec.ulimits[0].soft: `lots` is not a number or `unlimited`");
+    EXPECT_EQ(specError("  ulimits: [{ name: nofile }]\n"),
+              "t.yaml:4: spec.ulimits[0].soft: required field is missing");
+    EXPECT_EQ(specError("  ulimits:\n    - { name: nofile, soft: 1 }\n    - { name: NOFILE, soft: 2 }\n"),
+              "t.yaml:6: spec.ulimits[1].name: `NOFILE` is already limited by spec.ulimits[0].name");
+}
+
+TEST(SpecParseTest, RefusesBadResources) {
+    EXPECT_EQ(specError("  resources: { limits: { memory: 1Ki } }\n"),
+              "t.yaml:4: spec.resources.limits.memory: `1Ki` is below the minimum `4Mi`");
+    EXPECT_EQ(specError("  resources: { limits: { memory: 2Pi } }\n"),
+              "t.yaml:4: spec.resources.limits.memory: `2Pi` is above the maximum `1Pi`");
+    EXPECT_EQ(specError("  resources: { limits: { memory: 512m } }\n"),
+              "t.yaml:4: spec.resources.limits.memory: `512m` is not a quantity of bytes (`m` means "
+              "milli; did you mean `512Mi`?)");
+    EXPECT_EQ(specError("  resources: { limits: { memory: -1Gi } }\n"),
+              "t.yaml:4: spec.resources.limits.memory: `-1Gi` is negative");
+    EXPECT_EQ(specError("  resources: { limits: { memory: [1] } }\n"),
+              "t.yaml:4: spec.resources.limits.memory: expected a quantity such as `512Mi`, not a list");
+    EXPECT_EQ(specError("  resources: { limits: { storage: 10Pi } }\n"),
+              "t.yaml:4: spec.resources.limits.storage: `10Pi` is above the maximum `8Pi`");
+    EXPECT_EQ(specError("  resources: { requests: { cpu: -1 } }\n"),
+              "t.yaml:4: spec.resources.requests.cpu: `-1` is negative");
+    EXPECT_EQ(specError("  resources: { requests: { cpu: 0 } }\n"),
+              "t.yaml:4: spec.resources.requests.cpu: `0` is below the minimum `1m`");
+    EXPECT_EQ(specError("  resources: { limits: { cpu: 5000 } }\n"),
+              "t.yaml:4: spec.resources.limits.cpu: `5000` is above the maximum `4096`");
+    EXPECT_EQ(specError("  resources: { limits: { cpu: 0.0001 } }\n"),
+              "t.yaml:4: spec.resources.limits.cpu: `0.0001` is finer than `1m` (a thousandth of a CPU)");
+    EXPECT_EQ(specError("  resources: { limits: { pids: 0 } }\n"),
+              "t.yaml:4: spec.resources.limits.pids: `0` is out of range (1 to 4194304)");
+    EXPECT_EQ(specError("  resources: { requests: { pids: 10 } }\n"),
+              "t.yaml:4: spec.resources.requests.pids: unknown field");
+    EXPECT_EQ(specError("  resources: { cpuset: 3-1 }\n"),
+              "t.yaml:4: spec.resources.cpuset: `3-1` is not a CPU list such as `0-3,6`");
+    EXPECT_EQ(specError("  resources:\n    requests: { memory: 8Gi }\n    limits: { memory: 4Gi }\n"),
+              "t.yaml:5: spec.resources.requests.memory: `8Gi` is above the limit `4Gi`");
+}
+
+TEST(SpecParseTest, RefusesBadSecurity) {
+    EXPECT_EQ(specError("  security: { runAsUser: 4294967295 }\n"),
+              "t.yaml:4: spec.security.runAsUser: `4294967295` is out of range (0 to 4294967294)");
+    EXPECT_EQ(specError("  security: { runAsUser: -1 }\n"),
+              "t.yaml:4: spec.security.runAsUser: `-1` is out of range (0 to 4294967294)");
+    EXPECT_EQ(specError("  security: { runAsUser: root }\n"),
+              "t.yaml:4: spec.security.runAsUser: `root` is not an integer");
+    EXPECT_EQ(specError("  security: { supplementalGroups: [1, x] }\n"),
+              "t.yaml:4: spec.security.supplementalGroups[1]: `x` is not an integer");
+    EXPECT_EQ(specError("  security: { capabilities: { add: [CAP_FOO] } }\n"),
+              "t.yaml:4: spec.security.capabilities.add[0]: `CAP_FOO` is not a capability");
+    EXPECT_EQ(specError("  security: { seccompProfile: { type: Default } }\n"),
+              "t.yaml:4: spec.security.seccompProfile.type: `Default` is not one of `RuntimeDefault`, "
+              "`Unconfined`, `Localhost`");
+    EXPECT_EQ(specError("  security: { seccompProfile: { type: Localhost } }\n"),
+              "t.yaml:4: spec.security.seccompProfile.localhostProfile: required with type `Localhost`");
+    EXPECT_EQ(specError("  security: { seccompProfile: { localhostProfile: /x } }\n"),
+              "t.yaml:4: spec.security.seccompProfile.type: required field is missing");
+    EXPECT_EQ(specError("  security: { runAsNonRoot: true }\n"),
+              "t.yaml:4: spec.security.runAsNonRoot: unknown field");
+}
+
+TEST(SpecParseTest, RefusesBadNetworking) {
+    EXPECT_EQ(specError("  networking: { mode: 'a b' }\n"),
+              "t.yaml:4: spec.networking.mode: `a b` is not `bridge`, `host`, `none`, `private` or a "
+              "network name");
+    EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 0 }] }\n"),
+              "t.yaml:4: spec.networking.ports[0].containerPort: `0` is out of range (1 to 65535)");
+    EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 80, hostPort: 65536 }] }\n"),
+              "t.yaml:4: spec.networking.ports[0].hostPort: `65536` is out of range (1 to 65535)");
+    EXPECT_EQ(specError("  networking: { ports: [{ hostPort: 80 }] }\n"),
+              "t.yaml:4: spec.networking.ports[0].containerPort: required field is missing");
+    EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 80, protocol: icmp }] }\n"),
+              "t.yaml:4: spec.networking.ports[0].protocol: `icmp` is not `TCP`, `UDP` or `SCTP`");
+    EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 80, hostIP: 1.2.3 }] }\n"),
+              "t.yaml:4: spec.networking.ports[0].hostIP: `1.2.3` is not an IP address");
+    EXPECT_EQ(specError("  networking:\n    ports:\n      - { containerPort: 80, hostPort: 8080 }\n"
+                        "      - { containerPort: 81, hostPort: 8080 }\n"),
+              "t.yaml:7: spec.networking.ports[1].hostPort: host port `8080/tcp` is already published by "
+              "spec.networking.ports[0]");
+    EXPECT_EQ(specError("  networking: { dns: { nameservers: [dns.google] } }\n"),
+              "t.yaml:4: spec.networking.dns.nameservers[0]: `dns.google` is not an IP address");
+    EXPECT_EQ(specError("  networking: { dns: { searches: ['-bad'] } }\n"),
+              "t.yaml:4: spec.networking.dns.searches[0]: `-bad` is not a domain name");
+}
+
+TEST(SpecParseTest, RefusesBadVolumes) {
+    EXPECT_EQ(specError("  volumes: [{ name: a, containerPath: /a }]\n"),
+              "t.yaml:4: spec.volumes[0]: needs a source: one of `hostPath`, `configMap`, `emptyDir`, "
+              "`volume`");
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, volume: b, containerPath: /a }]\n"),
+              "t.yaml:4: spec.volumes[0]: has more than one source (`hostPath` and `volume`)");
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: a }]\n"),
+              "t.yaml:4: spec.volumes[0].containerPath: `a` is not an absolute path");
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: / }]\n"),
+              "t.yaml:4: spec.volumes[0].containerPath: `/` is the container's root");
+    EXPECT_EQ(specError("  volumes: [{ hostPath: /a, containerPath: /a }]\n"),
+              "t.yaml:4: spec.volumes[0].name: required field is missing");
+    EXPECT_EQ(specError("  volumes: [{ name: 'a/b', hostPath: /a, containerPath: /a }]\n"),
+              "t.yaml:4: spec.volumes[0].name: `a/b` is not a valid volume name "
+              "([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})");
+    EXPECT_EQ(specError("  volumes:\n    - { name: a, hostPath: /a, containerPath: /a }\n"
+                        "    - { name: a, hostPath: /b, containerPath: /b }\n"),
+              "t.yaml:6: spec.volumes[1].name: `a` is already the name of spec.volumes[0].name");
+    EXPECT_EQ(specError("  volumes:\n    - { name: a, hostPath: /a, containerPath: /a }\n"
+                        "    - { name: b, hostPath: /b, containerPath: /a/ }\n"),
+              "t.yaml:6: spec.volumes[1].containerPath: `/a/` is already mounted by "
+              "spec.volumes[0].containerPath");
+    EXPECT_EQ(specError("  volumes: [{ name: a, emptyDir: { medium: Disk }, containerPath: /a }]\n"),
+              "t.yaml:4: spec.volumes[0].emptyDir.medium: `Disk` is not `Memory` or empty");
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: /a, readOnly: 1 }]\n"),
+              "t.yaml:4: spec.volumes[0].readOnly: `1` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  volumes: { a: b }\n"), "t.yaml:4: spec.volumes: expected a list, not a mapping");
+}
+
+TEST(SpecParseTest, RefusesBadUserns) {
+    EXPECT_EQ(specError("  userns: 100000\n"),
+              "t.yaml:4: spec.userns: expected `HOSTID:SIZE` or a mapping with uidMappings, not a number");
+    EXPECT_EQ(specError("  userns: 'x:1'\n"),
+              "t.yaml:4: spec.userns: `x:1`: expected HOSTID:SIZE or CONTAINERID:HOSTID:SIZE");
+    EXPECT_EQ(specError("  userns: { gidMappings: [{containerID: 0, hostID: 1, size: 1}] }\n"),
+              "t.yaml:4: spec.userns.uidMappings: required field is missing");
+    EXPECT_EQ(specError("  userns: { uidMappings: [] }\n"),
+              "t.yaml:4: spec.userns.uidMappings: must not be empty");
+    EXPECT_EQ(specError("  userns: { uidMappings: [{containerID: 0, hostID: 1, size: 0}] }\n"),
+              "t.yaml:4: spec.userns.uidMappings[0].size: `0` is out of range (1 to 4294967295)");
+    EXPECT_EQ(specError("  userns: { uidMappings: [{containerID: 0, hostID: 1}] }\n"),
+              "t.yaml:4: spec.userns.uidMappings[0].size: required field is missing");
+    EXPECT_EQ(specError("  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
+                        "      - {containerID: 5, hostID: 200000, size: 10}\n"),
+              "t.yaml:7: spec.userns.uidMappings[1]: container ids overlap spec.userns.uidMappings[0]");
+    EXPECT_EQ(specError("  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
+                        "      - {containerID: 10, hostID: 100005, size: 10}\n"),
+              "t.yaml:7: spec.userns.uidMappings[1]: host ids overlap spec.userns.uidMappings[0]");
+    EXPECT_EQ(specError("  userns: { uidMappings: [{containerID: 4294967294, hostID: 1, size: 2}] }\n"),
+              "t.yaml:4: spec.userns.uidMappings[0]: the range goes past id 4294967294");
+}
+
+TEST(SpecParseTest, RefusesBadPolicies) {
+    EXPECT_EQ(specError("  restartPolicy: sometimes\n"),
+              "t.yaml:4: spec.restartPolicy: `sometimes` is not a restart policy (`Never`, `Always`, "
+              "`OnFailure[:N]`, `unless-stopped`)");
+    EXPECT_EQ(specError("  restartPolicy: Always:3\n"),
+              "t.yaml:4: spec.restartPolicy: `Always:3` is not a restart policy (a retry count goes with "
+              "`OnFailure:N`)");
+    EXPECT_EQ(specError("  verify: maybe\n"), "t.yaml:4: spec.verify: `maybe` is not one of `off`, `lazy`, `strict`");
+    EXPECT_EQ(specError("  runtime: 'no such'\n"),
+              "t.yaml:4: spec.runtime: `no such` is not a runtime name (such as `namespace` or `krun`)");
+}
+
+TEST(SpecParseTest, RefusesBadMetadata) {
+    auto meta = [](const std::string &body) {
+        return errorOf([&] {
+            parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nmetadata:\n" + body, "t.yaml");
+        });
+    };
+    EXPECT_EQ(meta("  name: a/b\n"),
+              "t.yaml:4: metadata.name: `a/b` is not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})");
+    EXPECT_EQ(meta("  name: " + std::string(129, 'a') + "\n").find("is not a valid name"),
+              std::string(129, 'a').size() + std::string("t.yaml:4: metadata.name: ``").size() + 1);
+    EXPECT_EQ(meta("  labels: { 'a b': c }\n"),
+              "t.yaml:4: metadata.labels.a b: invalid key `a b` (1 to 253 characters, no spaces)");
+    EXPECT_EQ(meta("  labels: { a: [b] }\n"), "t.yaml:4: metadata.labels.a: expected a string, not a list");
+    EXPECT_EQ(meta("  uid: x\n"), "t.yaml:4: metadata.uid: unknown field");
+}
+
+} // namespace
