@@ -294,8 +294,9 @@ void Store::connect() {
                                         ", newer than this mobileops supports (" +
                                         std::to_string(latestVersion()) + "); upgrade mobileops");
 
-        if (int rc = enableWal(_db, _options.busyTimeoutMs); rc != SQLITE_OK) fail(rc);
+        // Per connection, nothing written; before the switch to WAL so that it syncs less.
         exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON");
+        if (int rc = enableWal(_db, _options.busyTimeoutMs); rc != SQLITE_OK) fail(rc);
         if (_version < latestVersion()) migrate();
     } catch (...) {
         disconnect();
