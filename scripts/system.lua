@@ -54,4 +54,19 @@ wf:verb{
   end,
 }
 
+wf:verb{
+  name = "gc",
+  summary = "Release what interrupted commands left behind (mounts, run files, state)",
+  run = function()
+    local released = {}
+    for _, p in ipairs(mo.providers("runtime")) do
+      local report = mo.service("runtime", p.provider).gc()
+      for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
+    end
+    if mo.json then return mo.output({ released = mo.array(released) }) end
+    for _, item in ipairs(released) do mo.print("released " .. tostring(item)) end
+    if #released == 0 then mo.print("nothing to release") end
+  end,
+}
+
 return wf

@@ -5,11 +5,13 @@
 #include "SystemInfo.h"
 #include "mobileops/core/Error.h"
 #include "mobileops/core/PluginManager.h"
+#include "mobileops/core/Spec.h"
 
 #include <mobileops/services.h>
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <unistd.h>
 
@@ -358,6 +360,17 @@ int rt_start(lua_State *L) {
     });
 }
 
+// run and exec: a container that could not start still says what to exit with.
+int finishStatus(lua_State *L, int rc, Call &c, int status) {
+    if (rc < 0 && status > 0) {
+        std::string message = c.err.message[0] ? c.err.message : "failed without a message";
+        lua::raise(L, rc, message, {}, status);
+    }
+    finish(L, rc, c, false);
+    lua_pushinteger(L, status);
+    return 1;
+}
+
 int rt_run(lua_State *L) {
     return protect(L, [&] {
         Call c{L};
@@ -366,10 +379,8 @@ int rt_run(lua_State *L) {
         uint32_t flags = field(L, 2, "rm") ? MO_RUNTIME_AUTOREMOVE : 0;
         int status = 0;
         auto &rt = runtime(L);
-        finish(L, need(L, rt.run, "run")(rt.self, spec.c_str(), &io, flags, &status, &c.err), c,
-               false);
-        lua_pushinteger(L, status);
-        return 1;
+        int rc = need(L, rt.run, "run")(rt.self, spec.c_str(), &io, flags, &status, &c.err);
+        return finishStatus(L, rc, c, status);
     });
 }
 
@@ -505,6 +516,55 @@ int rt_gc(lua_State *L) {
         Call c{L};
         auto &rt = runtime(L);
         return finish(L, need(L, rt.gc, "gc")(rt.self, &c.out, &c.err), c, true);
+    });
+}
+
+// --- spec model --------------------------------------------------------------------------
+
+int spec_load(lua_State *L) {
+    return protect(L, [&] {
+        std::string path = str(L, 1);
+        std::ifstream in(path);
+        if (!in) throw systemError("spec file " + quote(path));
+        std::stringstream ss;
+        ss << in.rdbuf();
+        pushJson(L, spec::parseVirtualRoot(ss.str(), path));
+        return 1;
+    });
+}
+
+int spec_parse(lua_State *L) {
+    return protect(L, [&] {
+        pushJson(L, spec::parseVirtualRoot(str(L, 1), lua::optStr(L, 2, "spec")));
+        return 1;
+    });
+}
+
+int spec_apply_options(lua_State *L) {
+    return protect(L, [&] {
+        json s = lua_isnoneornil(L, 1) ? json::object() : luaToJson(L, 1);
+        if (s.is_array() && s.empty()) s = json::object();
+        spec::applyOptions(s, luaToJson(L, 2));
+        pushJson(L, s);
+        return 1;
+    });
+}
+
+int spec_finalize(lua_State *L) {
+    return protect(L, [&] {
+        json s = luaToJson(L, 1);
+        spec::finalize(s);
+        pushJson(L, s);
+        return 1;
+    });
+}
+
+int l_signal(lua_State *L) {
+    return protect(L, [&] {
+        lua_pushinteger(L,
+                        spec::parseSignal(lua_isnumber(L, 1) ? std::to_string(lua_tointeger(L, 1))
+                                                             : str(L, 1)));
+        return 1;
     });
 }
 
@@ -672,6 +732,43 @@ const std::vector<ApiFunction> kApi = {
      {{"fd", "integer", "0, 1 or 2"}},
      "boolean",
      l_isatty},
+    {"",
+     "signal",
+     "0.1",
+     "A signal's number from its name (`TERM`, `SIGKILL`) or number.",
+     {{"sig", "any", "name or number"}},
+     "integer",
+     l_signal},
+    // --- spec model
+    {"spec",
+     "load",
+     "0.1",
+     "Read a VirtualRoot file (YAML or JSON) into a runtime spec.",
+     {{"path", "string", "file path"}},
+     "runtime spec (docs/runtime-spec.md)",
+     spec_load},
+    {"spec",
+     "parse",
+     "0.1",
+     "Parse VirtualRoot text (YAML or JSON) into a runtime spec.",
+     {{"text", "string", "the document"}, {"source", "string?", "name used in errors"}},
+     "runtime spec",
+     spec_parse},
+    {"spec",
+     "apply_options",
+     "0.1",
+     "Apply command-line options (flags win) on top of a spec; errors name the flag.",
+     {{"spec", "table?", "a runtime spec, or nil for an empty one"},
+      {"opts", "table", "options as parsed from the command line"}},
+     "runtime spec",
+     spec_apply_options},
+    {"spec",
+     "finalize",
+     "0.1",
+     "Fill defaults and check the spec (rootfs exists and is a directory, name, command).",
+     {{"spec", "table", "runtime spec"}},
+     "the final runtime spec",
+     spec_finalize},
     // --- runtime service (mo.runtime: default provider; mo.service('runtime', NAME))
     {"runtime",
      "create",

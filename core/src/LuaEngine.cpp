@@ -194,8 +194,14 @@ void runChunk(lua_State *L, const char *code, const char *name, int nargs, int n
 
 namespace lua {
 
-void raise(lua_State *L, int code, const std::string &message, const std::string &plugin) {
-    lua_createtable(L, 0, 4);
+void raise(lua_State *L, int code, const std::string &message, const std::string &plugin,
+           int exitStatus) {
+    lua_createtable(L, 0, 5);
+    if (exitStatus >= 0) {
+        // The status the command should exit with (a container that could not start: 125-127).
+        lua_pushinteger(L, exitStatus);
+        lua_setfield(L, -2, "exit");
+    }
     lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
     lua_pushlstring(L, message.data(), message.size());
@@ -371,7 +377,11 @@ void LuaEngine::loadWorkflow(const std::string &path, const std::string &name) {
 std::string LuaEngine::popErrorMessage(bool withLocation) {
     lua_State *L = _L;
     std::string message;
+    _lastErrorExit = -1;
     if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "exit");
+        if (lua_isnumber(L, -1)) _lastErrorExit = static_cast<int>(lua_tointeger(L, -1));
+        lua_pop(L, 1);
         lua_getfield(L, -1, "message");
         message = lua_isstring(L, -1) ? lua_tostring(L, -1) : "unknown error";
         lua_pop(L, 1);

@@ -12,7 +12,7 @@ namespace mobileops::core::lua {
 
 // Raise a structured error {code, message, plugin} (never returns).
 [[noreturn]] void raise(lua_State *L, int code, const std::string &message,
-                        const std::string &plugin = {});
+                        const std::string &plugin = {}, int exitStatus = -1);
 // Run fn, turning C++ exceptions into Lua errors.
 template <typename Fn> int protect(lua_State *L, Fn &&fn) {
     int code = 0;

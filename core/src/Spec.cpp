@@ -149,9 +149,9 @@ public:
             checkTag(node, path, {"?", "!", "tag:yaml.org,2002:map"});
             Doc out = Doc::object();
             for (auto it = node.begin(); it != node.end(); ++it) {
-                if (!it->first.IsScalar())
-                    fail(it->first.Mark(), path, "keys must be strings");
+                if (!it->first.IsScalar()) fail(it->first.Mark(), path, "keys must be strings");
                 const std::string key = it->first.Scalar();
+                if (!isValidUtf8(key)) fail(it->first.Mark(), path, "a key is not valid UTF-8");
                 std::string keyPath = childPath(path, key);
                 if (out.contains(key)) fail(it->first.Mark(), keyPath, "duplicate key");
                 remember(keyPath, it->first.Mark());
@@ -167,6 +167,7 @@ private:
     Doc scalar(const YAML::Node &node, const std::string &path) {
         const std::string &tag = node.Tag();
         const std::string &text = node.Scalar();
+        if (!isValidUtf8(text)) fail(node.Mark(), path, "not valid UTF-8");
         if (tag == "!" || tag == "tag:yaml.org,2002:str") return text; // quoted or block
         if (tag != "?" && tag.rfind("tag:yaml.org,2002:", 0) != 0)
             fail(node.Mark(), path, "unsupported tag " + quote(tag));
@@ -174,13 +175,17 @@ private:
         auto want = [&](bool ok, const char *what) {
             if (!ok) fail(node.Mark(), path, quote(text) + " is not " + what);
         };
-        if (tag == "tag:yaml.org,2002:int") want(value.is_number_integer(), "an integer");
+        if (tag == "tag:yaml.org,2002:int")
+            want(value.is_number_integer(), "an integer");
         else if (tag == "tag:yaml.org,2002:float") {
             want(value.is_number(), "a number");
             value = value.get<double>();
-        } else if (tag == "tag:yaml.org,2002:bool") want(value.is_boolean(), "a boolean");
-        else if (tag == "tag:yaml.org,2002:null") want(value.is_null(), "null");
-        else if (tag != "?") fail(node.Mark(), path, "unsupported tag " + quote(tag));
+        } else if (tag == "tag:yaml.org,2002:bool")
+            want(value.is_boolean(), "a boolean");
+        else if (tag == "tag:yaml.org,2002:null")
+            want(value.is_null(), "null");
+        else if (tag != "?")
+            fail(node.Mark(), path, "unsupported tag " + quote(tag));
         if (!value.is_string()) _doc.plain[path] = text;
         return value;
     }
@@ -227,7 +232,8 @@ Document readYaml(const std::string &text, const std::string &source) {
     } catch (const YAML::Exception &e) {
         std::string where = source;
         if (!e.mark.is_null())
-            where += ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
+            where +=
+                ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
         throw SyntaxError{where + ": invalid YAML: " + e.msg};
     }
     if (nodes.empty()) throw Error(MO_E_INVALID, source + ": empty document");
@@ -552,8 +558,8 @@ std::uint64_t Checker::bytes(const Doc &value, const std::string &path, std::uin
 
 std::int64_t Checker::cpu(const Doc &value, const std::string &path) const {
     if (!value.is_string() && !value.is_number())
-        fail(path, std::string("expected a CPU quantity such as `0.5` or `500m`, not ") +
-                       kindOf(value));
+        fail(path,
+             std::string("expected a CPU quantity such as `0.5` or `500m`, not ") + kindOf(value));
     std::int64_t m = 0;
     try {
         m = parseCpu(display(value, path));
@@ -562,7 +568,8 @@ std::int64_t Checker::cpu(const Doc &value, const std::string &path) const {
     }
     if (m < 1) invalid(path, value, "is below the minimum `1m`");
     if (m > kMaxMillicores)
-        invalid(path, value, "is above the maximum `" + std::to_string(kMaxMillicores / 1000) + "`");
+        invalid(path, value,
+                "is above the maximum `" + std::to_string(kMaxMillicores / 1000) + "`");
     return m;
 }
 
@@ -630,9 +637,9 @@ void Checker::stringMap(const Doc &value, const std::string &path, const char *t
     out = json::object();
     for (const auto &[key, v] : mapping(value, path).items()) {
         std::string p = childPath(path, key);
-        if (key.empty() || key.size() > 253 ||
-            std::any_of(key.begin(), key.end(),
-                        [](char c) { return static_cast<unsigned char>(c) <= ' '; }))
+        if (key.empty() || key.size() > 253 || std::any_of(key.begin(), key.end(), [](char c) {
+                return static_cast<unsigned char>(c) <= ' ';
+            }))
             fail(p, "invalid key " + quote(key) + " (1 to 253 characters, no spaces)");
         out[key] = v.is_null() ? std::string() : string(v, p);
     }
@@ -649,7 +656,8 @@ void Checker::specFields(const Doc &value, const std::string &path) {
                   invalid(p, v, "is not an image reference");
               _out["image"] = image;
           })},
-         {"rootfs", on([&](const Doc &v, const std::string &p) { _out["rootfs"] = hostPath(v, p); })},
+         {"rootfs",
+          on([&](const Doc &v, const std::string &p) { _out["rootfs"] = hostPath(v, p); })},
          {"command", on([&](const Doc &v, const std::string &p) { _command = strings(v, p); })},
          {"args", on([&](const Doc &v, const std::string &p) { _args = strings(v, p); })},
          {"workingDir", on([&](const Doc &v, const std::string &p) {
@@ -671,12 +679,10 @@ void Checker::specFields(const Doc &value, const std::string &path) {
          {"environment", on([&](const Doc &v, const std::string &p) { environment(v, p); })},
          {"ulimits", on([&](const Doc &v, const std::string &p) { ulimits(v, p); })},
          {"userns", on([&](const Doc &v, const std::string &p) { userns(v, p); })},
-         {"init", on([&](const Doc &v, const std::string &p) {
-              _out["process"]["init"] = boolean(v, p);
-          })},
+         {"init",
+          on([&](const Doc &v, const std::string &p) { _out["process"]["init"] = boolean(v, p); })},
          {"stopSignal", on([&](const Doc &v, const std::string &p) {
-              if (!v.is_string() && !v.is_number_integer())
-                  invalid(p, v, "is not a signal");
+              if (!v.is_string() && !v.is_number_integer()) invalid(p, v, "is not a signal");
               try {
                   _out["stopSignal"] = parseSignal(display(v, p));
               } catch (const InvalidValue &e) {
@@ -713,8 +719,7 @@ void Checker::resources(const Doc &value, const std::string &path) {
              [&](const Doc &x, const std::string &xp) {
                  q["memory"] = bytes(x, xp, kMinMemory, kMaxMemory);
              }},
-            {"storage",
-             [&](const Doc &x, const std::string &xp) {
+            {"storage", [&](const Doc &x, const std::string &xp) {
                  q["storage"] = bytes(x, xp, kMinStorage, kMaxStorage);
              }}};
         if (limits)
@@ -725,29 +730,29 @@ void Checker::resources(const Doc &value, const std::string &path) {
         for (const auto &[key, _] : v.items())
             if (q.contains(key)) addUnapplied(_out, childPath(p, key));
     };
-    fields(value, path,
-           {{"requests",
-             [&](const Doc &v, const std::string &p) { quantities(v, p, "requests", false); }},
-            {"limits",
-             [&](const Doc &v, const std::string &p) { quantities(v, p, "limits", true); }},
-            {"cpuset", [&](const Doc &v, const std::string &p) {
-                 std::string set = string(v, p);
-                 bool ok = !set.empty();
-                 std::size_t start = 0;
-                 while (ok && start <= set.size()) {
-                     std::size_t end = std::min(set.find(',', start), set.size());
-                     std::string item = set.substr(start, end - start);
-                     auto dash = item.find('-');
-                     std::string lo = item.substr(0, dash);
-                     std::string hi = dash == std::string::npos ? lo : item.substr(dash + 1);
-                     ok = isDigits(lo, isDigit) && isDigits(hi, isDigit) && lo.size() < 6 &&
-                          hi.size() < 6 && std::stoi(lo) <= std::stoi(hi);
-                     start = end + 1;
-                 }
-                 if (!ok) invalid(p, v, "is not a CPU list such as `0-3,6`");
-                 out["cpuset"] = set;
-                 addUnapplied(_out, p);
-             }}});
+    fields(
+        value, path,
+        {{"requests",
+          [&](const Doc &v, const std::string &p) { quantities(v, p, "requests", false); }},
+         {"limits", [&](const Doc &v, const std::string &p) { quantities(v, p, "limits", true); }},
+         {"cpuset", [&](const Doc &v, const std::string &p) {
+              std::string set = string(v, p);
+              bool ok = !set.empty();
+              std::size_t start = 0;
+              while (ok && start <= set.size()) {
+                  std::size_t end = std::min(set.find(',', start), set.size());
+                  std::string item = set.substr(start, end - start);
+                  auto dash = item.find('-');
+                  std::string lo = item.substr(0, dash);
+                  std::string hi = dash == std::string::npos ? lo : item.substr(dash + 1);
+                  ok = isDigits(lo, isDigit) && isDigits(hi, isDigit) && lo.size() < 6 &&
+                       hi.size() < 6 && std::stoi(lo) <= std::stoi(hi);
+                  start = end + 1;
+              }
+              if (!ok) invalid(p, v, "is not a CPU list such as `0-3,6`");
+              out["cpuset"] = set;
+              addUnapplied(_out, p);
+          }}});
     // A request above its limit can never be met.
     if (out.contains("requests") && out.contains("limits")) {
         for (const char *key : {"cpu", "memory", "storage"}) {
@@ -827,11 +832,13 @@ void Checker::security(const Doc &value, const std::string &path) {
                       {"localhostProfile", [&](const Doc &x, const std::string &xp) {
                            profile["localhostProfile"] = hostPath(x, xp);
                        }}});
-              if (!profile.contains("type")) fail(childPath(p, "type"), "required field is missing");
+              if (!profile.contains("type"))
+                  fail(childPath(p, "type"), "required field is missing");
               bool local = profile["type"] == "Localhost";
               if (local != profile.contains("localhostProfile"))
                   fail(childPath(p, "localhostProfile"),
-                       local ? "required with type `Localhost`" : "only allowed with type `Localhost`");
+                       local ? "required with type `Localhost`"
+                             : "only allowed with type `Localhost`");
               out["seccompProfile"] = profile;
               if (profile["type"] != "Unconfined") addUnapplied(_out, p);
           }}});
@@ -856,113 +863,115 @@ void Checker::security(const Doc &value, const std::string &path) {
 void Checker::networking(const Doc &value, const std::string &path) {
     json &network = _out["network"];
     network = json::object();
-    fields(
-        value, path,
-        {{"mode",
-          [&](const Doc &v, const std::string &p) {
-              std::string mode = string(v, p);
-              if (mode == "host" || mode == "none" || mode == "private") {
-                  network["mode"] = mode;
-              } else if (isValidName(mode) && mode.size() <= 64) {
-                  // bridge or a named network: its own network namespace until the bridge
-                  // plugin attaches it
-                  network["mode"] = "private";
-                  network["attach"] = mode;
-                  addUnapplied(_out, p + "=" + mode);
-              } else {
-                  invalid(p, v, "is not `bridge`, `host`, `none`, `private` or a network name");
-              }
-          }},
-         {"ports",
-          [&](const Doc &v, const std::string &p) {
-              json ports = json::array();
-              std::map<std::string, std::string> published; // hostIP/port/proto -> path
-              std::size_t i = 0;
-              for (const auto &item : list(v, p)) {
-                  std::string ip = indexPath(p, i++);
-                  json port = json::object();
-                  fields(item, ip,
-                         {{"containerPort",
-                           [&](const Doc &x, const std::string &xp) {
-                               port["containerPort"] = integer(x, xp, 1, 65535);
-                           }},
-                          {"hostPort",
-                           [&](const Doc &x, const std::string &xp) {
-                               port["hostPort"] = integer(x, xp, 1, 65535);
-                           }},
-                          {"hostIP",
-                           [&](const Doc &x, const std::string &xp) {
-                               std::string addr = string(x, xp);
-                               if (!isIpAddress(addr)) invalid(xp, x, "is not an IP address");
-                               port["hostIP"] = addr;
-                           }},
-                          {"protocol", [&](const Doc &x, const std::string &xp) {
-                               std::string proto = string(x, xp);
-                               for (auto &c : proto)
-                                   c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                               if (proto != "tcp" && proto != "udp" && proto != "sctp")
-                                   invalid(xp, x, "is not `TCP`, `UDP` or `SCTP`");
-                               port["protocol"] = proto;
-                           }}});
-                  if (!port.contains("containerPort"))
-                      fail(childPath(ip, "containerPort"), "required field is missing");
-                  if (!port.contains("protocol")) port["protocol"] = "tcp";
-                  if (port.contains("hostPort")) {
-                      std::string key = port.value("hostIP", std::string("*")) + " " +
-                                        port["hostPort"].dump() + "/" +
-                                        port["protocol"].get<std::string>();
-                      auto [it, fresh] = published.emplace(key, ip);
-                      if (!fresh)
-                          fail(childPath(ip, "hostPort"),
-                               "host port " + quote(port["hostPort"].dump() + "/" +
-                                                    port["protocol"].get<std::string>()) +
-                                   " is already published by " + it->second);
-                  }
-                  ports.push_back(port);
-              }
-              network["ports"] = ports;
-              if (!ports.empty()) addUnapplied(_out, p);
-          }},
-         {"hostname",
-          [&](const Doc &v, const std::string &p) {
-              std::string h = string(v, p);
-              if (!isValidHostname(h))
-                  invalid(p, v, "is not a valid hostname (1 to 64 letters, digits, `-`, `_`, `.`)");
-              if (_hostname && *_hostname != h)
-                  invalid(p, v, "conflicts with " + _hostnamePath + " " + quote(*_hostname));
-              _hostname = h;
-              _hostnamePath = p;
-          }},
-         {"dns", [&](const Doc &v, const std::string &p) {
-              json dns = json::object();
-              fields(v, p,
-                     {{"nameservers",
-                       [&](const Doc &x, const std::string &xp) {
-                           auto servers = strings(x, xp);
-                           for (std::size_t i = 0; i < servers.size(); ++i)
-                               if (!isIpAddress(servers[i]))
-                                   invalid(indexPath(xp, i), x[i], "is not an IP address");
-                           dns["nameservers"] = servers;
-                       }},
-                      {"searches",
-                       [&](const Doc &x, const std::string &xp) {
-                           auto domains = strings(x, xp);
-                           for (std::size_t i = 0; i < domains.size(); ++i)
-                               if (!isDomain(domains[i]))
-                                   invalid(indexPath(xp, i), x[i], "is not a domain name");
-                           dns["searches"] = domains;
-                       }},
-                      {"options", [&](const Doc &x, const std::string &xp) {
-                           auto options = strings(x, xp);
-                           for (std::size_t i = 0; i < options.size(); ++i)
-                               if (options[i].empty() ||
-                                   options[i].find_first_of(" \t\n") != std::string::npos)
-                                   invalid(indexPath(xp, i), x[i], "is not a resolver option");
-                           dns["options"] = options;
-                       }}});
-              network["dns"] = dns;
-              addUnapplied(_out, p);
-          }}});
+    fields(value, path,
+           {{"mode",
+             [&](const Doc &v, const std::string &p) {
+                 std::string mode = string(v, p);
+                 if (mode == "host" || mode == "none" || mode == "private") {
+                     network["mode"] = mode;
+                 } else if (isValidName(mode) && mode.size() <= 64) {
+                     // bridge or a named network: its own network namespace until the bridge
+                     // plugin attaches it
+                     network["mode"] = "private";
+                     network["attach"] = mode;
+                     addUnapplied(_out, p + "=" + mode);
+                 } else {
+                     invalid(p, v, "is not `bridge`, `host`, `none`, `private` or a network name");
+                 }
+             }},
+            {"ports",
+             [&](const Doc &v, const std::string &p) {
+                 json ports = json::array();
+                 std::map<std::string, std::string> published; // hostIP/port/proto -> path
+                 std::size_t i = 0;
+                 for (const auto &item : list(v, p)) {
+                     std::string ip = indexPath(p, i++);
+                     json port = json::object();
+                     fields(item, ip,
+                            {{"containerPort",
+                              [&](const Doc &x, const std::string &xp) {
+                                  port["containerPort"] = integer(x, xp, 1, 65535);
+                              }},
+                             {"hostPort",
+                              [&](const Doc &x, const std::string &xp) {
+                                  port["hostPort"] = integer(x, xp, 1, 65535);
+                              }},
+                             {"hostIP",
+                              [&](const Doc &x, const std::string &xp) {
+                                  std::string addr = string(x, xp);
+                                  if (!isIpAddress(addr)) invalid(xp, x, "is not an IP address");
+                                  port["hostIP"] = addr;
+                              }},
+                             {"protocol", [&](const Doc &x, const std::string &xp) {
+                                  std::string proto = string(x, xp);
+                                  for (auto &c : proto)
+                                      c = static_cast<char>(
+                                          std::tolower(static_cast<unsigned char>(c)));
+                                  if (proto != "tcp" && proto != "udp" && proto != "sctp")
+                                      invalid(xp, x, "is not `TCP`, `UDP` or `SCTP`");
+                                  port["protocol"] = proto;
+                              }}});
+                     if (!port.contains("containerPort"))
+                         fail(childPath(ip, "containerPort"), "required field is missing");
+                     if (!port.contains("protocol")) port["protocol"] = "tcp";
+                     if (port.contains("hostPort")) {
+                         std::string key = port.value("hostIP", std::string("*")) + " " +
+                                           port["hostPort"].dump() + "/" +
+                                           port["protocol"].get<std::string>();
+                         auto [it, fresh] = published.emplace(key, ip);
+                         if (!fresh)
+                             fail(childPath(ip, "hostPort"),
+                                  "host port " +
+                                      quote(port["hostPort"].dump() + "/" +
+                                            port["protocol"].get<std::string>()) +
+                                      " is already published by " + it->second);
+                     }
+                     ports.push_back(port);
+                 }
+                 network["ports"] = ports;
+                 if (!ports.empty()) addUnapplied(_out, p);
+             }},
+            {"hostname",
+             [&](const Doc &v, const std::string &p) {
+                 std::string h = string(v, p);
+                 if (!isValidHostname(h))
+                     invalid(p, v,
+                             "is not a valid hostname (1 to 64 letters, digits, `-`, `_`, `.`)");
+                 if (_hostname && *_hostname != h)
+                     invalid(p, v, "conflicts with " + _hostnamePath + " " + quote(*_hostname));
+                 _hostname = h;
+                 _hostnamePath = p;
+             }},
+            {"dns", [&](const Doc &v, const std::string &p) {
+                 json dns = json::object();
+                 fields(v, p,
+                        {{"nameservers",
+                          [&](const Doc &x, const std::string &xp) {
+                              auto servers = strings(x, xp);
+                              for (std::size_t i = 0; i < servers.size(); ++i)
+                                  if (!isIpAddress(servers[i]))
+                                      invalid(indexPath(xp, i), x[i], "is not an IP address");
+                              dns["nameservers"] = servers;
+                          }},
+                         {"searches",
+                          [&](const Doc &x, const std::string &xp) {
+                              auto domains = strings(x, xp);
+                              for (std::size_t i = 0; i < domains.size(); ++i)
+                                  if (!isDomain(domains[i]))
+                                      invalid(indexPath(xp, i), x[i], "is not a domain name");
+                              dns["searches"] = domains;
+                          }},
+                         {"options", [&](const Doc &x, const std::string &xp) {
+                              auto options = strings(x, xp);
+                              for (std::size_t i = 0; i < options.size(); ++i)
+                                  if (options[i].empty() ||
+                                      options[i].find_first_of(" \t\n") != std::string::npos)
+                                      invalid(indexPath(xp, i), x[i], "is not a resolver option");
+                              dns["options"] = options;
+                          }}});
+                 network["dns"] = dns;
+                 addUnapplied(_out, p);
+             }}});
 }
 
 void Checker::volumes(const Doc &value, const std::string &path) {
@@ -984,7 +993,8 @@ void Checker::volumes(const Doc &value, const std::string &path) {
                  [&](const Doc &x, const std::string &xp) {
                      std::string name = string(x, xp);
                      if (!isValidName(name) || name.size() > 63)
-                         invalid(xp, x, "is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})");
+                         invalid(xp, x,
+                                 "is not a valid volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,62})");
                      auto [it, fresh] = names.emplace(name, xp);
                      if (!fresh) invalid(xp, x, "is already the name of " + it->second);
                      volume["name"] = name;
@@ -1177,12 +1187,12 @@ void Checker::userns(const Doc &value, const std::string &path) {
             invalid(path, e);
         }
     } else if (value.is_object()) {
-        fields(value, path,
-               {{"uidMappings",
-                 [&](const Doc &x, const std::string &xp) { out["uidMappings"] = mappings(x, xp); }},
-                {"gidMappings", [&](const Doc &x, const std::string &xp) {
-                     out["gidMappings"] = mappings(x, xp);
-                 }}});
+        fields(
+            value, path,
+            {{"uidMappings",
+              [&](const Doc &x, const std::string &xp) { out["uidMappings"] = mappings(x, xp); }},
+             {"gidMappings",
+              [&](const Doc &x, const std::string &xp) { out["gidMappings"] = mappings(x, xp); }}});
         if (!out.contains("uidMappings"))
             fail(childPath(path, "uidMappings"), "required field is missing");
         if (!out.contains("gidMappings")) out["gidMappings"] = out["uidMappings"];
@@ -1197,10 +1207,14 @@ void Checker::restartPolicy(const Doc &value, const std::string &path) {
     std::string policy = string(value, path);
     std::string name = policy.substr(0, policy.find(':'));
     std::string normal;
-    if (name == "Never" || name == "no") normal = "no";
-    else if (name == "Always" || name == "always") normal = "always";
-    else if (name == "OnFailure" || name == "on-failure") normal = "on-failure";
-    else if (name == "unless-stopped") normal = "unless-stopped";
+    if (name == "Never" || name == "no")
+        normal = "no";
+    else if (name == "Always" || name == "always")
+        normal = "always";
+    else if (name == "OnFailure" || name == "on-failure")
+        normal = "on-failure";
+    else if (name == "unless-stopped")
+        normal = "unless-stopped";
     else
         invalid(path, value,
                 "is not a restart policy (`Never`, `Always`, `OnFailure[:N]`, `unless-stopped`)");

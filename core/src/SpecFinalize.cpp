@@ -43,7 +43,8 @@ std::string stringAt(const json &parent, const char *key, const char *path) {
 std::string canonical(const std::string &path, const std::string &what, bool directory) {
     struct stat st;
     if (::stat(path.c_str(), &st) < 0) throw systemError(what + " " + quote(path));
-    if (directory && !S_ISDIR(st.st_mode)) throw invalid(what + " " + quote(path) + " is not a directory");
+    if (directory && !S_ISDIR(st.st_mode))
+        throw invalid(what + " " + quote(path) + " is not a directory");
     char resolved[PATH_MAX];
     if (!::realpath(path.c_str(), resolved)) throw systemError(what + " " + quote(path));
     return resolved;
@@ -51,7 +52,8 @@ std::string canonical(const std::string &path, const std::string &what, bool dir
 
 void checkRootfs(json &spec) {
     const json *rootfs = spec.contains("rootfs") ? &spec["rootfs"] : nullptr;
-    if (!rootfs || rootfs->is_null() || (rootfs->is_string() && rootfs->get<std::string>().empty())) {
+    if (!rootfs || rootfs->is_null() ||
+        (rootfs->is_string() && rootfs->get<std::string>().empty())) {
         if (spec.contains("image") && spec["image"].is_string())
             throw invalid("image " + quote(spec["image"].get<std::string>()) +
                           ": the image store is not available yet; give a rootfs directory "
@@ -62,8 +64,7 @@ void checkRootfs(json &spec) {
 }
 
 bool numeric(const std::string &s) {
-    return !s.empty() && s.size() <= 10 &&
-           s.find_first_not_of("0123456789") == std::string::npos;
+    return !s.empty() && s.size() <= 10 && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
 // With a user namespace, the ids the process runs as must be mapped inside it.
@@ -78,14 +79,16 @@ void checkMapped(const json &userns, const json &user) {
     auto check = [&](const char *kind, const char *list, std::optional<std::uint64_t> id) {
         if (!id) return;
         const json &mappings = userns.contains(list) ? userns[list] : userns["uidMappings"];
-        if (!mappings.is_array()) throw invalid(std::string("userns.") + list + ": expected a list");
+        if (!mappings.is_array())
+            throw invalid(std::string("userns.") + list + ": expected a list");
         if (!mapped(mappings, *id))
             throw invalid(std::string(kind) + " " + quote(std::to_string(*id)) +
                           " is not mapped in the user namespace (userns." + list + ")");
     };
     std::optional<std::uint64_t> uid, gid;
     auto id = [&](const char *key, std::optional<std::uint64_t> &out) {
-        if (user.contains(key) && user[key].is_number_integer() && user[key].get<std::int64_t>() >= 0)
+        if (user.contains(key) && user[key].is_number_integer() &&
+            user[key].get<std::int64_t>() >= 0)
             out = user[key].get<std::uint64_t>();
     };
     id("uid", uid);
@@ -107,7 +110,8 @@ void finalizeProcess(json &spec) {
     if (args.empty()) throw invalid("no command given and the image has none");
     for (const auto &arg : args)
         if (!arg.is_string()) throw invalid("process.args: expected a list of strings");
-    if (args[0].get<std::string>().empty()) throw invalid("invalid command: the program name is empty");
+    if (args[0].get<std::string>().empty())
+        throw invalid("invalid command: the program name is empty");
 
     json &env = arrayAt(process, "env", "process.env");
     bool hasPath = false;
@@ -185,8 +189,12 @@ void finalize(json &spec) {
         } else {
             spec.erase("userns");
         }
-        spec["namespaces"] = {{"pid", true},    {"mount", true},           {"uts", true},
-                              {"ipc", true},    {"network", mode != "host"}, {"cgroup", true},
+        spec["namespaces"] = {{"pid", true},
+                              {"mount", true},
+                              {"uts", true},
+                              {"ipc", true},
+                              {"network", mode != "host"},
+                              {"cgroup", true},
                               {"user", userns}};
 
         finalizeMounts(spec);

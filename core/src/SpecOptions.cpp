@@ -48,7 +48,7 @@ public:
         const json *v = get(key);
         if (!v) return std::nullopt;
         if (!v->is_string()) badType(key, "a string");
-        return v->get<std::string>();
+        return checked(key, v->get<std::string>());
     }
 
     // A repeatable flag: one string or a list of them.
@@ -56,11 +56,11 @@ public:
         std::vector<std::string> out;
         const json *v = get(key);
         if (!v) return out;
-        if (v->is_string()) return {v->get<std::string>()};
+        if (v->is_string()) return {checked(key, v->get<std::string>())};
         if (!v->is_array()) badType(key, "a string or a list of strings");
         for (const auto &item : *v) {
             if (!item.is_string()) badType(key, "a string or a list of strings");
-            out.push_back(item.get<std::string>());
+            out.push_back(checked(key, item.get<std::string>()));
         }
         return out;
     }
@@ -76,12 +76,17 @@ public:
     std::optional<std::string> numberText(const char *key) const {
         const json *v = get(key);
         if (!v) return std::nullopt;
-        if (v->is_string()) return v->get<std::string>();
+        if (v->is_string()) return checked(key, v->get<std::string>());
         if (v->is_number()) return v->dump();
         badType(key, "a number");
     }
 
 private:
+    static const std::string &checked(const char *key, const std::string &value) {
+        if (!isValidUtf8(value)) badType(key, "UTF-8 text");
+        return value;
+    }
+
     const json &_opts;
 };
 
@@ -112,8 +117,7 @@ json &process(json &spec) {
 
 // A limit flag replaces what the spec file said and is reported under the flag's name
 // until the cgroup service applies it.
-void setLimit(json &spec, const char *key, const std::string &text, const char *field,
-              json value) {
+void setLimit(json &spec, const char *key, const std::string &text, const char *field, json value) {
     removeUnapplied(spec, std::string("spec.resources.limits.") + field);
     removeUnapplied(spec, flagName(key));
     json &resources = spec["resources"];
@@ -126,8 +130,9 @@ void setLimit(json &spec, const char *key, const std::string &text, const char *
     auto requests = resources.find("requests");
     if (requests != resources.end() && requests->is_object() && requests->contains(field) &&
         (*requests)[field].get<std::int64_t>() > value.get<std::int64_t>())
-        badFlag(key, text, std::string("below the request spec.resources.requests.") + field +
-                               " (" + (*requests)[field].dump() + ")");
+        badFlag(key, text,
+                std::string("below the request spec.resources.requests.") + field + " (" +
+                    (*requests)[field].dump() + ")");
     json &limits = resources["limits"];
     if (!limits.is_object()) limits = json::object();
     limits[field] = value;
@@ -249,6 +254,8 @@ void applyAll(json &spec, const Options &o) {
         if (env.second) {
             setEnv(spec, env.first, *env.second);
         } else if (const char *value = std::getenv(env.first.c_str())) {
+            if (!isValidUtf8(value))
+                badFlag("env", text, "the value in the environment is not valid UTF-8");
             setEnv(spec, env.first, value);
         }
     }

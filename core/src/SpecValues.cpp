@@ -246,10 +246,14 @@ std::string printable(const std::string &value) {
     static const char kHex[] = "0123456789abcdef";
     std::string out;
     for (unsigned char c : value.substr(0, 200)) {
-        if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else if (c < 0x20 || c == 0x7f) out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
-        else out += static_cast<char>(c);
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c < 0x20 || c == 0x7f)
+            out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+        else
+            out += static_cast<char>(c);
     }
     if (value.size() > 200) out += "...";
     return out;
@@ -258,8 +262,9 @@ std::string printable(const std::string &value) {
 } // namespace
 
 InvalidValue::InvalidValue(const std::string &value, const std::string &reason)
-    : Error(MO_E_INVALID, (value.empty() ? std::string("an empty value") : quote(printable(value))) +
-                              (isPredicate(reason) ? " " : ": ") + reason),
+    : Error(MO_E_INVALID,
+            (value.empty() ? std::string("an empty value") : quote(printable(value))) +
+                (isPredicate(reason) ? " " : ": ") + reason),
       _value(value), _reason(reason) {}
 
 std::string InvalidValue::brief() const {
@@ -433,6 +438,7 @@ std::pair<std::string, std::optional<std::string>> parseEnv(const std::string &t
     if (std::any_of(name.begin(), name.end(), isSpace))
         throw InvalidValue(text, "the variable name contains whitespace");
     if (text.find('\0') != std::string::npos) throw InvalidValue(text, "contains a NUL byte");
+    if (!isValidUtf8(text)) throw InvalidValue(text, "is not valid UTF-8");
     if (eq == std::string::npos) return {name, std::nullopt};
     return {name, text.substr(eq + 1)};
 }
@@ -471,6 +477,9 @@ std::vector<std::string> readEnvFile(const std::string &path) {
             if (value) {
                 out.push_back(name + "=" + *value);
             } else if (const char *env = std::getenv(name.c_str())) {
+                if (!isValidUtf8(env))
+                    throw InvalidValue(name,
+                                       "has a value in the environment that is not valid UTF-8");
                 out.push_back(name + "=" + env);
             }
         } catch (const InvalidValue &e) {
@@ -523,6 +532,37 @@ bool isValidName(const std::string &name) {
     });
 }
 
+bool isValidUtf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        auto c = static_cast<unsigned char>(text[i]);
+        std::size_t n;
+        std::uint32_t cp;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= text.size()) return false; // truncated sequence
+        for (std::size_t k = 1; k <= n; ++k) {
+            auto cc = static_cast<unsigned char>(text[i + k]);
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        static const std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += n + 1;
+    }
+    return true;
+}
+
 bool isValidHostname(const std::string &name) {
     if (name.empty() || name.size() > 64 || name[0] == '-' || name[0] == '.') return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
@@ -557,8 +597,8 @@ void removeUnapplied(json &spec, const std::string &field) {
         if (entry.is_string()) {
             const auto &s = entry.get_ref<const std::string &>();
             if (s.rfind(field, 0) == 0 &&
-                (s.size() == field.size() || std::string_view(".[=").find(s[field.size()]) !=
-                                                   std::string_view::npos))
+                (s.size() == field.size() ||
+                 std::string_view(".[=").find(s[field.size()]) != std::string_view::npos))
                 continue;
         }
         kept.push_back(entry);

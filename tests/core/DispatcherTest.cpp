@@ -84,7 +84,7 @@ TEST_F(Dispatcher, ACommandThatNeedsNoPluginLoadsNone) {
 }
 
 TEST_F(Dispatcher, ServiceUseLoadsOnlyItsProvider) {
-    verb("local s = mo.runtime.state('x'); mo.print(s.id)");
+    verb("local s = mo.service('runtime', 'fixture').state('x'); mo.print(s.id)");
     Result r = mo({"--debug", "t", "go"}, {"good", "provides_runtime"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "fixture\n");
@@ -101,7 +101,8 @@ TEST_F(Dispatcher, PluginMethodResultReachesLua) {
 
 TEST_F(Dispatcher, PluginErrorIsOneLineWithThePluginsMessage) {
     verb("mo.plugins.method_error.fail{ x = 'y' }");
-    expectOneLineError(mo({"t", "go"}, {"method_error"}), "mobileops: invalid 'x': expected a number");
+    expectOneLineError(mo({"t", "go"}, {"method_error"}),
+                       "mobileops: invalid 'x': expected a number");
 }
 
 TEST_F(Dispatcher, PluginErrorIsAStructuredLuaError) {
@@ -116,7 +117,8 @@ TEST_F(Dispatcher, BadArgumentNamesTheParameter) {
     verb("mo.has(42)");
     expectOneLineError(mo({"t", "go"}), "mo.has: invalid 'name': expected string, got number");
     verb("mo.runtime.create(nil)");
-    expectOneLineError(mo({"t", "go"}), "mo.runtime.create: invalid 'spec': expected table, got nil");
+    expectOneLineError(mo({"t", "go"}),
+                       "mo.runtime.create: invalid 'spec': expected table, got nil");
 }
 
 TEST_F(Dispatcher, BrokenPluginIsReportedAndCommandFails) {
@@ -166,7 +168,8 @@ wf:verb{ name = "hello", summary = "greet someone",
   end }
 return wf
 )");
-    Result r = mo({"greet", "hello", "-s", "--times=2", "-t", "a", "--tag", "b", "bob", "x", "--not-an-option"});
+    Result r = mo({"greet", "hello", "-s", "--times=2", "-t", "a", "--tag", "b", "bob", "x",
+                   "--not-an-option"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "HELLO bob\ta,b\tx --not-an-option\nHELLO bob\ta,b\tx --not-an-option\n");
     r = mo({"greet", "hello", "--times", "x", "bob"});
@@ -183,15 +186,17 @@ return wf
     EXPECT_NE(r.out.find("hello  greet someone"), std::string::npos) << r.out;
     r = mo({"greet", "hello", "--help"});
     EXPECT_EQ(r.status, 0);
-    EXPECT_NE(r.out.find("Usage: mobileops greet hello [OPTIONS] WHO [REST...]"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("Usage: mobileops greet hello [OPTIONS] WHO [REST...]"), std::string::npos)
+        << r.out;
     EXPECT_NE(r.out.find("-n, --times N"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("(repeatable)"), std::string::npos) << r.out;
 }
 
 TEST_F(Dispatcher, ShadowingABuiltinWorkflowWarns) {
-    script("system", "local mo = require('mobileops')\n"
-                     "local wf = mo.workflow{ name = 'system', summary = 'mine' }\n"
-                     "wf:verb{ name = 'info', run = function() mo.print('mine') end }\nreturn wf\n");
+    script("system",
+           "local mo = require('mobileops')\n"
+           "local wf = mo.workflow{ name = 'system', summary = 'mine' }\n"
+           "wf:verb{ name = 'info', run = function() mo.print('mine') end }\nreturn wf\n");
     Result r = mo({"system", "info"});
     EXPECT_EQ(r.status, 0);
     EXPECT_EQ(r.out, "mine\n");
@@ -217,7 +222,9 @@ TEST_F(Dispatcher, JsonRoundTripAndOutput) {
     verb("mo.output(mo.json_decode('{\"a\":[1,2,{\"b\":\"c\"}],\"e\":[]}'))");
     Result r = mo({"t", "go", "--json"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.out, "{\n  \"a\": [\n    1,\n    2,\n    {\n      \"b\": \"c\"\n    }\n  ],\n  \"e\": []\n}\n");
+    EXPECT_EQ(
+        r.out,
+        "{\n  \"a\": [\n    1,\n    2,\n    {\n      \"b\": \"c\"\n    }\n  ],\n  \"e\": []\n}\n");
 }
 
 TEST_F(Dispatcher, SystemInfoJsonIsValidJson) {
@@ -248,7 +255,8 @@ TEST_F(Dispatcher, LuaApiDocsAreUpToDate) {
     std::ifstream in(MOBILEOPS_SOURCE_DIR "/docs/lua-api.md");
     std::stringstream committed;
     committed << in.rdbuf();
-    EXPECT_EQ(committed.str(), r.out) << "regenerate with: build/bin/mobileops --lua-api-docs > docs/lua-api.md";
+    EXPECT_EQ(committed.str(), r.out)
+        << "regenerate with: build/bin/mobileops --lua-api-docs > docs/lua-api.md";
 }
 
 } // namespace

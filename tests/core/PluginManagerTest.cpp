@@ -1,8 +1,8 @@
 // The loader and the service registry, against the fixture plugins in
 // tests/fixtures/plugins (each built into its own directory).
+#include "mobileops/core/PluginManager.h"
 #include "TestUtil.h"
 #include "mobileops/core/Error.h"
-#include "mobileops/core/PluginManager.h"
 #include "mobileops/core/Store.h"
 
 #include <gtest/gtest.h>
@@ -70,7 +70,8 @@ TEST_F(Loader, GoodPluginLoadsWithMethodFeatureAndProbe) {
 
 TEST_F(Loader, WrongMajorIsRefusedNamingBothVersions) {
     std::string msg = loadError("wrong_major");
-    EXPECT_NE(msg.find("built for ABI 2.0, this mobileops offers ABI 1.0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("built for ABI 2.0, this mobileops offers ABI 1.0"), std::string::npos)
+        << msg;
 }
 
 TEST_F(Loader, NewerMinorIsRefused) {
@@ -185,10 +186,12 @@ TEST_F(Loader, HostTableStoreRoundTripThroughAPlugin) {
     const mo_host_api *host = pm->hostApi();
     auto *handle = reinterpret_cast<mo_plugin *>(&rec);
     mo_error err = MO_ERROR_INIT;
-    ASSERT_EQ(host->store_put(handle, "container", "k1", "web", R"({"a":1})", MO_STORE_CREATE, &err), 0)
+    ASSERT_EQ(
+        host->store_put(handle, "container", "k1", "web", R"({"a":1})", MO_STORE_CREATE, &err), 0)
         << err.message;
-    EXPECT_EQ(host->store_put(handle, "container", "k2", "web", R"({"a":2})", MO_STORE_CREATE, &err),
-              MO_E_EXISTS);
+    EXPECT_EQ(
+        host->store_put(handle, "container", "k2", "web", R"({"a":2})", MO_STORE_CREATE, &err),
+        MO_E_EXISTS);
     mo_buffer out = MO_BUFFER_INIT;
     ASSERT_EQ(host->store_find(handle, "container", "web", &out, &err), 0) << err.message;
     EXPECT_STREQ(out.data, R"({"a":1})");

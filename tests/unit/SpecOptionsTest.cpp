@@ -264,6 +264,18 @@ TEST(SpecOptionsTest, RefusesWrongTypes) {
               "options: expected an object");
 }
 
+TEST(SpecOptionsTest, RefusesInvalidUtf8) {
+    json opts = {{"hostname", "a\xff"}};
+    EXPECT_EQ(errorOf([&] {
+                  json spec = json::object();
+                  applyOptions(spec, opts);
+              }),
+              "invalid --hostname: expected UTF-8 text");
+    ::setenv("MO_SPEC_OPT_BINARY", "\xff", 1);
+    EXPECT_EQ(optionError(R"({"env": ["MO_SPEC_OPT_BINARY"]})"),
+              "invalid --env `MO_SPEC_OPT_BINARY`: the value in the environment is not valid UTF-8");
+}
+
 TEST(SpecOptionsTest, MemoryBelowTheRequest) {
     json spec = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n"
                                  "spec: { resources: { requests: { memory: 1Gi } } }\n",

@@ -393,6 +393,13 @@ TEST(SpecParseTest, RefusesBadSyntax) {
     EXPECT_EQ(specError("  ? [a]\n  : b\n"), "t.yaml:4: spec: keys must be strings");
 }
 
+TEST(SpecParseTest, RefusesInvalidUtf8) {
+    EXPECT_EQ(specError("  hostname: \"a\xff" "b\"\n"), "t.yaml:4: spec.hostname: not valid UTF-8");
+    EXPECT_EQ(specError("  \xff: 1\n"), "t.yaml:4: spec: a key is not valid UTF-8");
+    EXPECT_NE(errorOf([] { parseVirtualRoot("{\"apiVersion\": \"\xff\"}", "t.json"); }).find("t.json"),
+              std::string::npos);
+}
+
 TEST(SpecParseTest, ExplicitStringTagKeepsText) {
     EXPECT_EQ(parseSpec("  environment: [{ name: A, value: !!str 010 }]\n")["process"]["env"][0],
               "A=010");

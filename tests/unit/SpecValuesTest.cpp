@@ -362,6 +362,19 @@ TEST(SpecNameTest, Hostnames) {
     for (const char *bad : {"", "-web", ".web", "a b", "a/b"}) EXPECT_FALSE(isValidHostname(bad)) << bad;
 }
 
+TEST(SpecNameTest, Utf8) {
+    EXPECT_TRUE(isValidUtf8(""));
+    EXPECT_TRUE(isValidUtf8("plain"));
+    EXPECT_TRUE(isValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    EXPECT_FALSE(isValidUtf8("\xff"));
+    EXPECT_FALSE(isValidUtf8("\xc3"));             // truncated
+    EXPECT_FALSE(isValidUtf8("\xe2\x82"));         // truncated
+    EXPECT_FALSE(isValidUtf8("\xc0\xaf"));         // overlong
+    EXPECT_FALSE(isValidUtf8("\xed\xa0\x80"));     // surrogate
+    EXPECT_FALSE(isValidUtf8("\xf4\x90\x80\x80")); // above U+10FFFF
+    EXPECT_EQ(errorOf([] { parseEnv("A=\xff"); }), "`A=\xff` is not valid UTF-8");
+}
+
 TEST(SpecEditTest, SetEnvReplaces) {
     json spec = json::object();
     setEnv(spec, "A", "1");

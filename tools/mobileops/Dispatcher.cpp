@@ -24,6 +24,14 @@ using namespace mobileops::core;
 
 namespace {
 
+// A failure with its own exit status (a container that could not start: 125-127).
+class ExitError : public Error {
+public:
+    ExitError(const std::string &message, int status)
+        : Error(MO_E_INVALID, message), status(status) {}
+    int status;
+};
+
 struct Script {
     std::string name, path;
 };
@@ -148,6 +156,7 @@ int runVerb(LuaEngine &lua, const std::string &wfName, const std::vector<std::st
     int rc = lua_pcall(L, 2, 1, 0);
     if (rc != 0) {
         std::string message = lua.popErrorMessage(debug);
+        if (lua.lastErrorExit() > 0) throw ExitError(message, lua.lastErrorExit());
         throw Error(MO_E_INVALID, message);
     }
     int status = 0;
@@ -204,6 +213,10 @@ int dispatch(const std::vector<std::string> &argv, GlobalFlags flags) {
             for (auto &n : plugins.loadOrder()) loaded += " " + n;
             log::debug("plugins loaded:" + loaded);
         }
+    } catch (const ExitError &e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "mobileops: %s\n", e.what());
+        return e.status;
     } catch (const cli::UsageError &e) {
         std::fflush(stdout);
         std::fprintf(stderr, "mobileops: %s\n", e.what());

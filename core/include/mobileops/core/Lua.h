@@ -61,6 +61,8 @@ public:
     void loadWorkflow(const std::string &path, const std::string &name);
     // Message of the error value on top of the stack (pops it).
     std::string popErrorMessage(bool withLocation);
+    // The exit status the last popped error asked for, or -1.
+    int lastErrorExit() const { return _lastErrorExit; }
 
     static LuaEngine &from(lua_State *L);
     // The C function that checks arguments against an ApiFunction (upvalue 1) and calls it.
@@ -69,6 +71,7 @@ public:
 private:
     lua_State *_L;
     Session _session;
+    int _lastErrorExit = -1;
 };
 
 } // namespace mobileops::core

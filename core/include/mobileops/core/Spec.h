@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -61,7 +62,7 @@ inline constexpr std::uint64_t kMaxMemory = 1ull << 50;  // 1Pi
 inline constexpr std::uint64_t kMinStorage = 1ull << 20; // 1Mi
 inline constexpr std::uint64_t kMaxStorage = 1ull << 53; // 8Pi: still exact as a Lua number
 inline constexpr std::int64_t kMaxMillicores = 4096 * 1000;
-inline constexpr std::int64_t kMaxPids = 4194304; // PID_MAX_LIMIT
+inline constexpr std::int64_t kMaxPids = 4194304;    // PID_MAX_LIMIT
 inline constexpr std::uint32_t kMaxId = 4294967294u; // (uid_t)-1 means "no change"
 inline constexpr std::int64_t kMaxStopTimeout = 86400;
 inline constexpr const char *kDefaultPath =
@@ -118,6 +119,8 @@ std::string capabilityName(const std::string &text);
 
 // [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}
 bool isValidName(const std::string &name);
+// Strings in a runtime spec must be UTF-8 (JSON cannot carry other bytes).
+bool isValidUtf8(std::string_view text);
 // 1 to 64 characters: letters, digits, `-`, `_`, `.`, not starting with `-` or `.`.
 bool isValidHostname(const std::string &name);
 

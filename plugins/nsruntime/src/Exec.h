@@ -1,0 +1,67 @@
+// Foreground processes (run, exec): the caller's stdio connected directly or through a
+// pty, signals the caller receives forwarded to the process, the exit status returned.
+#pragma once
+
+#include "Launcher.h"
+#include "Pty.h"
+#include "Spec.h"
+#include "Syscalls.h"
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace mobileops::nsruntime {
+
+// The caller's streams (mo_stdio): fds may be -1 (nothing), `tty` asks for a pty,
+// `interactive` keeps stdin connected.
+struct Stdio {
+    int in = -1, out = -1, err = -1;
+    bool tty = false, interactive = false;
+};
+
+// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 received by this process to
+// `pid` while alive; restores the previous handlers afterwards. One at a time.
+class SignalForwarder {
+public:
+    explicit SignalForwarder(pid_t pid);
+    ~SignalForwarder();
+    SignalForwarder(const SignalForwarder &) = delete;
+    SignalForwarder &operator=(const SignalForwarder &) = delete;
+};
+
+// Run the container in the foreground: `beforeWait` is called with the running child
+// (to record it) before waiting. Returns the exit status (128+N for signal N).
+template <typename Fn>
+int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, Fn &&beforeWait,
+                  int *signal = nullptr, LaunchOptions options = {});
+
+// The non-template core of runForeground and execInContainer.
+ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty);
+int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal);
+
+// Run `process` inside the container whose init is `pid` (started at `startTime`).
+int execInContainer(Syscalls &sys, pid_t pid, uint64_t startTime, const ProcessSpec &process,
+                    const Stdio &stdio);
+
+template <typename Fn>
+int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, Fn &&beforeWait,
+                  int *signal, LaunchOptions options) {
+    Pty pty;
+    const bool terminal = spec.process.terminal || stdio.tty;
+    ChildIo io = childIoFor(stdio, terminal, pty);
+    options.dieWithParent = true;
+    ChildProcess child = launch(sys, spec, io, options);
+    pty.closeSlave();
+    try {
+        beforeWait(child);
+    } catch (...) {
+        child.kill(SIGKILL);
+        child.wait();
+        throw;
+    }
+    return superviseForeground(child, stdio, terminal ? &pty : nullptr, signal);
+}
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,323 @@
+#include "Launcher.h"
+
+#include "Init.h"
+#include "Mounts.h"
+#include "Process.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
+
+namespace mobileops::nsruntime {
+
+namespace {
+
+// Closes an fd on scope exit unless released.
+struct OwnedFd {
+    int fd = -1;
+    OwnedFd() = default;
+    explicit OwnedFd(int f) : fd(f) {}
+    OwnedFd(const OwnedFd &) = delete;
+    OwnedFd &operator=(const OwnedFd &) = delete;
+    ~OwnedFd() { reset(); }
+    void reset(int f = -1) {
+        if (fd >= 0) ::close(fd);
+        fd = f;
+    }
+    int release() {
+        int f = fd;
+        fd = -1;
+        return f;
+    }
+};
+
+struct Pipe {
+    OwnedFd read, write;
+    Pipe() {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) < 0) throw sysError("pipe", errno);
+        read.reset(p[0]);
+        write.reset(p[1]);
+    }
+};
+
+// Put `io` on 0, 1, 2 of the calling child. Sources may collide with targets, so they
+// are first moved out of the way.
+void setupStdio(const ChildIo &io, int devNull) {
+    int src[3];
+    if (io.tty >= 0) {
+        if (::setsid() < 0) throw sysError("setsid", errno);
+        if (::ioctl(io.tty, TIOCSCTTY, 0) < 0)
+            throw sysError("set the controlling terminal", errno);
+        src[0] = src[1] = src[2] = io.tty;
+    } else {
+        ::setsid();
+        src[0] = io.in >= 0 ? io.in : devNull;
+        src[1] = io.out >= 0 ? io.out : devNull;
+        src[2] = io.err >= 0 ? io.err : devNull;
+    }
+    int tmp[3];
+    for (int i = 0; i < 3; ++i) {
+        tmp[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+        if (tmp[i] < 0) throw sysError("dup stdio", errno);
+    }
+    for (int i = 0; i < 3; ++i)
+        if (::dup2(tmp[i], i) < 0) throw sysError("dup stdio", errno);
+}
+
+// In a new PID namespace getppid() is 0: the parent lives outside it.
+bool parentGone(pid_t parent) {
+    pid_t p = ::getppid();
+    return p != parent && p != 0;
+}
+
+[[noreturn]] void execOrInit(Syscalls &sys, const ProcessSpec &process, int report,
+                             bool dieWithParent, pid_t parent) {
+    applyProcessSettings(sys, process);
+    if (dieWithParent) {
+        // After the uid change, which clears the parent-death signal.
+        check(sys.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "set the parent-death signal");
+        if (parentGone(parent)) ::_exit(kExitSetupFailed);
+    }
+    if (process.init) {
+        sigset_t all, old;
+        sigfillset(&all);
+        ::sigprocmask(SIG_SETMASK, &all, &old);
+        pid_t child = ::fork();
+        if (child < 0) throw sysError("fork the container process", errno);
+        if (child == 0) execContainerProcess(sys, process, report);
+        ::close(report);
+        runInit(child);
+    }
+    execContainerProcess(sys, process, report);
+}
+
+[[noreturn]] void containerChild(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
+                                 int report, int syncRead, int devNull, bool dieWithParent,
+                                 pid_t parent) {
+    try {
+        if (syncRead >= 0) {
+            // Wait for the parent to write our uid/gid maps.
+            char c;
+            ssize_t n;
+            do n = ::read(syncRead, &c, 1);
+            while (n < 0 && errno == EINTR);
+            if (n != 1) ::_exit(kExitSetupFailed);
+            ::close(syncRead);
+            if (spec.userns()) {
+                check(sys.setresgid(0, 0, 0), "become root in the user namespace");
+                check(sys.setresuid(0, 0, 0), "become root in the user namespace");
+            }
+        }
+        if (dieWithParent) {
+            sys.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+            if (parentGone(parent)) ::_exit(kExitSetupFailed);
+        }
+        setupStdio(io, devNull);
+        ::umask(0);
+        if (spec.namespaces.uts && !spec.hostname.empty())
+            check(sys.sethostname(spec.hostname), "set the hostname " + quote(spec.hostname));
+        if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
+        Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
+        mounts.setup();
+        execOrInit(sys, spec.process, report, dieWithParent, parent);
+    } catch (...) {
+        failChild(report);
+    }
+}
+
+// Read the child's report; on failure reap it and throw.
+void awaitExec(ChildProcess &child, int reportRead) {
+    ChildReport report;
+    if (!readReport(reportRead, report)) return;
+    child.wait();
+    throw LaunchError(report.code, report.message, report.exitStatus);
+}
+
+} // namespace
+
+ChildProcess::ChildProcess(ChildProcess &&o) noexcept
+    : _pid(o._pid), _pidfd(o._pidfd), _waited(o._waited) {
+    o._pid = -1;
+    o._pidfd = -1;
+}
+
+ChildProcess &ChildProcess::operator=(ChildProcess &&o) noexcept {
+    if (this != &o) {
+        this->~ChildProcess();
+        new (this) ChildProcess(std::move(o));
+    }
+    return *this;
+}
+
+ChildProcess::~ChildProcess() {
+    if (_pidfd >= 0) ::close(_pidfd);
+}
+
+int ChildProcess::wait(int *signal) {
+    if (signal) *signal = 0;
+    int status = 0;
+    for (;;) {
+        pid_t r = ::waitpid(_pid, &status, 0);
+        if (r == _pid) break;
+        if (r < 0 && errno == EINTR) continue;
+        throw sysError("wait for pid " + std::to_string(_pid), errno);
+    }
+    _waited = true;
+    if (WIFSIGNALED(status)) {
+        if (signal) *signal = WTERMSIG(status);
+        return 128 + WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+void ChildProcess::kill(int sig) {
+    if (_pidfd >= 0 && !_waited) ::syscall(SYS_pidfd_send_signal, _pidfd, sig, nullptr, 0);
+}
+
+unsigned long cloneFlags(const ContainerSpec &spec) {
+    unsigned long f = CLONE_NEWNS;
+    if (spec.namespaces.pid) f |= CLONE_NEWPID;
+    if (spec.namespaces.uts) f |= CLONE_NEWUTS;
+    if (spec.namespaces.ipc) f |= CLONE_NEWIPC;
+    if (spec.namespaces.network) f |= CLONE_NEWNET;
+    if (spec.namespaces.cgroup) f |= CLONE_NEWCGROUP;
+    if (spec.userns()) f |= CLONE_NEWUSER;
+    return f;
+}
+
+std::string idMapText(const std::vector<IdMapping> &maps) {
+    std::string s;
+    for (const auto &m : maps)
+        s += std::to_string(m.containerId) + " " + std::to_string(m.hostId) + " " +
+             std::to_string(m.size) + "\n";
+    return s;
+}
+
+ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
+                    const LaunchOptions &options) {
+    Pipe report;
+    std::optional<Pipe> sync;
+    if (spec.userns() || options.afterClone) sync.emplace();
+    OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
+    const pid_t parent = ::getpid();
+
+    int pidfd = -1;
+    struct clone_args args = {};
+    args.flags = cloneFlags(spec) | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    long pid = sys.clone3(&args);
+    if (pid == 0) {
+        report.read.release();
+        containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
+                       options.dieWithParent, parent);
+    }
+    if (pid < 0) throw sysError("clone the container process", static_cast<int>(-pid));
+    ChildProcess child(static_cast<pid_t>(pid), pidfd);
+    report.write.reset();
+    try {
+        if (sync) {
+            sync->read.reset();
+            if (options.afterClone) options.afterClone(child.pid());
+        }
+        if (spec.userns()) {
+            std::string base = "/proc/" + std::to_string(pid) + "/";
+            // Privileged parent: gid_map needs no setgroups deny (user_namespaces(7)).
+            check(sys.writeFile((base + "uid_map").c_str(), idMapText(spec.uidMappings)),
+                  "write the uid map " + quote(idMapText(spec.uidMappings).substr(0, 64)));
+            check(sys.writeFile((base + "gid_map").c_str(), idMapText(spec.gidMappings)),
+                  "write the gid map");
+        }
+        if (sync) {
+            char c = 1;
+            if (::write(sync->write.fd, &c, 1) != 1) throw sysError("wake the container", errno);
+            sync->write.reset();
+        }
+        awaitExec(child, report.read.fd);
+    } catch (...) {
+        if (!child.waited()) {
+            child.kill(SIGKILL);
+            child.wait();
+        }
+        throw;
+    }
+    return child;
+}
+
+ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec &process,
+                          const ChildIo &io) {
+    static const struct {
+        const char *name;
+        int flag;
+    } kinds[] = {{"user", CLONE_NEWUSER}, {"mnt", CLONE_NEWNS},  {"uts", CLONE_NEWUTS},
+                 {"ipc", CLONE_NEWIPC},   {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}};
+    const pid_t self = ::getpid();
+    int join = 0;
+    for (const auto &k : kinds) {
+        uint64_t theirs = 0, ours = 0;
+        struct stat a, b;
+        if (::stat(("/proc/" + std::to_string(pid) + "/ns/" + k.name).c_str(), &a) == 0)
+            theirs = a.st_ino;
+        if (::stat((std::string("/proc/self/ns/") + k.name).c_str(), &b) == 0) ours = b.st_ino;
+        if (theirs && theirs != ours) join |= k.flag;
+    }
+    struct stat a, b;
+    bool joinPid = ::stat(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), &a) == 0 &&
+                   ::stat("/proc/self/ns/pid", &b) == 0 && a.st_ino != b.st_ino;
+
+    Pipe report;
+    OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
+    OwnedFd ownPidns;
+    if (joinPid) {
+        // Children of ours are born in the container's PID namespace; ours is restored
+        // right after the clone.
+        ownPidns.reset(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+        if (ownPidns.fd < 0) throw sysError("open our PID namespace", errno);
+        check(sys.setns(pidfd, CLONE_NEWPID), "join the container's PID namespace");
+    }
+    int childPidfd = -1;
+    struct clone_args args = {};
+    args.flags = CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<uint64_t>(&childPidfd);
+    args.exit_signal = SIGCHLD;
+    long child = sys.clone3(&args);
+    if (child == 0) {
+        try {
+            report.read.release();
+            if (join) check(sys.setns(pidfd, join), "join the container's namespaces");
+            setupStdio(io, devNull.fd);
+            applyProcessSettings(sys, process);
+            execContainerProcess(sys, process, report.write.fd);
+        } catch (...) {
+            failChild(report.write.fd);
+        }
+    }
+    if (joinPid) check(sys.setns(ownPidns.fd, CLONE_NEWPID), "return to our PID namespace");
+    if (child < 0) throw sysError("clone the exec process", static_cast<int>(-child));
+    ChildProcess proc(static_cast<pid_t>(child), childPidfd);
+    (void)self;
+    report.write.reset();
+    awaitExec(proc, report.read.fd);
+    return proc;
+}
+
+int runContainer(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io) {
+    LaunchOptions options;
+    options.dieWithParent = true;
+    ChildProcess child = launch(sys, spec, io, options);
+    return child.wait();
+}
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,86 @@
+// Starting a container process: clone3 into new namespaces, write the user namespace
+// maps from the parent, let the child build its root and exec. `launch` returns once the
+// exec succeeded (EOF on the report pipe) or throws LaunchError with the child's reason.
+#pragma once
+
+#include "Errors.h"
+#include "Spec.h"
+#include "Syscalls.h"
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+
+namespace mobileops::nsruntime {
+
+// A failed start: the child's message, and the status `run` should exit with (127 for a
+// missing command, 126 when it cannot be executed, 125 for anything else).
+class LaunchError : public Error {
+public:
+    LaunchError(int code, const std::string &message, int exitStatus)
+        : Error(code, message), _exitStatus(exitStatus) {}
+    int exitStatus() const { return _exitStatus; }
+
+private:
+    int _exitStatus;
+};
+
+// The child's standard streams: fds of the caller, -1 for /dev/null. With a terminal,
+// `tty` is the pty slave and the others are ignored.
+struct ChildIo {
+    int in = -1, out = -1, err = -1;
+    int tty = -1;
+    std::string ttyPath; // bound on /dev/console
+};
+
+struct LaunchOptions {
+    bool dieWithParent = false; // PR_SET_PDEATHSIG(SIGKILL): foreground run
+    // Called in the parent after the clone, before the child may build its root or exec
+    // (the cgroup service attaches the pid here). Throwing aborts the launch.
+    std::function<void(pid_t)> afterClone;
+};
+
+// A running child (container init or exec'd process). Owns its pidfd; does not kill on
+// destruction (callers decide), but a child never waited for is reaped by `wait`.
+class ChildProcess {
+public:
+    ChildProcess() = default;
+    ChildProcess(pid_t pid, int pidfd) : _pid(pid), _pidfd(pidfd) {}
+    ChildProcess(ChildProcess &&o) noexcept;
+    ChildProcess &operator=(ChildProcess &&o) noexcept;
+    ~ChildProcess();
+
+    pid_t pid() const { return _pid; }
+    int pidfd() const { return _pidfd; }
+    // Block until it exits: the exit code, or 128+N when killed by signal N. Sets
+    // *signal to N (0 when it exited).
+    int wait(int *signal = nullptr);
+    void kill(int sig);
+    bool waited() const { return _waited; }
+
+private:
+    pid_t _pid = -1;
+    int _pidfd = -1;
+    bool _waited = false;
+};
+
+// Namespace clone flags for the spec.
+unsigned long cloneFlags(const ContainerSpec &spec);
+
+// "0 100000 65536\n" lines of an id map file.
+std::string idMapText(const std::vector<IdMapping> &maps);
+
+// Start the container's init (the spec's process, or the built-in init forking it).
+ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
+                    const LaunchOptions &options = {});
+
+// Start `process` inside the namespaces of the running container whose init is `pid`
+// (`pidfd` refers to it).
+ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec &process,
+                          const ChildIo &io);
+
+// launch + wait: the engine's foreground run without any state. Returns the exit status.
+int runContainer(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io);
+
+} // namespace mobileops::nsruntime

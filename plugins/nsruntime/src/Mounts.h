@@ -1,0 +1,70 @@
+// The container's filesystem view, built in its own mount namespace: the rootfs bound
+// onto itself, /proc, /sys, /dev, the spec's mounts, pivot_root into it, then the OCI
+// default masked and read-only paths and the read-only root. Runs in the child; nothing
+// here ever touches the host's mount namespace.
+#pragma once
+
+#include "Spec.h"
+#include "Syscalls.h"
+
+#include <string>
+#include <vector>
+
+namespace mobileops::nsruntime {
+
+// OCI defaults (runtime-spec config-linux.md, as podman and crun apply them).
+const std::vector<std::string> &maskedPaths();
+const std::vector<std::string> &readonlyPaths();
+
+struct MountOptions {
+    unsigned long flags = 0;       // MS_* applied at mount time
+    unsigned long propagation = 0; // MS_PRIVATE, MS_SHARED, ... applied afterwards
+    bool bind = false, recursive = false;
+    std::string data; // filesystem options (size=, mode=, ...)
+};
+MountOptions parseMountOptions(const std::vector<std::string> &options);
+
+class Mounts {
+public:
+    // `console`: path of the pty slave to bind on /dev/console, empty for none.
+    Mounts(Syscalls &sys, const ContainerSpec &spec, std::string console = {});
+    ~Mounts();
+    Mounts(const Mounts &) = delete;
+    Mounts &operator=(const Mounts &) = delete;
+
+    void setup() {
+        prepareRoot();
+        pivot();
+        finish();
+    }
+    // Before pivot_root: private propagation, rootfs bind, /proc, /sys, /dev, spec mounts.
+    void prepareRoot();
+    // pivot_root(".", ".") and a lazy unmount of the old root.
+    void pivot();
+    // After pivot_root: masked paths, read-only paths, read-only root.
+    void finish();
+
+    // Resolve `path` inside the rootfs without leaving it (symlinks are resolved as if
+    // the rootfs were /), creating missing directories — and the last component as a
+    // file when `file` — on the way. Returns an O_PATH fd owned by the caller.
+    int resolve(const std::string &path, bool create, bool file = false);
+
+private:
+    std::string fdPath(int fd) const { return "/proc/self/fd/" + std::to_string(fd); }
+    void mountAt(const std::string &what, const char *source, const std::string &dest,
+                 const char *type, unsigned long flags, const std::string &data, bool file = false);
+    void mountProc();
+    void mountSys();
+    void mountDev();
+    void mountSpec(const MountSpec &m);
+    void remountReadonly(const std::string &what, const char *target, unsigned long extra);
+    void maskPath(const std::string &path);
+    void readonlyPath(const std::string &path);
+
+    Syscalls &_sys;
+    const ContainerSpec &_spec;
+    std::string _console;
+    int _root = -1;
+};
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,609 @@
+#include "Runtime.h"
+
+#include "Launcher.h"
+#include "Monitor.h"
+#include "ProcFs.h"
+#include "State.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+namespace mobileops::nsruntime {
+
+using nlohmann::json;
+
+namespace {
+
+class PidFd {
+public:
+    explicit PidFd(pid_t pid)
+        : _fd(pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1) {}
+    ~PidFd() {
+        if (_fd >= 0) ::close(_fd);
+    }
+    PidFd(const PidFd &) = delete;
+    PidFd &operator=(const PidFd &) = delete;
+    int get() const { return _fd; }
+    bool valid() const { return _fd >= 0; }
+    // True when the process exited within `ms` (-1: forever).
+    bool waitExit(int ms) const {
+        if (_fd < 0) return true;
+        struct pollfd p = {_fd, POLLIN, 0};
+        for (;;) {
+            int r = ::poll(&p, 1, ms);
+            if (r < 0 && errno == EINTR) continue;
+            return r > 0;
+        }
+    }
+    int signal(int sig) const {
+        return _fd < 0 ? -ESRCH
+                       : (::syscall(SYS_pidfd_send_signal, _fd, sig, nullptr, 0) < 0 ? -errno : 0);
+    }
+
+private:
+    int _fd;
+};
+
+bool isHex(const std::string &s) {
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return !s.empty();
+}
+
+std::string display(const json &record) {
+    std::string name = record.value("name", "");
+    return quote(name.empty() ? record.value("id", "").substr(0, 12) : name);
+}
+
+void mkdirs(const std::string &path) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) throw sysError("create " + quote(path), ec.value());
+}
+
+// The spec's process env with `overrides` (NAME=VALUE) replacing or appending.
+std::vector<std::string> mergeEnv(std::vector<std::string> env,
+                                  const std::vector<std::string> &overrides) {
+    for (const auto &o : overrides) {
+        std::string key = o.substr(0, o.find('='));
+        bool replaced = false;
+        for (auto &e : env)
+            if (e.compare(0, key.size() + 1, key + "=") == 0) {
+                e = o;
+                replaced = true;
+            }
+        if (!replaced) env.push_back(o);
+    }
+    return env;
+}
+
+} // namespace
+
+void checkName(const std::string &name) {
+    auto ok = [](char c, bool first) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (!first && (c == '_' || c == '.' || c == '-'));
+    };
+    bool valid = !name.empty() && name.size() <= 128;
+    for (size_t i = 0; valid && i < name.size(); ++i) valid = ok(name[i], i == 0);
+    if (!valid)
+        throw Error(MO_E_INVALID, "invalid container name " + quote(name) +
+                                      ": use letters, digits, `_`, `.` and `-`, starting with a "
+                                      "letter or digit, at most 128 characters");
+}
+
+Runtime::Runtime(Host host, Syscalls &sys)
+    : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {}
+
+std::string Runtime::containerDir(const std::string &id) const {
+    return _rootDir + "/containers/" + id;
+}
+
+json Runtime::reconciled(const std::string &id, json record) const {
+    if (reconcile(record) != Reconciled::changed) return record;
+    // Write back under a transaction, re-reading so a concurrent update is not lost.
+    try {
+        Host::Transaction tx(_host);
+        auto current = _host.get(kContainerKind, id);
+        if (current && reconcile(*current) == Reconciled::changed) {
+            _host.put(kContainerKind, id, current->value("name", ""), *current);
+            record = *current;
+        }
+        tx.commit();
+    } catch (const Error &e) {
+        _host.log(MO_LOG_WARNING, "reconcile " + quote(id.substr(0, 12)) + ": " + e.what());
+    }
+    return record;
+}
+
+Runtime::Found Runtime::find(const std::string &ref) const {
+    if (ref.empty()) throw Error(MO_E_INVALID, "no container given");
+    std::optional<json> rec;
+    std::string id;
+    if (ref.size() == 64 && isHex(ref)) {
+        rec = _host.get(kContainerKind, ref);
+        id = ref;
+    }
+    if (!rec) {
+        rec = _host.find(kContainerKind, ref);
+        if (rec) id = rec->value("id", "");
+    }
+    if (!rec && isHex(ref) && ref.size() >= 3) {
+        for (auto &r : _host.list(kContainerKind)) {
+            std::string rid = r.value("id", "");
+            if (rid.compare(0, ref.size(), ref) != 0) continue;
+            if (rec) throw Error(MO_E_INVALID, quote(ref) + " matches more than one container");
+            rec = std::move(r);
+            id = rid;
+        }
+    }
+    if (!rec || id.empty()) throw Error(MO_E_NOT_FOUND, "no such container " + quote(ref));
+    return {id, reconciled(id, std::move(*rec))};
+}
+
+Runtime::Found Runtime::findRunning(const std::string &ref) const {
+    Found f = find(ref);
+    std::string st = f.record.value("status", "");
+    if (st != status::running && st != status::paused)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    return f;
+}
+
+ContainerSpec Runtime::specOf(const json &record) const {
+    ContainerSpec spec = parseSpec(record.at("spec"));
+    if (spec.hostname.empty()) spec.hostname = record.value("name", "");
+    return spec;
+}
+
+void Runtime::insert(const ContainerSpec &spec, const std::string &id, const std::string &name,
+                     json &record) const {
+    record = newRecord(spec, id, name);
+    try {
+        _host.put(kContainerKind, id, name, record, true);
+    } catch (const Error &e) {
+        if (e.code() == MO_E_EXISTS)
+            throw Error(MO_E_EXISTS, "container name " + quote(name) + " is already in use");
+        throw;
+    }
+}
+
+void Runtime::release(const std::string &id) const {
+    if (auto rec = _host.get(kContainerKind, id)) releaseCgroup(*rec);
+    std::error_code ec;
+    std::filesystem::remove_all(containerDir(id), ec);
+    _host.remove(kContainerKind, id);
+}
+
+json Runtime::create(const json &specJson) {
+    ContainerSpec spec = parseSpec(specJson);
+    if (!spec.name.empty()) checkName(spec.name);
+    prepareSpec(spec);
+    const std::string id = newContainerId();
+    const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
+    if (spec.hostname.empty()) spec.raw["hostname"] = name.substr(0, 63);
+    json record;
+    insert(spec, id, name, record);
+    try {
+        mkdirs(containerDir(id));
+        record["status"] = status::created;
+        record.erase("creator");
+        _host.put(kContainerKind, id, name, record);
+    } catch (...) {
+        try {
+            release(id);
+        } catch (...) {
+        }
+        throw;
+    }
+    _host.event("container.create", {{"id", id}, {"name", name}});
+    return publicView(record);
+}
+
+void Runtime::start(const std::string &ref) {
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = find(f.id);
+    const std::string st = f.record.value("status", "");
+    if (st == status::running || st == status::paused)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is already running");
+    if (st == status::creating)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is still being created");
+    // The previous run exited but its monitor has not recorded it yet: let it finish first.
+    if (exitPending(f.id)) f.record = awaitRecordedExit(f.id, 5000);
+    ContainerSpec spec = specOf(f.record);
+    prepareSpec(spec);
+    mkdirs(containerDir(f.id));
+    json record = f.record;
+    LaunchOptions options = launchOptions(spec, f.id, record);
+    if (record.contains("cgroup") && !f.record.contains("cgroup"))
+        _host.put(kContainerKind, f.id, record.value("name", ""), record);
+    startMonitor(_host, _sys, spec, f.id, logPath(f.id), options);
+    _host.event("container.start", {{"id", f.id}, {"name", f.record.value("name", "")}});
+}
+
+int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
+    ContainerSpec spec = parseSpec(specJson);
+    if (!spec.name.empty()) checkName(spec.name);
+    if (stdio.tty) spec.process.terminal = true;
+    prepareSpec(spec);
+    const std::string id = newContainerId();
+    const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
+    if (spec.hostname.empty()) {
+        spec.hostname = name.substr(0, 63);
+        spec.raw["hostname"] = spec.hostname;
+    }
+    json record;
+    insert(spec, id, name, record);
+    // The row goes on every failure path with --rm; without it, a stopped record stays.
+    struct Cleanup {
+        const Runtime &rt;
+        const std::string &id;
+        bool active = true;
+        ~Cleanup() {
+            if (!active) return;
+            try {
+                rt.release(id);
+            } catch (...) {
+            }
+        }
+    } cleanup{*this, id};
+
+    int signal = 0;
+    int exitStatus;
+    try {
+        exitStatus = runForeground(
+            _sys, spec, stdio,
+            [&](ChildProcess &child) {
+                json self = processIdentity(::getpid());
+                record["status"] = status::running;
+                record.erase("creator");
+                record["pid"] = child.pid();
+                record["pid_start"] = processIdentity(child.pid())["start"];
+                record["monitor_pid"] = self["pid"];
+                record["monitor_start"] = self["start"];
+                record["started"] = nowTimestamp();
+                _host.put(kContainerKind, id, name, record);
+            },
+            &signal, launchOptions(spec, id, record));
+    } catch (const LaunchError &e) {
+        if (!autoremove) {
+            record.erase("creator");
+            markStopped(record, e.exitStatus(), 0);
+            record["error"] = e.what();
+            _host.put(kContainerKind, id, name, record);
+            cleanup.active = false;
+        }
+        throw;
+    }
+    if (!autoremove) {
+        markStopped(record, exitStatus, signal);
+        _host.put(kContainerKind, id, name, record);
+        cleanup.active = false;
+    }
+    return exitStatus;
+}
+
+void Runtime::kill(const std::string &ref, int signal, bool all) {
+    if (signal < 0 || signal >= NSIG)
+        throw Error(MO_E_INVALID, std::to_string(signal) + " is not a signal");
+    Found f = findRunning(ref);
+    pid_t pid = f.record.value("pid", 0);
+    PidFd init(pid);
+    if (!init.valid() || !processAlive(pid, f.record.value("pid_start", uint64_t(0))))
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    if (all && specOf(f.record).namespaces.pid) {
+        uint64_t ns = namespaceInode(pid, "pid");
+        for (pid_t p : processesInPidNamespace(ns))
+            if (p != pid) ::kill(p, signal);
+    }
+    int r = init.signal(signal);
+    if (r < 0 && r != -ESRCH) throw sysError("kill " + display(f.record), -r);
+}
+
+json Runtime::awaitRecordedExit(const std::string &id, int timeoutMs) const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+    for (int delay = 2;; delay = std::min(delay * 2, 50)) {
+        auto rec = _host.get(kContainerKind, id);
+        if (!rec)
+            throw Error(MO_E_NOT_FOUND, "container " + quote(id.substr(0, 12)) + " was removed");
+        json r = *rec;
+        Reconciled how = reconcile(r);
+        if (how == Reconciled::unchanged && r.value("status", "") == status::stopped) return r;
+        if (how == Reconciled::changed || std::chrono::steady_clock::now() > deadline)
+            return reconciled(id, *rec);
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    }
+}
+
+bool Runtime::exitPending(const std::string &id) const {
+    auto rec = _host.get(kContainerKind, id);
+    if (!rec) return false;
+    json r = *rec;
+    return reconcile(r) == Reconciled::transient;
+}
+
+void Runtime::stop(const std::string &ref, uint32_t timeoutSeconds) {
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = find(f.id);
+    const std::string st = f.record.value("status", "");
+    if (st != status::running && st != status::paused) {
+        if (exitPending(f.id)) awaitRecordedExit(f.id, 5000); // exited; let the monitor record it
+        return;
+    }
+    pid_t pid = f.record.value("pid", 0);
+    PidFd init(pid);
+    if (init.valid() && processAlive(pid, f.record.value("pid_start", uint64_t(0)))) {
+        ContainerSpec spec = specOf(f.record);
+        if (init.signal(spec.stopSignal) < 0 ||
+            !init.waitExit(static_cast<int>(timeoutSeconds) * 1000)) {
+            init.signal(SIGKILL);
+            if (!init.waitExit(10000))
+                throw Error(MO_E_INTERNAL, "container " + display(f.record) + " survived SIGKILL");
+        }
+    }
+    awaitRecordedExit(f.id, 5000);
+    _host.event("container.stop", {{"id", f.id}, {"name", f.record.value("name", "")}});
+}
+
+void Runtime::remove(const std::string &ref, bool force) {
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = find(f.id);
+    const std::string st = f.record.value("status", "");
+    if (st == status::creating && !abandonedCreate(f.record))
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is still being created");
+    if (st == status::running || st == status::paused) {
+        if (!force)
+            throw Error(MO_E_STATE, "container " + display(f.record) +
+                                        " is running: stop it first or use --force");
+        pid_t pid = f.record.value("pid", 0);
+        PidFd init(pid);
+        if (init.valid() && processAlive(pid, f.record.value("pid_start", uint64_t(0)))) {
+            init.signal(SIGKILL);
+            init.waitExit(10000);
+        }
+    }
+    // The monitor writes the exit last; let it finish so nothing outlives the delete.
+    pid_t monitor = f.record.value("monitor_pid", 0);
+    if (monitor > 0 && monitor != ::getpid() &&
+        processAlive(monitor, f.record.value("monitor_start", uint64_t(0)))) {
+        PidFd m(monitor);
+        m.waitExit(5000);
+    }
+    release(f.id);
+    _host.event("container.remove", {{"id", f.id}, {"name", f.record.value("name", "")}});
+}
+
+json Runtime::state(const std::string &ref) { return publicView(find(ref).record); }
+
+json Runtime::list(bool all) {
+    json out = json::array();
+    for (auto &r : _host.list(kContainerKind)) {
+        std::string id = r.value("id", "");
+        if (id.empty() || r.value("status", "") == status::creating) continue;
+        json rec = reconciled(id, std::move(r));
+        std::string st = rec.value("status", "");
+        if (!all && st != status::running && st != status::paused) continue;
+        out.push_back(publicView(rec));
+    }
+    return out;
+}
+
+int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &stdio) {
+    Found f = findRunning(ref);
+    ContainerSpec spec = specOf(f.record);
+    ProcessSpec defaults = spec.process;
+    defaults.args.clear();
+    defaults.init = false;
+    defaults.terminal = false;
+    defaults.stdinOpen = false;
+    json p = processJson.is_object() ? processJson : json::object();
+    std::vector<std::string> extraEnv;
+    if (p.contains("env")) {
+        json only = {{"args", json::array({"x"})}, {"env", p["env"]}};
+        extraEnv = parseProcess(only, {}).env;
+        p.erase("env");
+    }
+    ProcessSpec process = parseProcess(p, defaults);
+    process.env = mergeEnv(defaults.env, extraEnv);
+    if (stdio.tty) process.terminal = true;
+    if (!p.contains("user")) {
+        process.user = spec.process.user;
+        process.userName = spec.process.userName;
+    }
+    prepareProcess(process, spec.rootfs);
+    return execInContainer(_sys, f.record.value("pid", 0), f.record.value("pid_start", uint64_t(0)),
+                           process, stdio);
+}
+
+void Runtime::attach(const std::string &ref, const Stdio &stdio) {
+    Found f = findRunning(ref);
+    pid_t pid = f.record.value("pid", 0);
+    PidFd init(pid);
+    if (!init.valid())
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    int fd = ::open(logPath(f.id).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw sysError("open the log of " + display(f.record), errno);
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    ::lseek(fd, 0, SEEK_END);
+    std::string pending;
+    auto drain = [&] {
+        char buf[16384];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+            pending.append(buf, static_cast<size_t>(n));
+            size_t nl;
+            while ((nl = pending.find('\n')) != std::string::npos) {
+                LogLine line;
+                if (parseLogLine(pending.substr(0, nl), line)) {
+                    int out = line.stream == "stderr" ? stdio.err : stdio.out;
+                    if (out >= 0 && ::write(out, line.text.data(), line.text.size()) < 0) {
+                    }
+                }
+                pending.erase(0, nl + 1);
+            }
+        }
+    };
+    // Like `tail -f`: new output until the container exits.
+    while (!init.waitExit(100)) drain();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // the monitor's last writes
+    drain();
+}
+
+json Runtime::top(const std::string &ref) {
+    Found f = findRunning(ref);
+    pid_t pid = f.record.value("pid", 0);
+    std::vector<pid_t> pids = specOf(f.record).namespaces.pid
+                                  ? processesInPidNamespace(namespaceInode(pid, "pid"))
+                                  : std::vector<pid_t>{pid};
+    json out = json::array();
+    for (pid_t p : pids) {
+        auto info = processInfo(p);
+        if (!info) continue;
+        out.push_back({{"pid", info->pid},
+                       {"ppid", info->ppid},
+                       {"user", std::to_string(info->uid)},
+                       {"state", std::string(1, info->state)},
+                       {"command", info->command}});
+    }
+    return out;
+}
+
+int Runtime::wait(const std::string &ref) {
+    Found f = find(ref);
+    std::string st = f.record.value("status", "");
+    if (st == status::created || st == status::creating)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " has not been started");
+    if (st == status::running || st == status::paused) {
+        PidFd init(f.record.value("pid", 0));
+        init.waitExit(-1);
+        f.record = awaitRecordedExit(f.id, 5000);
+    } else if (exitPending(f.id)) {
+        // The init already exited (a zombie its monitor has not reaped yet, or the monitor
+        // is still draining output): find() shows "stopped" without the exit status.
+        f.record = awaitRecordedExit(f.id, 5000);
+    }
+    return f.record.value("exit_code", -1);
+}
+
+json Runtime::gc() {
+    json released = json::array();
+    for (auto &r : _host.list(kContainerKind)) {
+        std::string id = r.value("id", "");
+        if (id.empty()) continue;
+        if (abandonedCreate(r)) {
+            auto lock = _host.lock("container/" + id, true);
+            release(id);
+            released.push_back({{"container", id},
+                                {"name", r.value("name", "")},
+                                {"what", "interrupted create: record and run directory"}});
+            continue;
+        }
+        json rec = r;
+        if (reconcile(rec) == Reconciled::changed) {
+            reconciled(id, r);
+            released.push_back({{"container", id},
+                                {"name", r.value("name", "")},
+                                {"what", "stale running state: marked stopped"}});
+        }
+    }
+    std::error_code ec;
+    for (const auto &entry : std::filesystem::directory_iterator(_rootDir + "/containers", ec)) {
+        std::string id = entry.path().filename();
+        if (id.size() != 64 || !isHex(id)) continue;
+        if (_host.get(kContainerKind, id)) continue;
+        std::error_code rm;
+        std::filesystem::remove_all(entry.path(), rm);
+        released.push_back({{"container", id}, {"what", "orphaned run directory"}});
+    }
+    return {{"released", released}};
+}
+
+LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::string &id,
+                                     json &record) const {
+    LaunchOptions options;
+    auto res = spec.raw.find("resources");
+    if (res == spec.raw.end() || !res->is_object() || res->empty()) return options;
+    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
+    if (!svc || !svc->create || !svc->attach) return options; // listed as unapplied by the core
+    const std::string path = "mobileops/" + id;
+    mo_error err = MO_ERROR_INIT;
+    std::string text = res->dump();
+    if (int rc = svc->create(svc->self, path.c_str(), text.c_str(), &err); rc < 0)
+        throw Error(rc, "cgroup " + quote(path) + ": " + err.message);
+    record["cgroup"] = path;
+    options.afterClone = [svc, path](pid_t pid) {
+        mo_error e = MO_ERROR_INIT;
+        if (int rc = svc->attach(svc->self, path.c_str(), pid, &e); rc < 0)
+            throw Error(rc, "cgroup " + quote(path) + ": " + e.message);
+    };
+    return options;
+}
+
+void Runtime::releaseCgroup(const json &record) const {
+    std::string path = record.value("cgroup", "");
+    if (path.empty()) return;
+    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
+    if (!svc || !svc->destroy) return;
+    mo_error err = MO_ERROR_INIT;
+    if (svc->destroy(svc->self, path.c_str(), &err) < 0)
+        _host.log(MO_LOG_WARNING, "cgroup " + quote(path) + ": " + err.message);
+}
+
+const mo_cgroup_service *Runtime::cgroup(const char *what) const {
+    std::string why;
+    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP, &why));
+    if (!svc) throw Error(MO_E_UNSUPPORTED, std::string(what) + " needs the cgroup service");
+    return svc;
+}
+
+namespace {
+void callCgroup(const Host &host, int (*fn)(void *, const char *, mo_error *), void *self,
+                const std::string &path, const char *what) {
+    if (!fn)
+        throw Error(MO_E_UNSUPPORTED,
+                    std::string(what) + " is not supported by the cgroup service");
+    mo_error err = MO_ERROR_INIT;
+    if (int rc = fn(self, path.c_str(), &err); rc < 0) throw Error(rc, err.message);
+    (void)host;
+}
+} // namespace
+
+void Runtime::pause(const std::string &ref) {
+    const mo_cgroup_service *svc = cgroup("pause");
+    Found f = findRunning(ref);
+    if (!f.record.contains("cgroup"))
+        throw Error(MO_E_UNSUPPORTED, "pause: container " + display(f.record) + " has no cgroup");
+    callCgroup(_host, svc->freeze, svc->self, "mobileops/" + f.id, "pause");
+}
+
+void Runtime::resume(const std::string &ref) {
+    const mo_cgroup_service *svc = cgroup("resume");
+    Found f = findRunning(ref);
+    callCgroup(_host, svc->thaw, svc->self, "mobileops/" + f.id, "resume");
+}
+
+void Runtime::update(const std::string &ref, const json &resources) {
+    const mo_cgroup_service *svc = cgroup("update");
+    Found f = findRunning(ref);
+    if (!svc->update)
+        throw Error(MO_E_UNSUPPORTED, "update is not supported by the cgroup service");
+    mo_error err = MO_ERROR_INIT;
+    std::string text = resources.dump();
+    if (int rc = svc->update(svc->self, ("mobileops/" + f.id).c_str(), text.c_str(), &err); rc < 0)
+        throw Error(rc, err.message);
+}
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,81 @@
+// The runtime service's operations (mo_runtime_service) over the engine: container
+// records in the state store through the host table, detached containers under a
+// monitor, foreground run and exec in the caller's process.
+#pragma once
+
+#include "Exec.h"
+#include "HostApi.h"
+#include "Launcher.h"
+#include "Spec.h"
+#include "Syscalls.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace mobileops::nsruntime {
+
+class Runtime {
+public:
+    explicit Runtime(Host host, Syscalls &sys = RealSyscalls::instance());
+
+    nlohmann::json create(const nlohmann::json &spec);
+    void start(const std::string &ref);
+    // Throws LaunchError when the process could not start (its exitStatus() is what the
+    // CLI should exit with).
+    int run(const nlohmann::json &spec, const Stdio &stdio, bool autoremove);
+    void kill(const std::string &ref, int signal, bool all);
+    void stop(const std::string &ref, uint32_t timeoutSeconds);
+    void remove(const std::string &ref, bool force);
+    nlohmann::json state(const std::string &ref);
+    nlohmann::json list(bool all);
+    int exec(const std::string &ref, const nlohmann::json &process, const Stdio &stdio);
+    void attach(const std::string &ref, const Stdio &stdio);
+    nlohmann::json top(const std::string &ref);
+    int wait(const std::string &ref);
+    nlohmann::json gc();
+    // Need the cgroup service; MO_E_UNSUPPORTED without it.
+    void pause(const std::string &ref);
+    void resume(const std::string &ref);
+    void update(const std::string &ref, const nlohmann::json &resources);
+
+    std::string containerDir(const std::string &id) const;
+    std::string logPath(const std::string &id) const { return containerDir(id) + "/output.log"; }
+
+private:
+    struct Found {
+        std::string id;
+        nlohmann::json record;
+    };
+    // By full id, name, or unique id prefix; reconciled (and written back when needed).
+    Found find(const std::string &ref) const;
+    Found findRunning(const std::string &ref) const;
+    nlohmann::json reconciled(const std::string &id, nlohmann::json record) const;
+    ContainerSpec specOf(const nlohmann::json &record) const;
+    // Insert a "creating" record; MO_E_EXISTS becomes the name-in-use message.
+    void insert(const ContainerSpec &spec, const std::string &id, const std::string &name,
+                nlohmann::json &record) const;
+    // Wait until the monitor (or foreground CLI) recorded the exit of `pid`.
+    nlohmann::json awaitRecordedExit(const std::string &id, int timeoutMs) const;
+    // True when the container's init has exited but its monitor, still alive, has not yet
+    // recorded the exit (Reconciled::transient): find() already shows such a record as
+    // "stopped", without exit_code or finished.
+    bool exitPending(const std::string &id) const;
+    void release(const std::string &id) const;
+    const struct mo_cgroup_service *cgroup(const char *what) const;
+    // The hook for the cgroup service: when the spec asks for resources and a cgroup
+    // service exists, create the container's cgroup and attach the child before it runs.
+    // Records the cgroup path in `record`. No lookup (no plugin load) otherwise.
+    LaunchOptions launchOptions(const ContainerSpec &spec, const std::string &id,
+                                nlohmann::json &record) const;
+    void releaseCgroup(const nlohmann::json &record) const;
+
+    Host _host;
+    Syscalls &_sys;
+    std::string _rootDir;
+};
+
+// Validate a container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}.
+void checkName(const std::string &name);
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,457 @@
+#include "Spec.h"
+
+#include "Errors.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <sstream>
+
+namespace mobileops::nsruntime {
+
+using nlohmann::json;
+
+namespace {
+
+struct RlimitName {
+    const char *name;
+    int resource;
+};
+const RlimitName kRlimits[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
+};
+
+Error invalid(const std::string &message) { return Error(MO_E_INVALID, message); }
+
+bool parseNumber(std::string_view s, uint64_t &out) {
+    if (s.empty()) return false;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::vector<std::string> split(const std::string &s, char sep) {
+    std::vector<std::string> out;
+    std::string cur;
+    std::istringstream in(s);
+    while (std::getline(in, cur, sep)) out.push_back(cur);
+    if (!s.empty() && s.back() == sep) out.emplace_back();
+    return out;
+}
+
+std::string limitText(uint64_t v) {
+    return v == RLIM_INFINITY ? std::string("unlimited") : std::to_string(v);
+}
+
+std::string ulimitText(const Rlimit &l) {
+    std::string s = l.name + "=" + limitText(l.soft);
+    if (l.soft != l.hard) s += ":" + limitText(l.hard);
+    return s;
+}
+
+bool hasCapability(int cap) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capget, &header, data) < 0) return false;
+    return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+// Typed field readers: the message names the field's path.
+const json *field(const json &obj, const char *key) {
+    auto it = obj.find(key);
+    return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+bool getBool(const json &obj, const char *key, const std::string &path, bool fallback) {
+    const json *v = field(obj, key);
+    if (!v) return fallback;
+    if (!v->is_boolean()) throw invalid(path + key + ": expected true or false");
+    return v->get<bool>();
+}
+std::string getString(const json &obj, const char *key, const std::string &path,
+                      const std::string &fallback = {}) {
+    const json *v = field(obj, key);
+    if (!v) return fallback;
+    if (!v->is_string()) throw invalid(path + key + ": expected a string");
+    return v->get<std::string>();
+}
+uint64_t getUnsigned(const json &obj, const char *key, const std::string &path, uint64_t fallback,
+                     uint64_t max = UINT32_MAX) {
+    const json *v = field(obj, key);
+    if (!v) return fallback;
+    if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<uint64_t>() > max)
+        throw invalid(path + key + ": expected an integer from 0 to " + std::to_string(max));
+    return v->get<uint64_t>();
+}
+std::vector<std::string> getStrings(const json &obj, const char *key, const std::string &path) {
+    std::vector<std::string> out;
+    const json *v = field(obj, key);
+    if (!v) return out;
+    if (!v->is_array()) throw invalid(path + key + ": expected an array of strings");
+    for (const auto &e : *v) {
+        if (!e.is_string()) throw invalid(path + key + ": expected an array of strings");
+        out.push_back(e.get<std::string>());
+    }
+    return out;
+}
+
+std::vector<IdMapping> parseMappings(const json &obj, const char *key) {
+    std::vector<IdMapping> out;
+    const json *v = field(obj, key);
+    if (!v) return out;
+    std::string path = std::string("userns.") + key;
+    if (!v->is_array()) throw invalid(path + ": expected an array");
+    for (size_t i = 0; i < v->size(); ++i) {
+        const json &m = (*v)[i];
+        std::string p = path + "[" + std::to_string(i) + "].";
+        if (!m.is_object()) throw invalid(path + ": expected objects");
+        IdMapping map;
+        map.containerId = getUnsigned(m, "containerID", p, 0);
+        map.hostId = getUnsigned(m, "hostID", p, 0);
+        map.size = getUnsigned(m, "size", p, 0);
+        if (map.size == 0) throw invalid(p + "size: must be at least 1");
+        out.push_back(map);
+    }
+    return out;
+}
+
+} // namespace
+
+int rlimitResource(const std::string &name) {
+    std::string n = name;
+    if (n.rfind("RLIMIT_", 0) == 0) {
+        n = n.substr(7);
+        for (auto &c : n) c = static_cast<char>(std::tolower(c));
+    }
+    for (const auto &r : kRlimits)
+        if (n == r.name) return r.resource;
+    return -1;
+}
+
+Rlimit parseUlimit(const std::string &text) {
+    auto eq = text.find('=');
+    if (eq == std::string::npos)
+        throw invalid("ulimit " + quote(text) + ": expected NAME=SOFT[:HARD]");
+    Rlimit l;
+    l.name = text.substr(0, eq);
+    l.resource = rlimitResource(l.name);
+    if (l.resource < 0) throw invalid("ulimit " + quote(text) + ": unknown limit " + quote(l.name));
+    auto parts = split(text.substr(eq + 1), ':');
+    if (parts.empty() || parts.size() > 2)
+        throw invalid("ulimit " + quote(text) + ": expected NAME=SOFT[:HARD]");
+    uint64_t v[2];
+    for (size_t i = 0; i < parts.size(); ++i) {
+        if (parts[i] == "unlimited" || parts[i] == "-1")
+            v[i] = RLIM_INFINITY;
+        else if (!parseNumber(parts[i], v[i]))
+            throw invalid("ulimit " + quote(text) + ": " + quote(parts[i]) + " is not a number");
+    }
+    l.soft = v[0];
+    l.hard = parts.size() == 2 ? v[1] : v[0];
+    if (l.soft > l.hard)
+        throw invalid("ulimit " + quote(text) + ": the soft limit exceeds the hard limit");
+    return l;
+}
+
+void checkRlimit(const Rlimit &l) {
+    if (l.soft > l.hard)
+        throw invalid("ulimit " + quote(ulimitText(l)) + ": the soft limit exceeds the hard limit");
+    struct rlimit cur;
+    if (::getrlimit(static_cast<__rlimit_resource>(l.resource), &cur) < 0)
+        throw sysError("ulimit " + quote(ulimitText(l)), errno);
+    if (l.hard > cur.rlim_max && !hasCapability(CAP_SYS_RESOURCE))
+        throw invalid("ulimit " + quote(ulimitText(l)) + ": exceeds the hard limit " +
+                      limitText(cur.rlim_max) + " of this host");
+    if (l.resource == RLIMIT_NOFILE && l.hard != RLIM_INFINITY) {
+        // The kernel refuses nofile above fs.nr_open even with CAP_SYS_RESOURCE.
+        uint64_t nrOpen = 1048576;
+        if (int fd = ::open("/proc/sys/fs/nr_open", O_RDONLY | O_CLOEXEC); fd >= 0) {
+            char buf[32] = {};
+            ssize_t n = ::read(fd, buf, sizeof buf - 1);
+            ::close(fd);
+            if (n > 0)
+                parseNumber(std::string_view(buf, n).substr(0, n - (buf[n - 1] == '\n')), nrOpen);
+        }
+        if (l.hard > nrOpen)
+            throw invalid("ulimit " + quote(ulimitText(l)) + ": exceeds fs.nr_open " +
+                          std::to_string(nrOpen) + " of this host");
+    }
+}
+
+User parseUser(const std::string &text, const std::string &passwd, const std::string &group) {
+    if (text.empty()) throw invalid("user: must not be empty");
+    auto colon = text.find(':');
+    std::string u = text.substr(0, colon);
+    std::optional<std::string> g;
+    if (colon != std::string::npos) g = text.substr(colon + 1);
+    if (u.empty() || (g && g->empty()))
+        throw invalid("user " + quote(text) + ": expected UID[:GID] or NAME[:GROUP]");
+
+    User user;
+    std::string userName;
+    uint64_t n;
+    bool numeric = parseNumber(u, n);
+    if (numeric && n >= UINT32_MAX) throw invalid("user " + quote(text) + ": uid out of range");
+    bool found = false;
+    std::istringstream pw(passwd);
+    for (std::string line; std::getline(pw, line);) {
+        auto f = split(line, ':');
+        if (f.size() < 7) continue;
+        uint64_t uid, gid;
+        if (!parseNumber(f[2], uid) || !parseNumber(f[3], gid)) continue;
+        if (numeric ? uid == n : f[0] == u) {
+            user.uid = static_cast<uid_t>(uid);
+            user.gid = static_cast<gid_t>(gid);
+            user.home = f[5];
+            userName = f[0];
+            found = true;
+            break;
+        }
+    }
+    if (!found) {
+        if (!numeric)
+            throw invalid("user " + quote(u) + ": no such user in the container's /etc/passwd");
+        user.uid = static_cast<uid_t>(n);
+        user.gid = 0;
+    }
+
+    std::istringstream gr(group);
+    bool groupFound = false;
+    bool gNumeric = g && parseNumber(*g, n);
+    if (gNumeric) {
+        if (n >= UINT32_MAX) throw invalid("user " + quote(text) + ": gid out of range");
+        user.gid = static_cast<gid_t>(n);
+        groupFound = true;
+    }
+    for (std::string line; std::getline(gr, line);) {
+        auto f = split(line, ':');
+        if (f.size() < 3) continue;
+        uint64_t gid;
+        if (!parseNumber(f[2], gid)) continue;
+        if (g && !gNumeric && f[0] == *g) {
+            user.gid = static_cast<gid_t>(gid);
+            groupFound = true;
+        }
+        if (!userName.empty() && f.size() >= 4) {
+            for (const auto &member : split(f[3], ','))
+                if (member == userName) user.additionalGids.push_back(static_cast<gid_t>(gid));
+        }
+    }
+    if (g && !groupFound)
+        throw invalid("group " + quote(*g) + ": no such group in the container's /etc/group");
+    return user;
+}
+
+std::string readInRoot(const std::string &rootfs, const std::string &path) {
+    int root = ::open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) return {};
+    struct open_how how = {};
+    how.flags = O_RDONLY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(::syscall(SYS_openat2, root, path.c_str(), &how, sizeof how));
+    ::close(root);
+    if (fd < 0) return {};
+    std::string out;
+    char buf[8192];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 && out.size() < (1u << 20)) out.append(buf, n);
+    ::close(fd);
+    return out;
+}
+
+ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
+    const std::string path = "process.";
+    if (!p.is_object()) throw invalid("process: expected an object");
+    ProcessSpec out = defaults;
+    if (field(p, "args")) out.args = getStrings(p, "args", path);
+    if (out.args.empty() || out.args[0].empty()) throw invalid("process.args: no command given");
+    if (field(p, "env")) out.env = getStrings(p, "env", path);
+    for (const auto &e : out.env)
+        if (e.find('=') == std::string::npos || e[0] == '=')
+            throw invalid("process.env: " + quote(e) + " is not NAME=VALUE");
+    out.cwd = getString(p, "cwd", path, out.cwd);
+    if (out.cwd.empty() || out.cwd[0] != '/')
+        throw invalid("process.cwd: " + quote(out.cwd) + " is not an absolute path");
+    if (const json *u = field(p, "user")) {
+        if (u->is_string()) {
+            out.userName = u->get<std::string>();
+            out.user = {};
+        } else if (u->is_object()) {
+            out.userName.reset();
+            out.user = {};
+            out.user.uid = getUnsigned(*u, "uid", "process.user.", 0, UINT32_MAX - 1);
+            out.user.gid = getUnsigned(*u, "gid", "process.user.", 0, UINT32_MAX - 1);
+            if (const json *a = field(*u, "additionalGids")) {
+                if (!a->is_array()) throw invalid("process.user.additionalGids: expected an array");
+                for (const auto &g : *a) {
+                    if (!g.is_number_integer() || g.get<int64_t>() < 0 ||
+                        g.get<uint64_t>() >= UINT32_MAX)
+                        throw invalid("process.user.additionalGids: expected gids");
+                    out.user.additionalGids.push_back(g.get<gid_t>());
+                }
+            }
+            if (const json *n = field(*u, "name"); n && n->is_string())
+                out.userName = n->get<std::string>();
+        } else {
+            throw invalid("process.user: expected an object or a string");
+        }
+    }
+    out.terminal = getBool(p, "terminal", path, out.terminal);
+    out.stdinOpen = getBool(p, "stdin", path, out.stdinOpen);
+    out.init = getBool(p, "init", path, out.init);
+    out.noNewPrivileges = getBool(p, "noNewPrivileges", path, out.noNewPrivileges);
+    if (const json *r = field(p, "rlimits")) {
+        if (!r->is_array()) throw invalid("process.rlimits: expected an array");
+        out.rlimits.clear();
+        for (size_t i = 0; i < r->size(); ++i) {
+            const json &e = (*r)[i];
+            std::string rp = "process.rlimits[" + std::to_string(i) + "].";
+            if (!e.is_object()) throw invalid("process.rlimits: expected objects");
+            Rlimit l;
+            std::string type = getString(e, "type", rp);
+            l.resource = rlimitResource(type);
+            if (l.resource < 0) throw invalid(rp + "type: unknown limit " + quote(type));
+            l.name = type.rfind("RLIMIT_", 0) == 0 ? type.substr(7) : type;
+            for (auto &c : l.name) c = static_cast<char>(std::tolower(c));
+            l.soft = getUnsigned(e, "soft", rp, 0, UINT64_MAX);
+            l.hard = getUnsigned(e, "hard", rp, l.soft, UINT64_MAX);
+            out.rlimits.push_back(l);
+        }
+    }
+    return out;
+}
+
+ContainerSpec parseSpec(const json &doc) {
+    if (!doc.is_object()) throw invalid("spec: expected a JSON object");
+    ContainerSpec s;
+    s.raw = doc;
+    s.name = getString(doc, "name", "");
+    s.image = getString(doc, "image", "");
+    s.rootfs = getString(doc, "rootfs", "");
+    if (s.rootfs.empty()) throw invalid("rootfs: no root filesystem given");
+    if (s.rootfs[0] != '/') throw invalid("rootfs " + quote(s.rootfs) + " is not an absolute path");
+    s.readonly = getBool(doc, "readonly", "", false);
+    s.hostname = getString(doc, "hostname", "");
+    if (s.hostname.size() > 64) throw invalid("hostname " + quote(s.hostname) + " is too long");
+
+    ProcessSpec defaults;
+    defaults.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    const json *p = field(doc, "process");
+    if (!p) throw invalid("process: no command given");
+    s.process = parseProcess(*p, defaults);
+
+    if (const json *ns = field(doc, "namespaces")) {
+        if (!ns->is_object()) throw invalid("namespaces: expected an object");
+        const std::string np = "namespaces.";
+        s.namespaces.pid = getBool(*ns, "pid", np, true);
+        s.namespaces.mount = getBool(*ns, "mount", np, true);
+        s.namespaces.uts = getBool(*ns, "uts", np, true);
+        s.namespaces.ipc = getBool(*ns, "ipc", np, true);
+        s.namespaces.network = getBool(*ns, "network", np, true);
+        s.namespaces.cgroup = getBool(*ns, "cgroup", np, true);
+        s.namespaces.user = getBool(*ns, "user", np, false);
+        if (!s.namespaces.mount)
+            throw invalid("namespaces.mount: the namespace runtime always uses a mount namespace");
+    }
+    if (const json *u = field(doc, "userns")) {
+        if (!u->is_object()) throw invalid("userns: expected an object");
+        s.uidMappings = parseMappings(*u, "uidMappings");
+        s.gidMappings = parseMappings(*u, "gidMappings");
+        if (s.gidMappings.empty()) s.gidMappings = s.uidMappings;
+        if (!s.uidMappings.empty() && !field(doc, "namespaces")) s.namespaces.user = true;
+    }
+    if (s.namespaces.user && s.uidMappings.empty())
+        throw invalid("namespaces.user: a user namespace needs userns.uidMappings");
+
+    if (const json *n = field(doc, "network")) {
+        if (!n->is_object()) throw invalid("network: expected an object");
+        s.networkMode = getString(*n, "mode", "network.", "private");
+        if (s.networkMode != "private" && s.networkMode != "host" && s.networkMode != "none")
+            throw invalid("network.mode: " + quote(s.networkMode) +
+                          " is not one of private, host, none");
+    }
+    if (s.networkMode == "host") s.namespaces.network = false;
+
+    if (const json *m = field(doc, "mounts")) {
+        if (!m->is_array()) throw invalid("mounts: expected an array");
+        for (size_t i = 0; i < m->size(); ++i) {
+            const json &e = (*m)[i];
+            std::string mp = "mounts[" + std::to_string(i) + "].";
+            if (!e.is_object()) throw invalid("mounts: expected objects");
+            MountSpec ms;
+            ms.destination = getString(e, "destination", mp);
+            ms.source = getString(e, "source", mp);
+            ms.type = getString(e, "type", mp, "bind");
+            ms.options = getStrings(e, "options", mp);
+            if (ms.destination.empty() || ms.destination[0] != '/')
+                throw invalid(mp + "destination: " + quote(ms.destination) +
+                              " is not an absolute path");
+            if (ms.type == "bind" && (ms.source.empty() || ms.source[0] != '/'))
+                throw invalid(mp + "source: " + quote(ms.source) + " is not an absolute path");
+            s.mounts.push_back(std::move(ms));
+        }
+    }
+    if (const json *sec = field(doc, "security"); sec && sec->is_object()) {
+        if (const json *a = field(*sec, "allowPrivilegeEscalation"); a && a->is_boolean())
+            s.process.noNewPrivileges = s.process.noNewPrivileges || !a->get<bool>();
+        if (const json *r = field(*sec, "readOnlyRootFilesystem"); r && r->is_boolean())
+            s.readonly = s.readonly || r->get<bool>();
+    }
+    int sig = static_cast<int>(getUnsigned(doc, "stopSignal", "", SIGTERM, 64));
+    if (sig < 1) throw invalid("stopSignal: " + std::to_string(sig) + " is not a signal");
+    s.stopSignal = sig;
+    s.stopTimeout = static_cast<uint32_t>(getUnsigned(doc, "stopTimeout", "", 10));
+    return s;
+}
+
+void prepareProcess(ProcessSpec &process, const std::string &rootfs) {
+    if (process.userName) {
+        process.user = parseUser(*process.userName, readInRoot(rootfs, "/etc/passwd"),
+                                 readInRoot(rootfs, "/etc/group"));
+        process.userName.reset();
+    } else if (process.user.home.empty()) {
+        // Numeric ids: still pick up HOME and supplementary groups when the user exists.
+        try {
+            User u =
+                parseUser(std::to_string(process.user.uid), readInRoot(rootfs, "/etc/passwd"), {});
+            process.user.home = u.home;
+        } catch (const Error &) {
+        }
+    }
+    bool hasHome = false;
+    for (const auto &e : process.env) hasHome = hasHome || e.rfind("HOME=", 0) == 0;
+    if (!hasHome)
+        process.env.push_back("HOME=" +
+                              (process.user.home.empty() ? std::string("/") : process.user.home));
+    if (process.terminal) {
+        bool hasTerm = false;
+        for (const auto &e : process.env) hasTerm = hasTerm || e.rfind("TERM=", 0) == 0;
+        if (!hasTerm) process.env.push_back("TERM=xterm");
+    }
+    for (const auto &l : process.rlimits) checkRlimit(l);
+}
+
+void prepareSpec(ContainerSpec &spec) {
+    struct stat st;
+    if (::stat(spec.rootfs.c_str(), &st) < 0) throw sysError("rootfs " + quote(spec.rootfs), errno);
+    if (!S_ISDIR(st.st_mode))
+        throw Error(MO_E_INVALID, "rootfs " + quote(spec.rootfs) + " is not a directory");
+    prepareProcess(spec.process, spec.rootfs);
+    for (const auto &m : spec.mounts) {
+        if (m.type != "bind") continue;
+        if (::stat(m.source.c_str(), &st) < 0)
+            throw sysError("mount " + quote(m.destination) + ": source " + quote(m.source), errno);
+    }
+}
+
+} // namespace mobileops::nsruntime

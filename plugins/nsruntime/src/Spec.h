@@ -1,0 +1,99 @@
+// The runtime spec (docs/runtime-spec.md) as the engine uses it, parsed and validated in
+// the caller's process before anything is cloned or mounted.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mobileops::nsruntime {
+
+struct Rlimit {
+    int resource = -1;
+    std::string name; // "nofile"
+    uint64_t soft = 0, hard = 0;
+};
+
+struct User {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> additionalGids;
+    std::string home; // from the rootfs's /etc/passwd when known
+};
+
+// `--user` forms: "uid", "uid:gid", "name", "name:group". A name is looked up in the
+// container's passwd/group contents; numbers need no entry.
+User parseUser(const std::string &text, const std::string &passwd, const std::string &group);
+
+// `--ulimit` form: "nofile=1024" or "nofile=1024:2048".
+Rlimit parseUlimit(const std::string &text);
+// RLIMIT_NOFILE or nofile -> resource number, -1 when unknown.
+int rlimitResource(const std::string &name);
+// Throws when the limit exceeds what this process may set (the host's hard limit, unless
+// it holds CAP_SYS_RESOURCE).
+void checkRlimit(const Rlimit &limit);
+
+struct IdMapping {
+    uint32_t containerId = 0, hostId = 0, size = 0;
+};
+
+struct MountSpec {
+    std::string destination, source, type;
+    std::vector<std::string> options;
+};
+
+struct Namespaces {
+    bool pid = true, mount = true, uts = true, ipc = true, network = true, cgroup = true,
+         user = false;
+};
+
+struct ProcessSpec {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string cwd = "/";
+    User user;
+    std::optional<std::string> userName; // unresolved "name[:group]" form
+    bool terminal = false;
+    bool stdinOpen = false;
+    bool init = false;
+    bool noNewPrivileges = false;
+    std::vector<Rlimit> rlimits;
+};
+
+struct ContainerSpec {
+    std::string name;
+    std::string image;
+    std::string rootfs;
+    bool readonly = false;
+    std::string hostname;
+    ProcessSpec process;
+    Namespaces namespaces;
+    std::vector<IdMapping> uidMappings, gidMappings;
+    std::string networkMode = "private"; // private | host | none
+    std::vector<MountSpec> mounts;
+    int stopSignal = 15;
+    uint32_t stopTimeout = 10;
+    nlohmann::json raw; // the document as received
+
+    bool userns() const { return namespaces.user && !uidMappings.empty(); }
+};
+
+// Parse and validate. Errors are MO_E_INVALID naming the field ("process.args: ...").
+ContainerSpec parseSpec(const nlohmann::json &doc);
+ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults);
+
+// Checks against the host: rootfs exists and is a directory, rlimits are settable.
+// Resolves a named user against the rootfs's /etc/passwd and sets HOME when unset.
+void prepareSpec(ContainerSpec &spec);
+void prepareProcess(ProcessSpec &process, const std::string &rootfs);
+
+// Read a file inside `rootfs` without following symlinks out of it; empty when missing.
+std::string readInRoot(const std::string &rootfs, const std::string &path);
+
+} // namespace mobileops::nsruntime

@@ -1,0 +1,246 @@
+-- mobileops container: run and manage containers.
+local mo = require("mobileops")
+
+local wf = mo.workflow{
+  name = "container",
+  summary = "Run and manage containers",
+  description = "ROOTFS is a directory holding a root filesystem (the image store comes later).",
+}
+
+-- Options shared by create, boot and run; names match mo.spec.apply_options.
+local create_options = {
+  { name = "file", short = "f", type = "string", metavar = "SPEC", summary = "VirtualRoot spec (YAML or JSON); flags override it" },
+  { name = "hostname", type = "string", metavar = "NAME", summary = "hostname inside the container (default: the name)" },
+  { name = "env", short = "e", type = "list", metavar = "K=V", summary = "set an environment variable (K alone: take it from here)" },
+  { name = "env-file", type = "list", metavar = "FILE", summary = "read K=V lines from a file" },
+  { name = "workdir", short = "w", type = "string", metavar = "DIR", summary = "working directory inside the container" },
+  { name = "user", short = "u", type = "string", metavar = "UID[:GID]", summary = "run as this user (number or name from the rootfs)" },
+  { name = "group-add", type = "list", metavar = "GID", summary = "additional group" },
+  { name = "read-only", summary = "mount the root filesystem read-only" },
+  { name = "network", type = "string", metavar = "MODE", summary = "private (default: own namespace, loopback up), host or none" },
+  { name = "init", summary = "run a small init as PID 1 that forwards signals and reaps zombies" },
+  { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
+  { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
+  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit, e.g. 512Mi (applied once the cgroup plugin lands)" },
+  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 (applied once the cgroup plugin lands)" },
+  { name = "pids-limit", type = "int", summary = "maximum number of processes (applied once the cgroup plugin lands)" },
+  { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
+}
+
+local spec_keys = {
+  "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
+  "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
+}
+
+local function with(extra)
+  local out = {}
+  for _, o in ipairs(create_options) do out[#out + 1] = o end
+  for _, o in ipairs(extra or {}) do out[#out + 1] = o end
+  return out
+end
+
+-- The runtime spec from a spec file, the flags and the positional arguments.
+local function build_spec(opts, name, rootfs, command)
+  local base = opts.file and mo.spec.load(opts.file) or nil
+  local o = {}
+  for _, k in ipairs(spec_keys) do
+    local v = opts[k]
+    if v ~= nil and v ~= false and not (type(v) == "table" and #v == 0) then o[k] = v end
+  end
+  o.name = name
+  o.rootfs = rootfs
+  if command and #command > 0 then o.command = command end
+  local spec = mo.spec.finalize(mo.spec.apply_options(base, o))
+  if spec.unapplied and #spec.unapplied > 0 then
+    mo.warn("accepted but not applied yet: " .. table.concat(spec.unapplied, ", "))
+  end
+  return spec
+end
+
+local function short_id(id) return id and id:sub(1, 12) or "" end
+
+local function print_state(state)
+  if mo.json then return mo.output(state) end
+  mo.print(state.name or short_id(state.id))
+end
+
+local ref_arg = { { name = "NAME", summary = "container name or id" } }
+
+wf:verb{
+  name = "create",
+  summary = "Create a container (it does not start)",
+  options = create_options,
+  args = { { name = "NAME", summary = "unique container name" },
+           { name = "ROOTFS", summary = "root filesystem directory", optional = true },
+           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  run = function(opts, args)
+    print_state(mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD)))
+  end,
+}
+
+wf:verb{
+  name = "start",
+  summary = "Start a created or stopped container in the background",
+  args = ref_arg,
+  run = function(_, args) mo.runtime.start(args.NAME) end,
+}
+
+wf:verb{
+  name = "boot",
+  summary = "Create and start a container in the background",
+  options = create_options,
+  args = { { name = "NAME", summary = "unique container name" },
+           { name = "ROOTFS", summary = "root filesystem directory", optional = true },
+           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  run = function(opts, args)
+    local state = mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD))
+    local ok, err = pcall(mo.runtime.start, state.id)
+    if not ok then
+      pcall(mo.runtime.remove, state.id, true)
+      error(err, 0)
+    end
+    print_state(state)
+  end,
+}
+
+wf:verb{
+  name = "run",
+  summary = "Run a container in the foreground; exits with its exit status",
+  options = with{
+    { name = "name", type = "string", summary = "container name (default: generated)" },
+    { name = "rm", summary = "delete the container when it exits" },
+    { name = "interactive", short = "i", summary = "keep stdin open" },
+    { name = "tty", short = "t", summary = "allocate a terminal" },
+  },
+  args = { { name = "ROOTFS", summary = "root filesystem directory" },
+           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  run = function(opts, args)
+    local spec = build_spec(opts, opts.name, args.ROOTFS, args.CMD)
+    return mo.runtime.run(spec, { rm = opts.rm, tty = opts.tty, interactive = opts.interactive })
+  end,
+}
+
+wf:verb{
+  name = "stop",
+  summary = "Stop a container: SIGTERM, then SIGKILL after the timeout",
+  options = { { name = "time", short = "t", type = "int", metavar = "SECONDS", summary = "seconds before SIGKILL (default: the container's stop timeout, 10)" } },
+  args = ref_arg,
+  run = function(opts, args) mo.runtime.stop(args.NAME, opts.time) end,
+}
+
+wf:verb{
+  name = "restart",
+  summary = "Stop a container if it runs, then start it again",
+  options = { { name = "time", short = "t", type = "int", metavar = "SECONDS", summary = "seconds before SIGKILL" } },
+  args = ref_arg,
+  run = function(opts, args)
+    local state = mo.runtime.state(args.NAME)
+    if state.status == "running" or state.status == "paused" then mo.runtime.stop(args.NAME, opts.time) end
+    mo.runtime.start(args.NAME)
+  end,
+}
+
+wf:verb{
+  name = "kill",
+  summary = "Send a signal to a container",
+  options = { { name = "signal", short = "s", type = "string", metavar = "SIG", default = "KILL", summary = "signal name or number (default KILL)" },
+              { name = "all", short = "a", summary = "signal every process, not only the init" } },
+  args = ref_arg,
+  run = function(opts, args) mo.runtime.kill(args.NAME, mo.signal(opts.signal), opts.all) end,
+}
+
+wf:verb{
+  name = "delete",
+  summary = "Delete a container and everything it holds",
+  options = { { name = "force", short = "f", summary = "kill it first if it runs" } },
+  args = { { name = "NAME", summary = "container name or id" },
+           { name = "MORE", summary = "more containers", variadic = true, optional = true } },
+  run = function(opts, args)
+    local failed = 0
+    local names = { args.NAME }
+    for _, n in ipairs(args.MORE) do names[#names + 1] = n end
+    for _, n in ipairs(names) do
+      local ok, err = pcall(mo.runtime.remove, n, opts.force)
+      if not ok then
+        if #names == 1 then error(err, 0) end
+        mo.eprint("mobileops: " .. tostring(err))
+        failed = failed + 1
+      end
+    end
+    if failed > 0 then return 1 end
+  end,
+}
+
+wf:verb{
+  name = "list",
+  summary = "List containers",
+  options = { { name = "all", short = "a", summary = "include stopped containers" } },
+  run = function(opts)
+    local list = mo.runtime.list(opts.all)
+    mo.output(mo.array(list), {
+      { key = "name" },
+      { key = "id", format = short_id },
+      { key = "image", title = "ROOTFS/IMAGE", format = function(v, row) return (v and v ~= "") and v or row.rootfs or "" end },
+      { key = "status" },
+      { key = "pid", format = function(v) return (v and v > 0) and tostring(v) or "" end },
+      { key = "created" },
+      { key = "exit_code", title = "EXIT", format = function(v, row)
+          return row.status == "stopped" and v and tostring(v) or "" end },
+    })
+  end,
+}
+
+wf:verb{
+  name = "inspect",
+  summary = "Show everything known about a container (JSON)",
+  args = ref_arg,
+  run = function(_, args) mo.print(mo.json_encode(mo.runtime.state(args.NAME), true)) end,
+}
+
+wf:verb{
+  name = "exec",
+  summary = "Run a command in a running container",
+  options = {
+    { name = "interactive", short = "i", summary = "keep stdin open" },
+    { name = "tty", short = "t", summary = "allocate a terminal" },
+    { name = "user", short = "u", type = "string", metavar = "UID[:GID]", summary = "run as this user" },
+    { name = "env", short = "e", type = "list", metavar = "K=V", summary = "set an environment variable" },
+    { name = "workdir", short = "w", type = "string", metavar = "DIR", summary = "working directory" },
+  },
+  args = { { name = "NAME", summary = "container name or id" },
+           { name = "CMD", summary = "command and arguments", variadic = true } },
+  run = function(opts, args)
+    local process = { args = args.CMD, terminal = opts.tty }
+    if #opts.env > 0 then process.env = opts.env end
+    if opts.workdir then process.cwd = opts.workdir end
+    if opts.user then process.user = opts.user end
+    return mo.runtime.exec(args.NAME, process, { tty = opts.tty, interactive = opts.interactive })
+  end,
+}
+
+wf:verb{
+  name = "attach",
+  summary = "Follow a running container's output until it exits",
+  args = ref_arg,
+  run = function(_, args) mo.runtime.attach(args.NAME) end,
+}
+
+wf:verb{
+  name = "top",
+  summary = "Show a container's processes",
+  args = ref_arg,
+  run = function(_, args)
+    mo.output(mo.array(mo.runtime.top(args.NAME)), {
+      { key = "pid" }, { key = "ppid" }, { key = "user" }, { key = "state" }, { key = "command" },
+    })
+  end,
+}
+
+wf:verb{
+  name = "wait",
+  summary = "Wait until a container stops; exits with its exit status",
+  args = ref_arg,
+  run = function(_, args) return mo.runtime.wait(args.NAME) end,
+}
+
+return wf

@@ -1,0 +1,469 @@
+// The runtime service end to end over a fake host table (file-backed store, flock locks):
+// detached containers under their monitor, exec, stop, kill, remove, gc, parallel boots,
+// and the plugin's C ABI. Needs root. Replaced by the core's host once it can be linked.
+#include "Runtime.h"
+#include "FakeHost.h"
+#include "Launcher.h"
+#include "ProcFs.h"
+#include "State.h"
+#include "TestSupport.h"
+
+#include <mobileops/plugin.h>
+
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+using namespace mobileops::nsruntime;
+using namespace mobileops::nsruntime::testing;
+using nlohmann::json;
+
+namespace {
+
+class RuntimeTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        REQUIRE_ROOT_AND_ROOTFS();
+        char tmpl[] = "/tmp/nsruntime-host-XXXXXX";
+        ASSERT_TRUE(::mkdtemp(tmpl));
+        _dir = tmpl;
+        _host = std::make_unique<FakeHost>(_dir);
+        _rt = std::make_unique<Runtime>(Host(_host->api(), _host->plugin()));
+    }
+
+    void TearDown() override {
+        if (!_rt) return;
+        std::set<std::pair<pid_t, uint64_t>> pids;
+        for (auto &c : _rt->list(true)) {
+            auto raw = Host(_host->api(), _host->plugin()).get(kContainerKind, c["id"]);
+            if (raw) {
+                pids.insert({raw->value("pid", 0), raw->value("pid_start", uint64_t(0))});
+                pids.insert(
+                    {raw->value("monitor_pid", 0), raw->value("monitor_start", uint64_t(0))});
+            }
+            try {
+                _rt->remove(c["id"], true);
+            } catch (const std::exception &e) {
+                ADD_FAILURE() << "cleanup of " << c["name"] << ": " << e.what();
+            }
+        }
+        for (auto [pid, start] : _seen) pids.insert({pid, start});
+        for (auto [pid, start] : pids) {
+            if (pid <= 0 || pid == ::getpid()) continue; // a foreground run's "monitor" is us
+            EXPECT_FALSE(processAlive(pid, start)) << "pid " << pid << " outlived its container";
+        }
+        EXPECT_EQ(hostMountsUnder(rootfsPath()), 0);
+        std::error_code ec;
+        EXPECT_TRUE(std::filesystem::directory_iterator(_host->rootDir() + "/containers", ec) ==
+                    std::filesystem::directory_iterator())
+            << "a container directory was left behind";
+        _rt.reset();
+        _host.reset();
+        std::system(("rm -rf " + _dir).c_str());
+    }
+
+    json spec(const std::string &name, std::vector<std::string> args) {
+        return {{"name", name},
+                {"rootfs", rootfsPath()},
+                {"process", {{"args", args}}},
+                {"stopTimeout", 10}};
+    }
+    json boot(const json &s) {
+        json st = _rt->create(s);
+        _rt->start(st["id"]);
+        json now = _rt->state(st["id"]);
+        remember(now);
+        return now;
+    }
+    void remember(const json &state) {
+        auto raw = Host(_host->api(), _host->plugin()).get(kContainerKind, state["id"]);
+        if (!raw) return;
+        _seen.insert({raw->value("pid", 0), raw->value("pid_start", uint64_t(0))});
+        _seen.insert({raw->value("monitor_pid", 0), raw->value("monitor_start", uint64_t(0))});
+    }
+    std::string errorOf(const std::function<void()> &fn) {
+        try {
+            fn();
+        } catch (const Error &e) {
+            return e.what();
+        }
+        return "(no error)";
+    }
+
+    std::string _dir;
+    std::unique_ptr<FakeHost> _host;
+    std::unique_ptr<Runtime> _rt;
+    std::set<std::pair<pid_t, uint64_t>> _seen;
+};
+
+} // namespace
+
+TEST_F(RuntimeTest, CreateStartWaitRecordsExitAndLog) {
+    json created = _rt->create(spec("t1", {"/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"}));
+    EXPECT_EQ(created["status"], "created");
+    EXPECT_EQ(created["name"], "t1");
+    EXPECT_EQ(created["id"].get<std::string>().size(), 64u);
+    EXPECT_EQ(created["runtime"], "namespace");
+    _rt->start("t1");
+    EXPECT_EQ(_rt->wait("t1"), 3);
+    json st = _rt->state("t1");
+    EXPECT_EQ(st["status"], "stopped");
+    EXPECT_EQ(st["exit_code"], 3);
+    EXPECT_EQ(st["signal"], 0);
+    EXPECT_TRUE(st.contains("started"));
+    EXPECT_TRUE(st.contains("finished"));
+    std::string log = slurp(_rt->logPath(created["id"]));
+    EXPECT_NE(log.find(" stdout F hello\n"), std::string::npos) << log;
+    EXPECT_NE(log.find(" stderr F oops\n"), std::string::npos) << log;
+    // A stopped container starts again.
+    _rt->start("t1");
+    EXPECT_EQ(_rt->wait("t1"), 3);
+}
+
+TEST_F(RuntimeTest, DetachedContainerOutlivesItsCallerUnderAMonitor) {
+    json st = boot(spec("t2", {"/bin/sleep", "100"}));
+    EXPECT_EQ(st["status"], "running");
+    pid_t pid = st["pid"], monitor = st["monitor_pid"];
+    ASSERT_GT(pid, 0);
+    ASSERT_GT(monitor, 0);
+    auto info = processInfo(pid);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->ppid, monitor) << "the monitor is the parent of the container's init";
+    auto minfo = processInfo(monitor);
+    ASSERT_TRUE(minfo);
+    EXPECT_NE(minfo->ppid, ::getpid()) << "the monitor is detached from the caller";
+    EXPECT_TRUE(noChildren());
+    EXPECT_EQ(_rt->list(false).size(), 1u);
+    EXPECT_EQ(errorOf([&] { _rt->start("t2"); }), "container `t2` is already running");
+}
+
+TEST_F(RuntimeTest, StopKillsAProcessIgnoringSigtermAfterTheTimeout) {
+    boot(spec("t3", {"/bin/sleep", "100"})); // PID 1 without a handler ignores SIGTERM
+    auto t0 = std::chrono::steady_clock::now();
+    _rt->stop("t3", 1);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(secs, 0.9);
+    EXPECT_LT(secs, 6);
+    json st = _rt->state("t3");
+    EXPECT_EQ(st["status"], "stopped");
+    EXPECT_EQ(st["exit_code"], 137);
+    EXPECT_EQ(st["signal"], 9);
+}
+
+TEST_F(RuntimeTest, StopWithInitEndsOnSigterm) {
+    json s = spec("t4", {"/bin/sleep", "100"});
+    s["process"]["init"] = true;
+    boot(s);
+    auto t0 = std::chrono::steady_clock::now();
+    _rt->stop("t4", 10);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(secs, 5);
+    EXPECT_EQ(_rt->state("t4")["exit_code"], 128 + SIGTERM);
+}
+
+TEST_F(RuntimeTest, ExecJoinsTheContainer) {
+    json s = spec("t5", {"/bin/sleep", "100"});
+    s["hostname"] = "exechost";
+    s["process"]["env"] = {"PATH=/bin:/usr/bin", "A=1"};
+    boot(s);
+    Capture out;
+    Stdio stdio;
+    stdio.out = out.fd;
+    int status = _rt->exec(
+        "t5",
+        {{"args", {"/bin/sh", "-c", "hostname; echo $A$B; ls -d /proc/[0-9]* | head -1; exit 7"}},
+         {"env", {"B=2"}}},
+        stdio);
+    EXPECT_EQ(status, 7);
+    EXPECT_EQ(out.text(), "exechost\n12\n/proc/1\n");
+    Capture who;
+    stdio.out = who.fd;
+    EXPECT_EQ(_rt->exec("t5", {{"args", {"id", "-u"}}, {"user", "user"}}, stdio), 0);
+    EXPECT_EQ(who.text(), "1000\n");
+    try {
+        _rt->exec("t5", {{"args", {"/bin/nosuch"}}}, stdio);
+        FAIL() << "expected a launch error";
+    } catch (const LaunchError &e) {
+        EXPECT_STREQ(e.what(), "exec `/bin/nosuch`: No such file or directory");
+        EXPECT_EQ(e.exitStatus(), 127);
+    }
+}
+
+TEST_F(RuntimeTest, KillRecordsTheSignal) {
+    boot(spec("t6", {"/bin/sleep", "100"}));
+    _rt->kill("t6", SIGKILL, false);
+    EXPECT_EQ(_rt->wait("t6"), 137);
+    EXPECT_EQ(_rt->state("t6")["signal"], 9);
+    EXPECT_EQ(errorOf([&] { _rt->kill("t6", SIGTERM, false); }), "container `t6` is not running");
+}
+
+TEST_F(RuntimeTest, KillAllReachesEveryProcess) {
+    // The shell is PID 1 without a handler: SIGTERM from outside does not reach it. Only
+    // signalling every process ends the sleeps, and with them the shell's wait.
+    boot(spec("t7", {"/bin/sh", "-c", "sleep 100 & sleep 100 & wait"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(_rt->top("t7").size(), 3u) << _rt->top("t7").dump();
+    auto t0 = std::chrono::steady_clock::now();
+    _rt->kill("t7", SIGTERM, true);
+    EXPECT_EQ(_rt->wait("t7"), 0);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5);
+}
+
+TEST_F(RuntimeTest, TopListsTheContainersProcesses) {
+    boot(spec("t8", {"/bin/sh", "-c", "sleep 100 & exec sleep 101"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    json top = _rt->top("t8");
+    ASSERT_EQ(top.size(), 2u) << top.dump();
+    std::set<std::string> commands;
+    for (auto &p : top) commands.insert(p["command"]);
+    EXPECT_TRUE(commands.count("sleep 100"));
+    EXPECT_TRUE(commands.count("sleep 101"));
+    EXPECT_EQ(top[0]["user"], "0");
+}
+
+TEST_F(RuntimeTest, AttachStreamsNewOutputUntilExit) {
+    boot(spec("t9", {"/bin/sh", "-c", "sleep 0.5; echo late; echo err >&2; sleep 0.3"}));
+    Capture out, err;
+    Stdio stdio;
+    stdio.out = out.fd;
+    stdio.err = err.fd;
+    _rt->attach("t9", stdio);
+    EXPECT_EQ(out.text(), "late\n");
+    EXPECT_EQ(err.text(), "err\n");
+}
+
+TEST_F(RuntimeTest, KilledMonitorIsReconciled) {
+    json st = boot(spec("t10", {"/bin/sleep", "100"}));
+    pid_t pid = st["pid"], monitor = st["monitor_pid"];
+    ::kill(monitor, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(_rt->state("t10")["status"], "running") << "the container outlives its monitor";
+    ::kill(pid, SIGKILL);
+    for (int i = 0; i < 100 && processAlive(pid, 0); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    json now = _rt->state("t10");
+    EXPECT_EQ(now["status"], "stopped");
+    EXPECT_EQ(now["exit_code"], -1);
+    EXPECT_EQ(now["error"], "the container's monitor is gone: exit status unknown");
+    EXPECT_EQ(_rt->list(false).size(), 0u);
+}
+
+TEST_F(RuntimeTest, RemoveRunningNeedsForceAndLeavesNothing) {
+    json st = boot(spec("t11", {"/bin/sleep", "100"}));
+    EXPECT_EQ(errorOf([&] { _rt->remove("t11", false); }),
+              "container `t11` is running: stop it first or use --force");
+    _rt->remove("t11", true);
+    EXPECT_EQ(errorOf([&] { _rt->state("t11"); }), "no such container `t11`");
+    struct stat s;
+    EXPECT_NE(::stat(_rt->containerDir(st["id"]).c_str(), &s), 0);
+    EXPECT_FALSE(processAlive(st["pid"], 0));
+    EXPECT_FALSE(processAlive(st["monitor_pid"], 0));
+}
+
+TEST_F(RuntimeTest, NamesAreUniqueAndRefsResolve) {
+    json a = _rt->create(spec("dup", {"/bin/true"}));
+    EXPECT_EQ(errorOf([&] { _rt->create(spec("dup", {"/bin/true"})); }),
+              "container name `dup` is already in use");
+    EXPECT_EQ(_rt->state(a["id"].get<std::string>().substr(0, 8))["name"], "dup");
+    EXPECT_EQ(_rt->state(a["id"])["name"], "dup");
+    EXPECT_EQ(errorOf([&] { _rt->start("nope"); }), "no such container `nope`");
+    EXPECT_EQ(errorOf([&] { _rt->create(spec("bad/name", {"/bin/true"})); }).substr(0, 33),
+              "invalid container name `bad/name`");
+    EXPECT_EQ(_rt->list(true).size(), 1u);
+}
+
+TEST_F(RuntimeTest, FailedCreateLeavesNothing) {
+    json s = spec("t12", {"/bin/true"});
+    s["rootfs"] = "/nonexistent-rootfs";
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }),
+              "rootfs `/nonexistent-rootfs`: No such file or directory");
+    s["rootfs"] = "/etc/passwd";
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }), "rootfs `/etc/passwd` is not a directory");
+    EXPECT_EQ(_rt->list(true).size(), 0u);
+}
+
+TEST_F(RuntimeTest, StartFailureIsRecorded) {
+    _rt->create(spec("t13", {"/bin/nosuch"}));
+    try {
+        _rt->start("t13");
+        FAIL() << "expected a launch error";
+    } catch (const LaunchError &e) {
+        EXPECT_STREQ(e.what(), "exec `/bin/nosuch`: No such file or directory");
+        EXPECT_EQ(e.exitStatus(), 127);
+    }
+    json st = _rt->state("t13");
+    EXPECT_EQ(st["status"], "stopped");
+    EXPECT_EQ(st["exit_code"], 127);
+}
+
+TEST_F(RuntimeTest, ForegroundRun) {
+    Capture out;
+    Stdio stdio;
+    stdio.out = out.fd;
+    EXPECT_EQ(_rt->run(spec("fg", {"/bin/sh", "-c", "echo $$ $(hostname); exit 5"}), stdio, true),
+              5);
+    EXPECT_EQ(out.text(), "1 fg\n");
+    EXPECT_EQ(_rt->list(true).size(), 0u) << "--rm removed the record";
+    EXPECT_TRUE(noChildren());
+
+    EXPECT_EQ(_rt->run(spec("fg2", {"/bin/sh", "-c", "exit 4"}), stdio, false), 4);
+    json st = _rt->state("fg2");
+    EXPECT_EQ(st["status"], "stopped");
+    EXPECT_EQ(st["exit_code"], 4);
+
+    for (bool rm : {true, false}) {
+        try {
+            _rt->run(spec(rm ? "miss1" : "miss2", {"/bin/nosuch"}), stdio, rm);
+            FAIL() << "expected a launch error";
+        } catch (const LaunchError &e) {
+            EXPECT_EQ(e.exitStatus(), 127);
+        }
+    }
+    EXPECT_EQ(errorOf([&] { _rt->state("miss1"); }), "no such container `miss1`");
+    EXPECT_EQ(_rt->state("miss2")["exit_code"], 127);
+}
+
+TEST_F(RuntimeTest, GcReleasesAnInterruptedCreate) {
+    // What a create killed with SIGKILL leaves: a "creating" record whose creator is gone,
+    // and its directory.
+    pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    ::waitpid(dead, nullptr, 0);
+    std::string id = newContainerId();
+    json rec = {{"id", id},
+                {"name", "interrupted"},
+                {"status", "creating"},
+                {"creator", {{"pid", dead}, {"start", 1}}},
+                {"spec", spec("interrupted", {"/bin/true"})}};
+    Host host(_host->api(), _host->plugin());
+    host.put(kContainerKind, id, "interrupted", rec, true);
+    std::filesystem::create_directories(_rt->containerDir(id));
+    std::string orphan = _rt->containerDir(newContainerId());
+    std::filesystem::create_directories(orphan);
+    // An in-progress create (creator alive) is left alone.
+    std::string live = newContainerId();
+    json liveRec = {{"id", live},
+                    {"name", "inprogress"},
+                    {"status", "creating"},
+                    {"creator", processIdentity(::getpid())},
+                    {"spec", rec["spec"]}};
+    host.put(kContainerKind, live, "inprogress", liveRec, true);
+
+    json report = _rt->gc();
+    ASSERT_EQ(report["released"].size(), 2u) << report.dump();
+    EXPECT_FALSE(host.get(kContainerKind, id));
+    EXPECT_TRUE(host.get(kContainerKind, live));
+    struct stat st;
+    EXPECT_NE(::stat(_rt->containerDir(id).c_str(), &st), 0);
+    EXPECT_NE(::stat(orphan.c_str(), &st), 0);
+    host.remove(kContainerKind, live);
+}
+
+TEST_F(RuntimeTest, TwentyParallelBoots) {
+    std::vector<pid_t> children;
+    for (int i = 0; i < 20; ++i) {
+        pid_t c = ::fork();
+        if (c == 0) {
+            try {
+                Runtime rt(Host(_host->api(), _host->plugin()));
+                json st = rt.create(spec("par" + std::to_string(i), {"/bin/sleep", "100"}));
+                rt.start(st["id"]);
+                ::_exit(0);
+            } catch (const std::exception &e) {
+                std::fprintf(stderr, "boot %d: %s\n", i, e.what());
+                ::_exit(1);
+            }
+        }
+        children.push_back(c);
+    }
+    int failed = 0;
+    for (pid_t c : children) {
+        int status;
+        ::waitpid(c, &status, 0);
+        failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    EXPECT_EQ(failed, 0);
+    json running = _rt->list(false);
+    EXPECT_EQ(running.size(), 20u);
+    std::set<std::string> names;
+    std::set<int> pids;
+    for (auto &c : running) {
+        names.insert(c["name"]);
+        pids.insert(c["pid"].get<int>());
+        remember(c);
+        EXPECT_EQ(c["status"], "running");
+        EXPECT_TRUE(processAlive(c["pid"], 0));
+    }
+    EXPECT_EQ(names.size(), 20u);
+    EXPECT_EQ(pids.size(), 20u);
+}
+
+TEST_F(RuntimeTest, PauseNeedsTheCgroupService) {
+    boot(spec("t14", {"/bin/sleep", "100"}));
+    EXPECT_EQ(errorOf([&] { _rt->pause("t14"); }), "pause needs the cgroup service");
+    EXPECT_EQ(errorOf([&] { _rt->update("t14", json::object()); }),
+              "update needs the cgroup service");
+}
+
+// The plugin as the core loads it: entry point, init with a host table, the service's
+// C functions, error slots and exit statuses.
+TEST_F(RuntimeTest, PluginAbi) {
+    void *so = ::dlopen(NSRUNTIME_PLUGIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    ASSERT_TRUE(so) << ::dlerror();
+    auto entry = reinterpret_cast<mo_plugin_entry_fn>(::dlsym(so, MO_PLUGIN_ENTRY_SYMBOL));
+    ASSERT_TRUE(entry);
+    const mo_plugin_descriptor *d = entry();
+    EXPECT_STREQ(d->name, "nsruntime");
+    EXPECT_EQ(d->abi_major, static_cast<uint32_t>(MO_ABI_MAJOR));
+    ASSERT_TRUE(d->provides && d->provides[0]);
+    EXPECT_STREQ(d->provides[0], "runtime:namespace");
+    void *user = nullptr;
+    mo_error err = MO_ERROR_INIT;
+    ASSERT_EQ(d->init(_host->api(), _host->plugin(), &user, &err), 0) << err.message;
+    mo_probe probe = {sizeof(mo_probe), 0, {0}};
+    d->probe(user, &probe);
+    EXPECT_EQ(probe.usable, 1) << probe.reason;
+    auto *rt = static_cast<const mo_runtime_service *>(_host->registered(MO_SERVICE_RUNTIME));
+    ASSERT_TRUE(rt);
+
+    Capture out;
+    mo_stdio stdio = {sizeof(mo_stdio), -1, out.fd, -1, 0};
+    int status = -1;
+    std::string s = spec("abi", {"/bin/nosuch"}).dump();
+    int rc = rt->run(rt->self, s.c_str(), &stdio, MO_RUNTIME_AUTOREMOVE, &status, &err);
+    EXPECT_EQ(rc, -ENOENT);
+    EXPECT_EQ(status, 127);
+    EXPECT_STREQ(err.message, "exec `/bin/nosuch`: No such file or directory");
+
+    s = spec("abi", {"/bin/sh", "-c", "echo abi; exit 9"}).dump();
+    EXPECT_EQ(rt->run(rt->self, s.c_str(), &stdio, MO_RUNTIME_AUTOREMOVE, &status, &err), 0);
+    EXPECT_EQ(status, 9);
+    EXPECT_EQ(out.text(), "abi\n");
+
+    mo_buffer buf = MO_BUFFER_INIT;
+    ASSERT_EQ(rt->list(rt->self, MO_RUNTIME_ALL, &buf, &err), 0);
+    EXPECT_EQ(std::string(buf.data, buf.len), "[]");
+    _host->api()->buffer_free(&buf);
+    EXPECT_EQ(rt->state(rt->self, "nope", &buf, &err), MO_E_NOT_FOUND);
+    EXPECT_STREQ(err.message, "no such container `nope`");
+    EXPECT_EQ(rt->start(rt->self, nullptr, &err), MO_E_INVALID);
+    EXPECT_EQ(rt->pause(rt->self, "nope", &err), MO_E_UNSUPPORTED);
+    s = "{not json";
+    EXPECT_EQ(rt->create(rt->self, s.c_str(), &buf, &err), MO_E_INVALID);
+    d->fini(user);
+    ::dlclose(so);
+}
+
+int main(int argc, char **argv) {
+    ::testing::InitGoogleTest(&argc, argv);
+    ::testing::AddGlobalTestEnvironment(new RootfsEnvironment);
+    return RUN_ALL_TESTS();
+}

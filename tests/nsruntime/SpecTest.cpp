@@ -1,0 +1,189 @@
+// Spec parsing and validation: users, ulimits, names, bad input messages.
+#include "Spec.h"
+#include "Runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+using namespace mobileops::nsruntime;
+using nlohmann::json;
+
+namespace {
+
+const char *kPasswd = "root:x:0:0:root:/root:/bin/sh\n"
+                      "user:x:1000:1000:user:/home/user:/bin/sh\n"
+                      "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const char *kGroup = "root:x:0:\nusers:x:100:user,other\nwheel:x:10:user\nuser:x:1000:\n";
+
+std::string errorOf(const std::function<void()> &fn) {
+    try {
+        fn();
+    } catch (const Error &e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+json minimal() { return {{"rootfs", "/r"}, {"process", {{"args", {"/bin/true"}}}}}; }
+
+} // namespace
+
+TEST(User, NumericUidWithoutEntryGetsGidZero) {
+    User u = parseUser("4242", kPasswd, kGroup);
+    EXPECT_EQ(u.uid, 4242u);
+    EXPECT_EQ(u.gid, 0u);
+    EXPECT_TRUE(u.additionalGids.empty());
+}
+
+TEST(User, NameResolvesUidGidHomeAndGroups) {
+    User u = parseUser("user", kPasswd, kGroup);
+    EXPECT_EQ(u.uid, 1000u);
+    EXPECT_EQ(u.gid, 1000u);
+    EXPECT_EQ(u.home, "/home/user");
+    EXPECT_EQ(u.additionalGids, (std::vector<gid_t>{100, 10}));
+}
+
+TEST(User, NumericUidWithEntryUsesItsGid) {
+    User u = parseUser("1000", kPasswd, kGroup);
+    EXPECT_EQ(u.gid, 1000u);
+}
+
+TEST(User, ExplicitGroupByNameOrNumber) {
+    EXPECT_EQ(parseUser("user:users", kPasswd, kGroup).gid, 100u);
+    EXPECT_EQ(parseUser("1000:4000", kPasswd, kGroup).gid, 4000u);
+    EXPECT_EQ(parseUser("nobody:wheel", kPasswd, kGroup).gid, 10u);
+}
+
+TEST(User, BadUsersAreNamed) {
+    EXPECT_EQ(errorOf([] { parseUser("bob", kPasswd, kGroup); }),
+              "user `bob`: no such user in the container's /etc/passwd");
+    EXPECT_EQ(errorOf([] { parseUser("user:nogrp", kPasswd, kGroup); }),
+              "group `nogrp`: no such group in the container's /etc/group");
+    EXPECT_EQ(errorOf([] { parseUser("1000:", kPasswd, kGroup); }),
+              "user `1000:`: expected UID[:GID] or NAME[:GROUP]");
+    EXPECT_EQ(errorOf([] { parseUser("", kPasswd, kGroup); }), "user: must not be empty");
+}
+
+TEST(Ulimit, Parse) {
+    Rlimit l = parseUlimit("nofile=1024");
+    EXPECT_EQ(l.resource, RLIMIT_NOFILE);
+    EXPECT_EQ(l.soft, 1024u);
+    EXPECT_EQ(l.hard, 1024u);
+    l = parseUlimit("nproc=10:20");
+    EXPECT_EQ(l.resource, RLIMIT_NPROC);
+    EXPECT_EQ(l.soft, 10u);
+    EXPECT_EQ(l.hard, 20u);
+    EXPECT_EQ(parseUlimit("core=unlimited").hard, RLIM_INFINITY);
+}
+
+TEST(Ulimit, BadValuesAreNamed) {
+    EXPECT_EQ(errorOf([] { parseUlimit("nofile"); }), "ulimit `nofile`: expected NAME=SOFT[:HARD]");
+    EXPECT_EQ(errorOf([] { parseUlimit("files=1"); }), "ulimit `files=1`: unknown limit `files`");
+    EXPECT_EQ(errorOf([] { parseUlimit("nofile=ten"); }),
+              "ulimit `nofile=ten`: `ten` is not a number");
+    EXPECT_EQ(errorOf([] { parseUlimit("nofile=20:10"); }),
+              "ulimit `nofile=20:10`: the soft limit exceeds the hard limit");
+}
+
+TEST(Ulimit, AboveTheHostHardLimitIsRefused) {
+    struct rlimit cur;
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &cur), 0);
+    if (cur.rlim_max == RLIM_INFINITY) GTEST_SKIP() << "no hard nofile limit on this host";
+    std::string caps;
+    Rlimit l{RLIMIT_NOFILE, "nofile", cur.rlim_max + 10000, cur.rlim_max + 10000};
+    std::string message = errorOf([&] { checkRlimit(l); });
+    if (message == "(no error)")
+        GTEST_SKIP() << "this process may raise hard limits (CAP_SYS_RESOURCE)";
+    EXPECT_EQ(message, "ulimit `nofile=" + std::to_string(l.soft) + "`: exceeds the hard limit " +
+                           std::to_string(cur.rlim_max) + " of this host");
+    Rlimit ok{RLIMIT_NOFILE, "nofile", 64, 64};
+    EXPECT_NO_THROW(checkRlimit(ok));
+}
+
+TEST(Spec, Minimal) {
+    ContainerSpec s = parseSpec(minimal());
+    EXPECT_EQ(s.rootfs, "/r");
+    EXPECT_EQ(s.process.args, std::vector<std::string>{"/bin/true"});
+    EXPECT_EQ(s.process.cwd, "/");
+    EXPECT_TRUE(s.namespaces.pid && s.namespaces.network && s.namespaces.cgroup);
+    EXPECT_FALSE(s.userns());
+    EXPECT_EQ(s.networkMode, "private");
+    ASSERT_EQ(s.process.env.size(), 1u);
+    EXPECT_EQ(s.process.env[0].rfind("PATH=", 0), 0u);
+}
+
+TEST(Spec, Full) {
+    json j = minimal();
+    j["process"]["user"] = {{"uid", 1000}, {"gid", 100}, {"additionalGids", {10}}};
+    j["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 100}, {"hard", 200}}};
+    j["userns"] = {{"uidMappings", {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}}}};
+    j["network"] = {{"mode", "host"}};
+    j["mounts"] = {
+        {{"destination", "/d"}, {"source", "/s"}, {"type", "bind"}, {"options", {"ro"}}}};
+    j["security"] = {{"allowPrivilegeEscalation", false}, {"readOnlyRootFilesystem", true}};
+    ContainerSpec s = parseSpec(j);
+    EXPECT_EQ(s.process.user.uid, 1000u);
+    EXPECT_EQ(s.process.user.additionalGids, std::vector<gid_t>{10});
+    ASSERT_EQ(s.process.rlimits.size(), 1u);
+    EXPECT_EQ(s.process.rlimits[0].name, "nofile");
+    EXPECT_TRUE(s.userns());
+    EXPECT_EQ(s.gidMappings.size(), 1u) << "gid mappings default to the uid mappings";
+    EXPECT_FALSE(s.namespaces.network);
+    EXPECT_TRUE(s.process.noNewPrivileges);
+    EXPECT_TRUE(s.readonly);
+    ASSERT_EQ(s.mounts.size(), 1u);
+}
+
+TEST(Spec, BadInputIsNamed) {
+    auto bad = [](const std::function<void(json &)> &edit) {
+        json j = minimal();
+        edit(j);
+        return errorOf([&] { parseSpec(j); });
+    };
+    EXPECT_EQ(bad([](json &j) { j.erase("rootfs"); }), "rootfs: no root filesystem given");
+    EXPECT_EQ(bad([](json &j) { j["rootfs"] = "rel"; }), "rootfs `rel` is not an absolute path");
+    EXPECT_EQ(bad([](json &j) { j["process"]["args"] = json::array(); }),
+              "process.args: no command given");
+    EXPECT_EQ(bad([](json &j) { j["process"]["env"] = {"NOVALUE"}; }),
+              "process.env: `NOVALUE` is not NAME=VALUE");
+    EXPECT_EQ(bad([](json &j) { j["process"]["cwd"] = "tmp"; }),
+              "process.cwd: `tmp` is not an absolute path");
+    EXPECT_EQ(bad([](json &j) {
+                  j["network"] = {{"mode", "bridge"}};
+              }),
+              "network.mode: `bridge` is not one of private, host, none");
+    EXPECT_EQ(bad([](json &j) {
+                  j["process"]["rlimits"] = {{{"type", "RLIMIT_FOO"}, {"soft", 1}}};
+              }),
+              "process.rlimits[0].type: unknown limit `RLIMIT_FOO`");
+    EXPECT_EQ(bad([](json &j) {
+                  j["namespaces"] = {{"user", true}};
+              }),
+              "namespaces.user: a user namespace needs userns.uidMappings");
+    EXPECT_EQ(bad([](json &j) {
+                  j["mounts"] = {{{"destination", "d"}, {"source", "/s"}}};
+              }),
+              "mounts[0].destination: `d` is not an absolute path");
+    EXPECT_EQ(bad([](json &j) { j["readonly"] = "yes"; }), "readonly: expected true or false");
+}
+
+TEST(Spec, RootfsMustExistAndBeADirectory) {
+    json j = minimal();
+    j["rootfs"] = "/nonexistent-rootfs";
+    ContainerSpec s = parseSpec(j);
+    EXPECT_EQ(errorOf([&] { prepareSpec(s); }),
+              "rootfs `/nonexistent-rootfs`: No such file or directory");
+    j["rootfs"] = "/etc/passwd";
+    s = parseSpec(j);
+    EXPECT_EQ(errorOf([&] { prepareSpec(s); }), "rootfs `/etc/passwd` is not a directory");
+}
+
+TEST(Spec, ContainerNames) {
+    EXPECT_NO_THROW(checkName("web"));
+    EXPECT_NO_THROW(checkName("a.b-c_1"));
+    EXPECT_THROW(checkName("-web"), Error);
+    EXPECT_THROW(checkName("we/b"), Error);
+    EXPECT_THROW(checkName(std::string(129, 'a')), Error);
+    EXPECT_THROW(checkName(""), Error);
+}
