@@ -64,15 +64,19 @@ local function print_state(state)
   mo.print(state.name or short_id(state.id))
 end
 
+local create_args = {
+  { name = "NAME", summary = "unique container name" },
+  { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f)", optional = true },
+  { name = "CMD", summary = "command and arguments", variadic = true, optional = true },
+}
+
 local ref_arg = { { name = "NAME", summary = "container name or id" } }
 
 wf:verb{
   name = "create",
   summary = "Create a container (it does not start)",
   options = create_options,
-  args = { { name = "NAME", summary = "unique container name" },
-           { name = "ROOTFS", summary = "root filesystem directory", optional = true },
-           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  args = create_args,
   run = function(opts, args)
     print_state(mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD)))
   end,
@@ -89,9 +93,7 @@ wf:verb{
   name = "boot",
   summary = "Create and start a container in the background",
   options = create_options,
-  args = { { name = "NAME", summary = "unique container name" },
-           { name = "ROOTFS", summary = "root filesystem directory", optional = true },
-           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  args = create_args,
   run = function(opts, args)
     local state = mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD))
     local ok, err = pcall(mo.runtime.start, state.id)
