@@ -15,16 +15,18 @@ namespace {
 
 Error invalid(const std::string &message) { return Error(MO_E_INVALID, message); }
 
+// An empty table that went through Lua may come back as `[]` where `{}` was meant, or
+// the other way round: empty is empty.
 json &objectAt(json &parent, const char *key, const char *path) {
     json &value = parent[key];
-    if (value.is_null()) value = json::object();
+    if (value.is_null() || (value.is_array() && value.empty())) value = json::object();
     if (!value.is_object()) throw invalid(std::string(path) + ": expected an object");
     return value;
 }
 
 json &arrayAt(json &parent, const char *key, const char *path) {
     json &value = parent[key];
-    if (value.is_null()) value = json::array();
+    if (value.is_null() || (value.is_object() && value.empty())) value = json::array();
     if (!value.is_array()) throw invalid(std::string(path) + ": expected a list");
     return value;
 }

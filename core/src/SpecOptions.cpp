@@ -39,9 +39,11 @@ class Options {
 public:
     explicit Options(const json &opts) : _opts(opts) {}
 
+    // Absent, null and empty tables (`{}` from Lua) are all "not given".
     const json *get(const char *key) const {
         auto it = _opts.find(key);
-        return it == _opts.end() || it->is_null() ? nullptr : &*it;
+        if (it == _opts.end() || it->is_null() || (it->is_object() && it->empty())) return nullptr;
+        return &*it;
     }
 
     std::optional<std::string> string(const char *key) const {

@@ -58,9 +58,7 @@ protected:
     void TearDown() override { std::filesystem::remove_all(_dir); }
 
     // A spec with what finalize needs: a rootfs and a command.
-    json minimal() const {
-        return {{"rootfs", _rootfs}, {"process", {{"args", {"/bin/sh"}}}}};
-    }
+    json minimal() const { return {{"rootfs", _rootfs}, {"process", {{"args", {"/bin/sh"}}}}}; }
 
     std::string _dir;
     std::string _rootfs;
@@ -70,7 +68,8 @@ TEST_F(SpecFinalizeTest, Defaults) {
     json s = minimal();
     finalize(s);
     EXPECT_EQ(s, json::parse(R"({
-        "rootfs": ")" + _rootfs + R"(",
+        "rootfs": ")" + _rootfs +
+                             R"(",
         "readonly": false,
         "process": {
             "args": ["/bin/sh"],
@@ -84,6 +83,19 @@ TEST_F(SpecFinalizeTest, Defaults) {
         "network": {"mode": "private"},
         "mounts": [], "resources": {}, "security": {}, "annotations": {}, "unapplied": [],
         "stopSignal": 15, "stopTimeout": 10, "runtime": "namespace"})"));
+}
+
+TEST_F(SpecFinalizeTest, EmptyTablesFromLua) {
+    json s = minimal();
+    s["mounts"] = json::object();
+    s["unapplied"] = json::object();
+    s["resources"] = json::array();
+    s["process"]["env"] = json::object();
+    finalize(s);
+    EXPECT_EQ(s["mounts"], json::array());
+    EXPECT_EQ(s["unapplied"], json::array());
+    EXPECT_EQ(s["resources"], json::object());
+    EXPECT_EQ(s["process"]["env"].size(), 1u);
 }
 
 TEST_F(SpecFinalizeTest, IsIdempotent) {
@@ -165,7 +177,8 @@ TEST_F(SpecFinalizeTest, NameAndCommandErrors) {
     EXPECT_EQ(errorOf([&] { finalize(s); }), "process.args: expected a list of strings");
     s = minimal();
     s["network"] = {{"mode", "bridge"}};
-    EXPECT_EQ(errorOf([&] { finalize(s); }), "network.mode: `bridge` is not `private`, `host` or `none`");
+    EXPECT_EQ(errorOf([&] { finalize(s); }),
+              "network.mode: `bridge` is not `private`, `host` or `none`");
     json notObject = json::array();
     EXPECT_EQ(errorOf([&] { finalize(notObject); }), "spec: expected an object");
 }
@@ -215,9 +228,10 @@ TEST_F(SpecFinalizeTest, BindMountSources) {
 
 TEST_F(SpecFinalizeTest, DesignExampleNeedsARootfs) {
     json s = parseVirtualRoot(kDesignYaml, "app.yaml");
-    EXPECT_EQ(errorOf([&] { finalize(s); }),
-              "image `mobileops/android-runtime:latest`: the image store is not available yet; give "
-              "a rootfs directory (spec.rootfs or ROOTFS)");
+    EXPECT_EQ(
+        errorOf([&] { finalize(s); }),
+        "image `mobileops/android-runtime:latest`: the image store is not available yet; give "
+        "a rootfs directory (spec.rootfs or ROOTFS)");
 }
 
 TEST_F(SpecFinalizeTest, DesignExampleWithARootfs) {
@@ -231,7 +245,8 @@ TEST_F(SpecFinalizeTest, DesignExampleWithARootfs) {
     EXPECT_EQ(s["rootfs"], _rootfs);
     EXPECT_EQ(s["hostname"], "mobile-app-env");
     EXPECT_EQ(s["readonly"], true);
-    EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 1000, "gid": 1000, "additionalGids": []})"));
+    EXPECT_EQ(s["process"]["user"],
+              json::parse(R"({"uid": 1000, "gid": 1000, "additionalGids": []})"));
     EXPECT_EQ(s["process"]["env"][1], "ENV=production");
     EXPECT_EQ(s["network"]["mode"], "private");
     EXPECT_EQ(s["unapplied"].size(), 11u);
@@ -248,7 +263,8 @@ TEST_F(SpecFinalizeTest, FromFileAndFlags) {
     finalize(s);
     EXPECT_EQ(s, json::parse(R"({
         "name": "web", "hostname": "web",
-        "rootfs": ")" + _rootfs + R"(",
+        "rootfs": ")" + _rootfs +
+                             R"(",
         "readonly": false,
         "process": {
             "args": ["/bin/httpd", "-f"],

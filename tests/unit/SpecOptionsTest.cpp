@@ -73,7 +73,11 @@ TEST(SpecOptionsTest, NothingToApply) {
     applyOptions(spec, json(nullptr));
     EXPECT_EQ(spec, json::object());
     // keys that are not spec flags (--rm, --json, -f) belong to the dispatcher
-    EXPECT_EQ(applied(R"({"rm": true, "json": true, "file": "x.yaml", "name": null})"), json::object());
+    EXPECT_EQ(applied(R"({"rm": true, "json": true, "file": "x.yaml", "name": null})"),
+              json::object());
+    // empty Lua tables arrive as {} or []
+    EXPECT_EQ(applied(R"({"env": {}, "ulimit": [], "command": {}, "group_add": {}})"),
+              json::object());
 }
 
 TEST(SpecOptionsTest, RelativeRootfsIsMadeAbsolute) {
@@ -119,7 +123,8 @@ spec:
 }
 
 TEST(SpecOptionsTest, NetworkModes) {
-    EXPECT_EQ(applied(R"({"network": "private"})")["network"], json::parse(R"({"mode": "private"})"));
+    EXPECT_EQ(applied(R"({"network": "private"})")["network"],
+              json::parse(R"({"mode": "private"})"));
     json s = applied(R"({"network": "bridge"})");
     EXPECT_EQ(s["network"], json::parse(R"({"mode": "private", "attach": "bridge"})"));
     EXPECT_EQ(s["unapplied"], json::parse(R"(["--network=bridge"])"));
@@ -132,11 +137,13 @@ TEST(SpecOptionsTest, NetworkModes) {
 }
 
 TEST(SpecOptionsTest, UserForms) {
-    EXPECT_EQ(applied(R"({"user": "1000"})")["process"]["user"], json::parse(R"({"name": "1000"})"));
+    EXPECT_EQ(applied(R"({"user": "1000"})")["process"]["user"],
+              json::parse(R"({"name": "1000"})"));
     EXPECT_EQ(applied(R"({"user": "www:staff"})")["process"]["user"],
               json::parse(R"({"name": "www:staff"})"));
     EXPECT_EQ(applied(R"({"group_add": ["5", "5", "wheel"]})")["process"]["user"],
-              json::parse(R"({"uid": 0, "gid": 0, "additionalGids": [5], "additionalGroups": ["wheel"]})"));
+              json::parse(
+                  R"({"uid": 0, "gid": 0, "additionalGids": [5], "additionalGroups": ["wheel"]})"));
     // a single string works for repeatable flags too
     EXPECT_EQ(applied(R"({"group_add": "7"})")["process"]["user"]["additionalGids"],
               json::parse("[7]"));
@@ -150,8 +157,10 @@ TEST(SpecOptionsTest, UsernsHostRemovesIt) {
 }
 
 TEST(SpecOptionsTest, LimitsAcceptNumbers) {
-    json s = applied(R"({"memory": 67108864, "cpus": 0.5, "pids_limit": "20", "stop_timeout": "0"})");
-    EXPECT_EQ(s["resources"]["limits"], json::parse(R"({"memory": 67108864, "cpu": 500, "pids": 20})"));
+    json s =
+        applied(R"({"memory": 67108864, "cpus": 0.5, "pids_limit": "20", "stop_timeout": "0"})");
+    EXPECT_EQ(s["resources"]["limits"],
+              json::parse(R"({"memory": 67108864, "cpu": 500, "pids": 20})"));
     EXPECT_EQ(s["stopTimeout"], 0);
     applyOptions(s, json::parse(R"({"pids_limit": -1})"));
     EXPECT_EQ(s["resources"]["limits"], json::parse(R"({"memory": 67108864, "cpu": 500})"));
@@ -187,7 +196,8 @@ TEST_F(SpecEnvFileOptionTest, EnvFilesThenEnv) {
 TEST_F(SpecEnvFileOptionTest, EnvFileErrors) {
     std::string bad = write("bad", "OK=1\nNOT OK=2\n");
     EXPECT_EQ(optionError(json({{"env_file", bad}}).dump()),
-              "invalid --env-file " + bad + ":2: `NOT OK=2`: the variable name contains whitespace");
+              "invalid --env-file " + bad +
+                  ":2: `NOT OK=2`: the variable name contains whitespace");
     EXPECT_EQ(optionError(json({{"env_file", _dir + "/missing"}}).dump()),
               "invalid --env-file `" + _dir + "/missing`: No such file or directory");
 }
@@ -197,7 +207,8 @@ TEST(SpecOptionsTest, RefusesBadFlags) {
               "invalid --ulimit `nofile=abc`: expected NAME=SOFT[:HARD]");
     EXPECT_EQ(optionError(R"({"ulimit": "nofile=2:1"})"),
               "invalid --ulimit `nofile=2:1`: the soft limit is above the hard limit");
-    EXPECT_NE(optionError(R"({"ulimit": "nofle=1"})").find("invalid --ulimit `nofle=1`: unknown resource `nofle`"),
+    EXPECT_NE(optionError(R"({"ulimit": "nofle=1"})")
+                  .find("invalid --ulimit `nofle=1`: unknown resource `nofle`"),
               std::string::npos);
     EXPECT_EQ(optionError(R"({"user": "x:y:z"})"),
               "invalid --user `x:y:z`: expected UID[:GID] or NAME[:GROUP]");
@@ -211,14 +222,18 @@ TEST(SpecOptionsTest, RefusesBadFlags) {
     EXPECT_EQ(optionError(R"({"memory": "512m"})"),
               "invalid --memory `512m`: not a quantity of bytes (`m` means milli; did you mean "
               "`512Mi`?)");
-    EXPECT_EQ(optionError(R"({"memory": "1Mi"})"), "invalid --memory `1Mi`: below the minimum `4Mi`");
-    EXPECT_EQ(optionError(R"({"memory": "2Pi"})"), "invalid --memory `2Pi`: above the maximum `1Pi`");
+    EXPECT_EQ(optionError(R"({"memory": "1Mi"})"),
+              "invalid --memory `1Mi`: below the minimum `4Mi`");
+    EXPECT_EQ(optionError(R"({"memory": "2Pi"})"),
+              "invalid --memory `2Pi`: above the maximum `1Pi`");
     EXPECT_EQ(optionError(R"({"cpus": "-1"})"), "invalid --cpus `-1`: negative");
     EXPECT_EQ(optionError(R"({"cpus": "0"})"), "invalid --cpus `0`: below the minimum `1m`");
-    EXPECT_EQ(optionError(R"({"cpus": "lots"})"),
-              "invalid --cpus `lots`: not a CPU quantity (cores such as `1.5` or millicores such as "
-              "`500m`)");
-    EXPECT_EQ(optionError(R"({"cpus": "10000"})"), "invalid --cpus `10000`: above the maximum 4096");
+    EXPECT_EQ(
+        optionError(R"({"cpus": "lots"})"),
+        "invalid --cpus `lots`: not a CPU quantity (cores such as `1.5` or millicores such as "
+        "`500m`)");
+    EXPECT_EQ(optionError(R"({"cpus": "10000"})"),
+              "invalid --cpus `10000`: above the maximum 4096");
     EXPECT_EQ(optionError(R"({"pids_limit": 0})"),
               "invalid --pids-limit `0`: expected 1 to 4194304, or -1 for no limit");
     EXPECT_EQ(optionError(R"({"pids_limit": "ten"})"),
@@ -233,10 +248,12 @@ TEST(SpecOptionsTest, RefusesBadFlags) {
               "invalid --userns `1:2:3:4`: expected HOSTID:SIZE or CONTAINERID:HOSTID:SIZE");
     EXPECT_EQ(optionError(R"({"userns": "100000:0"})"),
               "invalid --userns `100000:0`: the size must be at least 1");
-    EXPECT_EQ(optionError(R"({"workdir": "app"})"), "invalid --workdir `app`: not an absolute path");
-    EXPECT_EQ(optionError(R"({"name": "a/b"})"),
-              "invalid --name `a/b`: expected 1 to 128 letters, digits, `_`, `.`, `-`, starting with a "
-              "letter or digit");
+    EXPECT_EQ(optionError(R"({"workdir": "app"})"),
+              "invalid --workdir `app`: not an absolute path");
+    EXPECT_EQ(
+        optionError(R"({"name": "a/b"})"),
+        "invalid --name `a/b`: expected 1 to 128 letters, digits, `_`, `.`, `-`, starting with a "
+        "letter or digit");
     EXPECT_EQ(optionError(R"({"hostname": "-h"})"),
               "invalid --hostname `-h`: expected 1 to 64 letters, digits, `-`, `_`, `.`");
     EXPECT_EQ(optionError(R"({"env": ["=x"]})"), "invalid --env `=x`: the variable name is empty");
@@ -245,12 +262,15 @@ TEST(SpecOptionsTest, RefusesBadFlags) {
 }
 
 TEST(SpecOptionsTest, RefusesWrongTypes) {
-    EXPECT_EQ(optionError(R"({"env": 5})"), "invalid --env: expected a string or a list of strings");
-    EXPECT_EQ(optionError(R"({"env": [5]})"), "invalid --env: expected a string or a list of strings");
+    EXPECT_EQ(optionError(R"({"env": 5})"),
+              "invalid --env: expected a string or a list of strings");
+    EXPECT_EQ(optionError(R"({"env": [5]})"),
+              "invalid --env: expected a string or a list of strings");
     EXPECT_EQ(optionError(R"({"name": 5})"), "invalid --name: expected a string");
     EXPECT_EQ(optionError(R"({"tty": "yes"})"), "invalid --tty: expected true or false");
     EXPECT_EQ(optionError(R"({"memory": true})"), "invalid --memory: expected a number");
-    EXPECT_EQ(optionError(R"({"command": "/bin/sh"})"), "invalid --command: expected a list of strings");
+    EXPECT_EQ(optionError(R"({"command": "/bin/sh"})"),
+              "invalid --command: expected a list of strings");
     EXPECT_EQ(optionError(R"({"rootfs": ""})"), "invalid --rootfs: expected a directory");
     EXPECT_EQ(errorOf([] {
                   json spec = json::array();
@@ -272,8 +292,9 @@ TEST(SpecOptionsTest, RefusesInvalidUtf8) {
               }),
               "invalid --hostname: expected UTF-8 text");
     ::setenv("MO_SPEC_OPT_BINARY", "\xff", 1);
-    EXPECT_EQ(optionError(R"({"env": ["MO_SPEC_OPT_BINARY"]})"),
-              "invalid --env `MO_SPEC_OPT_BINARY`: the value in the environment is not valid UTF-8");
+    EXPECT_EQ(
+        optionError(R"({"env": ["MO_SPEC_OPT_BINARY"]})"),
+        "invalid --env `MO_SPEC_OPT_BINARY`: the value in the environment is not valid UTF-8");
 }
 
 TEST(SpecOptionsTest, MemoryBelowTheRequest) {

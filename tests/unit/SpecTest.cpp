@@ -160,7 +160,8 @@ TEST(SpecParseTest, ProcessFields) {
 TEST(SpecParseTest, CommandAloneOrArgsAlone) {
     EXPECT_EQ(parseSpec("  command: [/bin/sh, -c, 'echo hi']\n")["process"]["args"],
               json::parse(R"(["/bin/sh", "-c", "echo hi"])"));
-    EXPECT_EQ(parseSpec("  args: [/bin/true]\n")["process"]["args"], json::parse(R"(["/bin/true"])"));
+    EXPECT_EQ(parseSpec("  args: [/bin/true]\n")["process"]["args"],
+              json::parse(R"(["/bin/true"])"));
     EXPECT_FALSE(parseSpec("  command: []\n").contains("process"));
 }
 
@@ -213,8 +214,9 @@ TEST(SpecParseTest, Security) {
     // settings that change nothing today are not reported as unapplied
     EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.capabilities.add"])"));
 
-    s = parseSpec("  security: { runAsGroup: 5, privileged: true, capabilities: { drop: [ALL] },\n"
-                  "              seccompProfile: { type: Localhost, localhostProfile: /p.json } }\n");
+    s = parseSpec(
+        "  security: { runAsGroup: 5, privileged: true, capabilities: { drop: [ALL] },\n"
+        "              seccompProfile: { type: Localhost, localhostProfile: /p.json } }\n");
     EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 0, "gid": 5})"));
     EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.privileged",
         "spec.security.capabilities.drop", "spec.security.seccompProfile"])"));
@@ -251,12 +253,13 @@ TEST(SpecParseTest, Networking) {
 }
 
 TEST(SpecParseTest, Volumes) {
-    json s = parseSpec("  volumes:\n"
-                       "    - { name: data, hostPath: /srv/data/, containerPath: /data, readOnly: true }\n"
-                       "    - { name: scratch, emptyDir: , containerPath: /scratch }\n"
-                       "    - { name: shm, emptyDir: { medium: Memory, sizeLimit: 64Mi }, containerPath: /shm }\n"
-                       "    - { name: conf, configMap: { name: app-config }, containerPath: /etc/app }\n"
-                       "    - { name: db, volume: pgdata, containerPath: /var/lib/pg }\n");
+    json s = parseSpec(
+        "  volumes:\n"
+        "    - { name: data, hostPath: /srv/data/, containerPath: /data, readOnly: true }\n"
+        "    - { name: scratch, emptyDir: , containerPath: /scratch }\n"
+        "    - { name: shm, emptyDir: { medium: Memory, sizeLimit: 64Mi }, containerPath: /shm }\n"
+        "    - { name: conf, configMap: { name: app-config }, containerPath: /etc/app }\n"
+        "    - { name: db, volume: pgdata, containerPath: /var/lib/pg }\n");
     EXPECT_EQ(s["mounts"], json::parse(R"([{"destination": "/data", "source": "/srv/data",
         "type": "bind", "options": ["rbind", "ro"]}])"));
     EXPECT_EQ(s["volumes"], json::parse(R"([
@@ -268,7 +271,8 @@ TEST(SpecParseTest, Volumes) {
          "readOnly": false},
         {"name": "db", "type": "volume", "source": "pgdata", "containerPath": "/var/lib/pg",
          "readOnly": false}])"));
-    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.volumes[1].emptyDir", "spec.volumes[2].emptyDir",
+    EXPECT_EQ(s["unapplied"],
+              json::parse(R"(["spec.volumes[1].emptyDir", "spec.volumes[2].emptyDir",
         "spec.volumes[3].configMap", "spec.volumes[4].volume"])"));
 }
 
@@ -278,9 +282,10 @@ TEST(SpecParseTest, UsernsForms) {
         "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]})");
     EXPECT_EQ(parseSpec("  userns: \"100000:65536\"\n")["userns"], expected);
     EXPECT_EQ(parseSpec("  userns: 0:100000:65536\n")["userns"], expected);
-    EXPECT_EQ(parseSpec("  userns:\n    uidMappings: [{containerID: 0, hostID: 100000, size: 65536}]\n")
-                  ["userns"],
-              expected);
+    EXPECT_EQ(
+        parseSpec("  userns:\n    uidMappings: [{containerID: 0, hostID: 100000, size: 65536}]\n")
+            ["userns"],
+        expected);
     json two = parseSpec("  userns:\n"
                          "    uidMappings: [{containerID: 0, hostID: 100000, size: 1000},\n"
                          "                  {containerID: 1000, hostID: 1000, size: 1}]\n"
@@ -331,8 +336,9 @@ TEST(SpecParseTest, ErrorsCarryTheLine) {
     EXPECT_EQ(specError("  image: x\n  foo: 1\n"), "t.yaml:5: spec.foo: unknown field");
     EXPECT_EQ(specError("  resource: {}\n"),
               "t.yaml:4: spec.resource: unknown field (did you mean `resources`?)");
-    EXPECT_EQ(specError("  volumes:\n    - name: a\n      containerPath: /a\n      ReadOnly: true\n"),
-              "t.yaml:7: spec.volumes[0].ReadOnly: unknown field (did you mean `readOnly`?)");
+    EXPECT_EQ(
+        specError("  volumes:\n    - name: a\n      containerPath: /a\n      ReadOnly: true\n"),
+        "t.yaml:7: spec.volumes[0].ReadOnly: unknown field (did you mean `readOnly`?)");
     // a missing field: the line of the object it is missing from
     EXPECT_EQ(specError("  volumes:\n    - name: a\n      hostPath: /a\n"),
               "t.yaml:5: spec.volumes[0].containerPath: required field is missing");
@@ -349,12 +355,15 @@ TEST(SpecParseTest, RefusesBadDocuments) {
     EXPECT_EQ(errorOf([] { parseVirtualRoot("", "t.yaml"); }), "t.yaml: empty document");
     EXPECT_EQ(errorOf([] { parseVirtualRoot("# only a comment\n", "t.yaml"); }),
               "t.yaml: empty document");
-    EXPECT_EQ(errorOf([] { parseVirtualRoot("- a\n- b\n", "t.yaml"); }),
-              "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a list");
-    EXPECT_EQ(errorOf([] { parseVirtualRoot("just text", "t.yaml"); }),
-              "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a string");
+    EXPECT_EQ(
+        errorOf([] { parseVirtualRoot("- a\n- b\n", "t.yaml"); }),
+        "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a list");
+    EXPECT_EQ(
+        errorOf([] { parseVirtualRoot("just text", "t.yaml"); }),
+        "t.yaml: expected a VirtualRoot mapping (apiVersion, kind, metadata, spec), not a string");
     EXPECT_EQ(errorOf([] {
-                  parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n---\napiVersion: v1\n", "t.yaml");
+                  parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n---\napiVersion: v1\n",
+                                   "t.yaml");
               }),
               "t.yaml: 2 documents; expected one VirtualRoot");
     EXPECT_EQ(errorOf([] { parseVirtualRoot("kind: VirtualRoot\n", "t.yaml"); }),
@@ -365,14 +374,17 @@ TEST(SpecParseTest, RefusesBadDocuments) {
               "t.yaml:1: apiVersion: `v2` is not supported (expected `v1`)");
     EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: Pod\n", "t.yaml"); }),
               "t.yaml:2: kind: `Pod` is not supported (expected `VirtualRoot`)");
-    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nstatus: {}\n", "t"); }),
-              "t:3: status: unknown field");
+    EXPECT_EQ(
+        errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nstatus: {}\n", "t"); }),
+        "t:3: status: unknown field");
 }
 
 TEST(SpecParseTest, RefusesBadSyntax) {
     EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\nkind: [VirtualRoot\n", "t.yaml"); }),
               "t.yaml:3:1: invalid YAML: end of sequence flow not found");
-    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\n  kind: x\n", "t.yaml"); }).rfind("t.yaml:2:", 0),
+    EXPECT_EQ(errorOf([] {
+                  parseVirtualRoot("apiVersion: v1\n  kind: x\n", "t.yaml");
+              }).rfind("t.yaml:2:", 0),
               0u);
     // JSON that YAML cannot read either: JSON's parser says why
     EXPECT_EQ(errorOf([] { parseVirtualRoot("{\n  \"apiVersion\": \"v1\",,\n}\n", "t.json"); }),
@@ -383,10 +395,13 @@ TEST(SpecParseTest, RefusesBadSyntax) {
               json::parse(R"({"hostname": "h"})"));
     // valid JSON with a duplicate key is still refused
     EXPECT_EQ(errorOf([] {
-                  parseVirtualRoot(R"({"apiVersion": "v1", "kind": "VirtualRoot", "kind": "x"})", "t");
+                  parseVirtualRoot(R"({"apiVersion": "v1", "kind": "VirtualRoot", "kind": "x"})",
+                                   "t");
               }),
               "t:1: kind: duplicate key");
-    EXPECT_EQ(errorOf([] { parseVirtualRoot("apiVersion: v1\napiVersion: v1\nkind: VirtualRoot\n", "t"); }),
+    EXPECT_EQ(errorOf([] {
+                  parseVirtualRoot("apiVersion: v1\napiVersion: v1\nkind: VirtualRoot\n", "t");
+              }),
               "t:2: apiVersion: duplicate key");
     EXPECT_EQ(specError("  image: !custom x\n"), "t.yaml:4: spec.image: unsupported tag `!custom`");
     EXPECT_EQ(specError("  init: !!bool maybe\n"), "t.yaml:4: spec.init: `maybe` is not a boolean");
@@ -394,10 +409,13 @@ TEST(SpecParseTest, RefusesBadSyntax) {
 }
 
 TEST(SpecParseTest, RefusesInvalidUtf8) {
-    EXPECT_EQ(specError("  hostname: \"a\xff" "b\"\n"), "t.yaml:4: spec.hostname: not valid UTF-8");
+    EXPECT_EQ(specError("  hostname: \"a\xff"
+                        "b\"\n"),
+              "t.yaml:4: spec.hostname: not valid UTF-8");
     EXPECT_EQ(specError("  \xff: 1\n"), "t.yaml:4: spec: a key is not valid UTF-8");
-    EXPECT_NE(errorOf([] { parseVirtualRoot("{\"apiVersion\": \"\xff\"}", "t.json"); }).find("t.json"),
-              std::string::npos);
+    EXPECT_NE(
+        errorOf([] { parseVirtualRoot("{\"apiVersion\": \"\xff\"}", "t.json"); }).find("t.json"),
+        std::string::npos);
 }
 
 TEST(SpecParseTest, ExplicitStringTagKeepsText) {
@@ -430,42 +448,56 @@ TEST(SpecParseTest, RefusesDeepNesting) {
 TEST(SpecParseTest, RefusesWrongTypes) {
     EXPECT_EQ(specError("  resources: [a]\n"),
               "t.yaml:4: spec.resources: expected a mapping, not a list");
-    EXPECT_EQ(specError("  command: /bin/sh\n"), "t.yaml:4: spec.command: expected a list, not a string");
+    EXPECT_EQ(specError("  command: /bin/sh\n"),
+              "t.yaml:4: spec.command: expected a list, not a string");
     EXPECT_EQ(specError("  command: [[a]]\n"),
               "t.yaml:4: spec.command[0]: expected a string, not a list");
-    EXPECT_EQ(specError("  init: yes\n"), "t.yaml:4: spec.init: `yes` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  init: yes\n"),
+              "t.yaml:4: spec.init: `yes` is not a boolean (true or false)");
     EXPECT_EQ(specError("  init: \"true\"\n"),
               "t.yaml:4: spec.init: `true` is not a boolean (true or false)");
-    EXPECT_EQ(specError("  stopTimeout: \"10\"\n"), "t.yaml:4: spec.stopTimeout: `10` is not an integer");
-    EXPECT_EQ(specError("  stopTimeout: 1.5\n"), "t.yaml:4: spec.stopTimeout: `1.5` is not an integer");
+    EXPECT_EQ(specError("  stopTimeout: \"10\"\n"),
+              "t.yaml:4: spec.stopTimeout: `10` is not an integer");
+    EXPECT_EQ(specError("  stopTimeout: 1.5\n"),
+              "t.yaml:4: spec.stopTimeout: `1.5` is not an integer");
     EXPECT_EQ(specError("  image: ''\n"), "t.yaml:4: spec.image: must not be empty");
     EXPECT_EQ(specError("  image: a b\n"), "t.yaml:4: spec.image: `a b` is not an image reference");
-    EXPECT_EQ(specError("  rootfs: {}\n"), "t.yaml:4: spec.rootfs: expected a string, not a mapping");
+    EXPECT_EQ(specError("  rootfs: {}\n"),
+              "t.yaml:4: spec.rootfs: expected a string, not a mapping");
 }
 
 TEST(SpecParseTest, RefusesBadProcessFields) {
-    EXPECT_EQ(specError("  workingDir: app\n"), "t.yaml:4: spec.workingDir: `app` is not an absolute path");
-    EXPECT_EQ(specError("  hostname: -x\n"),
-              "t.yaml:4: spec.hostname: `-x` is not a valid hostname (1 to 64 letters, digits, `-`, "
-              "`_`, `.`)");
+    EXPECT_EQ(specError("  workingDir: app\n"),
+              "t.yaml:4: spec.workingDir: `app` is not an absolute path");
+    EXPECT_EQ(
+        specError("  hostname: -x\n"),
+        "t.yaml:4: spec.hostname: `-x` is not a valid hostname (1 to 64 letters, digits, `-`, "
+        "`_`, `.`)");
     EXPECT_EQ(specError("  hostname: a\n  networking: { hostname: b }\n"),
               "t.yaml:5: spec.networking.hostname: `b` conflicts with spec.hostname `a`");
-    EXPECT_EQ(specError("  stopTimeout: -1\n"), "t.yaml:4: spec.stopTimeout: `-1` is out of range (0 to 86400)");
+    EXPECT_EQ(specError("  stopTimeout: -1\n"),
+              "t.yaml:4: spec.stopTimeout: `-1` is out of range (0 to 86400)");
     EXPECT_EQ(specError("  stopTimeout: 86401\n"),
               "t.yaml:4: spec.stopTimeout: `86401` is out of range (0 to 86400)");
-    EXPECT_EQ(specError("  stopSignal: SIGFOO\n"), "t.yaml:4: spec.stopSignal: `SIGFOO` is not a signal");
-    EXPECT_EQ(specError("  stopSignal: 0\n"), "t.yaml:4: spec.stopSignal: `0` is not a signal number (1 to 64)");
+    EXPECT_EQ(specError("  stopSignal: SIGFOO\n"),
+              "t.yaml:4: spec.stopSignal: `SIGFOO` is not a signal");
+    EXPECT_EQ(specError("  stopSignal: 0\n"),
+              "t.yaml:4: spec.stopSignal: `0` is not a signal number (1 to 64)");
     EXPECT_EQ(specError("  environment: [{ value: x }]\n"),
               "t.yaml:4: spec.environment[0].name: required field is missing");
-    EXPECT_EQ(specError("  environment: [{ name: A=B }]\n"),
-              "t.yaml:4: spec.environment[0].name: `A=B` is not a variable name (no `=` or whitespace)");
+    EXPECT_EQ(
+        specError("  environment: [{ name: A=B }]\n"),
+        "t.yaml:4: spec.environment[0].name: `A=B` is not a variable name (no `=` or whitespace)");
     EXPECT_EQ(specError("  environment: [{ name: '' }]\n"),
               "t.yaml:4: spec.environment[0].name: must not be empty");
     EXPECT_EQ(specError("  environment: [{ name: A, valueFrom: x }]\n"),
               "t.yaml:4: spec.environment[0].valueFrom: unknown field");
-    EXPECT_EQ(specError("  ulimits: [{ name: nofle, soft: 1 }]\n").rfind(
-                  "t.yaml:4: spec.ulimits[0].name: `nofle` is not a resource limit (one of as core", 0),
-              0u);
+    EXPECT_EQ(
+        specError("  ulimits: [{ name: nofle, soft: 1 }]\n")
+            .rfind(
+                "t.yaml:4: spec.ulimits[0].name: `nofle` is not a resource limit (one of as core",
+                0),
+        0u);
     EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: 20, hard: 10 }]\n"),
               "t.yaml:4: spec.ulimits[0].soft: the soft limit is above the hard limit");
     EXPECT_EQ(specError("  ulimits: [{ name: nofile, soft: unlimited, hard: 10 }]\n"),
@@ -476,8 +508,9 @@ TEST(SpecParseTest, RefusesBadProcessFields) {
               "t.yaml:4: spec.ulimits[0].soft: `lots` is not a number or `unlimited`");
     EXPECT_EQ(specError("  ulimits: [{ name: nofile }]\n"),
               "t.yaml:4: spec.ulimits[0].soft: required field is missing");
-    EXPECT_EQ(specError("  ulimits:\n    - { name: nofile, soft: 1 }\n    - { name: NOFILE, soft: 2 }\n"),
-              "t.yaml:6: spec.ulimits[1].name: `NOFILE` is already limited by spec.ulimits[0].name");
+    EXPECT_EQ(
+        specError("  ulimits:\n    - { name: nofile, soft: 1 }\n    - { name: NOFILE, soft: 2 }\n"),
+        "t.yaml:6: spec.ulimits[1].name: `NOFILE` is already limited by spec.ulimits[0].name");
 }
 
 TEST(SpecParseTest, RefusesBadResources) {
@@ -485,13 +518,15 @@ TEST(SpecParseTest, RefusesBadResources) {
               "t.yaml:4: spec.resources.limits.memory: `1Ki` is below the minimum `4Mi`");
     EXPECT_EQ(specError("  resources: { limits: { memory: 2Pi } }\n"),
               "t.yaml:4: spec.resources.limits.memory: `2Pi` is above the maximum `1Pi`");
-    EXPECT_EQ(specError("  resources: { limits: { memory: 512m } }\n"),
-              "t.yaml:4: spec.resources.limits.memory: `512m` is not a quantity of bytes (`m` means "
-              "milli; did you mean `512Mi`?)");
+    EXPECT_EQ(
+        specError("  resources: { limits: { memory: 512m } }\n"),
+        "t.yaml:4: spec.resources.limits.memory: `512m` is not a quantity of bytes (`m` means "
+        "milli; did you mean `512Mi`?)");
     EXPECT_EQ(specError("  resources: { limits: { memory: -1Gi } }\n"),
               "t.yaml:4: spec.resources.limits.memory: `-1Gi` is negative");
-    EXPECT_EQ(specError("  resources: { limits: { memory: [1] } }\n"),
-              "t.yaml:4: spec.resources.limits.memory: expected a quantity such as `512Mi`, not a list");
+    EXPECT_EQ(
+        specError("  resources: { limits: { memory: [1] } }\n"),
+        "t.yaml:4: spec.resources.limits.memory: expected a quantity such as `512Mi`, not a list");
     EXPECT_EQ(specError("  resources: { limits: { storage: 10Pi } }\n"),
               "t.yaml:4: spec.resources.limits.storage: `10Pi` is above the maximum `8Pi`");
     EXPECT_EQ(specError("  resources: { requests: { cpu: -1 } }\n"),
@@ -500,16 +535,18 @@ TEST(SpecParseTest, RefusesBadResources) {
               "t.yaml:4: spec.resources.requests.cpu: `0` is below the minimum `1m`");
     EXPECT_EQ(specError("  resources: { limits: { cpu: 5000 } }\n"),
               "t.yaml:4: spec.resources.limits.cpu: `5000` is above the maximum `4096`");
-    EXPECT_EQ(specError("  resources: { limits: { cpu: 0.0001 } }\n"),
-              "t.yaml:4: spec.resources.limits.cpu: `0.0001` is finer than `1m` (a thousandth of a CPU)");
+    EXPECT_EQ(
+        specError("  resources: { limits: { cpu: 0.0001 } }\n"),
+        "t.yaml:4: spec.resources.limits.cpu: `0.0001` is finer than `1m` (a thousandth of a CPU)");
     EXPECT_EQ(specError("  resources: { limits: { pids: 0 } }\n"),
               "t.yaml:4: spec.resources.limits.pids: `0` is out of range (1 to 4194304)");
     EXPECT_EQ(specError("  resources: { requests: { pids: 10 } }\n"),
               "t.yaml:4: spec.resources.requests.pids: unknown field");
     EXPECT_EQ(specError("  resources: { cpuset: 3-1 }\n"),
               "t.yaml:4: spec.resources.cpuset: `3-1` is not a CPU list such as `0-3,6`");
-    EXPECT_EQ(specError("  resources:\n    requests: { memory: 8Gi }\n    limits: { memory: 4Gi }\n"),
-              "t.yaml:5: spec.resources.requests.memory: `8Gi` is above the limit `4Gi`");
+    EXPECT_EQ(
+        specError("  resources:\n    requests: { memory: 8Gi }\n    limits: { memory: 4Gi }\n"),
+        "t.yaml:5: spec.resources.requests.memory: `8Gi` is above the limit `4Gi`");
 }
 
 TEST(SpecParseTest, RefusesBadSecurity) {
@@ -523,11 +560,13 @@ TEST(SpecParseTest, RefusesBadSecurity) {
               "t.yaml:4: spec.security.supplementalGroups[1]: `x` is not an integer");
     EXPECT_EQ(specError("  security: { capabilities: { add: [CAP_FOO] } }\n"),
               "t.yaml:4: spec.security.capabilities.add[0]: `CAP_FOO` is not a capability");
-    EXPECT_EQ(specError("  security: { seccompProfile: { type: Default } }\n"),
-              "t.yaml:4: spec.security.seccompProfile.type: `Default` is not one of `RuntimeDefault`, "
-              "`Unconfined`, `Localhost`");
-    EXPECT_EQ(specError("  security: { seccompProfile: { type: Localhost } }\n"),
-              "t.yaml:4: spec.security.seccompProfile.localhostProfile: required with type `Localhost`");
+    EXPECT_EQ(
+        specError("  security: { seccompProfile: { type: Default } }\n"),
+        "t.yaml:4: spec.security.seccompProfile.type: `Default` is not one of `RuntimeDefault`, "
+        "`Unconfined`, `Localhost`");
+    EXPECT_EQ(
+        specError("  security: { seccompProfile: { type: Localhost } }\n"),
+        "t.yaml:4: spec.security.seccompProfile.localhostProfile: required with type `Localhost`");
     EXPECT_EQ(specError("  security: { seccompProfile: { localhostProfile: /x } }\n"),
               "t.yaml:4: spec.security.seccompProfile.type: required field is missing");
     EXPECT_EQ(specError("  security: { runAsNonRoot: true }\n"),
@@ -535,9 +574,10 @@ TEST(SpecParseTest, RefusesBadSecurity) {
 }
 
 TEST(SpecParseTest, RefusesBadNetworking) {
-    EXPECT_EQ(specError("  networking: { mode: 'a b' }\n"),
-              "t.yaml:4: spec.networking.mode: `a b` is not `bridge`, `host`, `none`, `private` or a "
-              "network name");
+    EXPECT_EQ(
+        specError("  networking: { mode: 'a b' }\n"),
+        "t.yaml:4: spec.networking.mode: `a b` is not `bridge`, `host`, `none`, `private` or a "
+        "network name");
     EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 0 }] }\n"),
               "t.yaml:4: spec.networking.ports[0].containerPort: `0` is out of range (1 to 65535)");
     EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 80, hostPort: 65536 }] }\n"),
@@ -548,10 +588,11 @@ TEST(SpecParseTest, RefusesBadNetworking) {
               "t.yaml:4: spec.networking.ports[0].protocol: `icmp` is not `TCP`, `UDP` or `SCTP`");
     EXPECT_EQ(specError("  networking: { ports: [{ containerPort: 80, hostIP: 1.2.3 }] }\n"),
               "t.yaml:4: spec.networking.ports[0].hostIP: `1.2.3` is not an IP address");
-    EXPECT_EQ(specError("  networking:\n    ports:\n      - { containerPort: 80, hostPort: 8080 }\n"
-                        "      - { containerPort: 81, hostPort: 8080 }\n"),
-              "t.yaml:7: spec.networking.ports[1].hostPort: host port `8080/tcp` is already published by "
-              "spec.networking.ports[0]");
+    EXPECT_EQ(
+        specError("  networking:\n    ports:\n      - { containerPort: 80, hostPort: 8080 }\n"
+                  "      - { containerPort: 81, hostPort: 8080 }\n"),
+        "t.yaml:7: spec.networking.ports[1].hostPort: host port `8080/tcp` is already published by "
+        "spec.networking.ports[0]");
     EXPECT_EQ(specError("  networking: { dns: { nameservers: [dns.google] } }\n"),
               "t.yaml:4: spec.networking.dns.nameservers[0]: `dns.google` is not an IP address");
     EXPECT_EQ(specError("  networking: { dns: { searches: ['-bad'] } }\n"),
@@ -559,9 +600,10 @@ TEST(SpecParseTest, RefusesBadNetworking) {
 }
 
 TEST(SpecParseTest, RefusesBadVolumes) {
-    EXPECT_EQ(specError("  volumes: [{ name: a, containerPath: /a }]\n"),
-              "t.yaml:4: spec.volumes[0]: needs a source: one of `hostPath`, `configMap`, `emptyDir`, "
-              "`volume`");
+    EXPECT_EQ(
+        specError("  volumes: [{ name: a, containerPath: /a }]\n"),
+        "t.yaml:4: spec.volumes[0]: needs a source: one of `hostPath`, `configMap`, `emptyDir`, "
+        "`volume`");
     EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, volume: b, containerPath: /a }]\n"),
               "t.yaml:4: spec.volumes[0]: has more than one source (`hostPath` and `volume`)");
     EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: a }]\n"),
@@ -580,16 +622,18 @@ TEST(SpecParseTest, RefusesBadVolumes) {
                         "    - { name: b, hostPath: /b, containerPath: /a/ }\n"),
               "t.yaml:6: spec.volumes[1].containerPath: `/a/` is already mounted by "
               "spec.volumes[0].containerPath");
-    EXPECT_EQ(specError("  volumes: [{ name: a, emptyDir: { medium: Disk }, containerPath: /a }]\n"),
-              "t.yaml:4: spec.volumes[0].emptyDir.medium: `Disk` is not `Memory` or empty");
+    EXPECT_EQ(
+        specError("  volumes: [{ name: a, emptyDir: { medium: Disk }, containerPath: /a }]\n"),
+        "t.yaml:4: spec.volumes[0].emptyDir.medium: `Disk` is not `Memory` or empty");
     EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: /a, readOnly: 1 }]\n"),
               "t.yaml:4: spec.volumes[0].readOnly: `1` is not a boolean (true or false)");
-    EXPECT_EQ(specError("  volumes: { a: b }\n"), "t.yaml:4: spec.volumes: expected a list, not a mapping");
+    EXPECT_EQ(specError("  volumes: { a: b }\n"),
+              "t.yaml:4: spec.volumes: expected a list, not a mapping");
 }
 
 TEST(SpecParseTest, RefusesBadUserns) {
-    EXPECT_EQ(specError("  userns: 100000\n"),
-              "t.yaml:4: spec.userns: expected `HOSTID:SIZE` or a mapping with uidMappings, not a number");
+    EXPECT_EQ(specError("  userns: 100000\n"), "t.yaml:4: spec.userns: expected `HOSTID:SIZE` or a "
+                                               "mapping with uidMappings, not a number");
     EXPECT_EQ(specError("  userns: 'x:1'\n"),
               "t.yaml:4: spec.userns: `x:1`: expected HOSTID:SIZE or CONTAINERID:HOSTID:SIZE");
     EXPECT_EQ(specError("  userns: { gidMappings: [{containerID: 0, hostID: 1, size: 1}] }\n"),
@@ -600,26 +644,35 @@ TEST(SpecParseTest, RefusesBadUserns) {
               "t.yaml:4: spec.userns.uidMappings[0].size: `0` is out of range (1 to 4294967295)");
     EXPECT_EQ(specError("  userns: { uidMappings: [{containerID: 0, hostID: 1}] }\n"),
               "t.yaml:4: spec.userns.uidMappings[0].size: required field is missing");
-    EXPECT_EQ(specError("  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
-                        "      - {containerID: 5, hostID: 200000, size: 10}\n"),
-              "t.yaml:7: spec.userns.uidMappings[1]: container ids overlap spec.userns.uidMappings[0]");
-    EXPECT_EQ(specError("  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
-                        "      - {containerID: 10, hostID: 100005, size: 10}\n"),
-              "t.yaml:7: spec.userns.uidMappings[1]: host ids overlap spec.userns.uidMappings[0]");
-    EXPECT_EQ(specError("  userns: { uidMappings: [{containerID: 4294967294, hostID: 1, size: 2}] }\n"),
-              "t.yaml:4: spec.userns.uidMappings[0]: the range goes past id 4294967294");
+    EXPECT_EQ(
+        specError(
+            "  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
+            "      - {containerID: 5, hostID: 200000, size: 10}\n"),
+        "t.yaml:7: spec.userns.uidMappings[1]: container ids overlap spec.userns.uidMappings[0]");
+    EXPECT_EQ(
+        specError(
+            "  userns:\n    uidMappings:\n      - {containerID: 0, hostID: 100000, size: 10}\n"
+            "      - {containerID: 10, hostID: 100005, size: 10}\n"),
+        "t.yaml:7: spec.userns.uidMappings[1]: host ids overlap spec.userns.uidMappings[0]");
+    EXPECT_EQ(
+        specError("  userns: { uidMappings: [{containerID: 4294967294, hostID: 1, size: 2}] }\n"),
+        "t.yaml:4: spec.userns.uidMappings[0]: the range goes past id 4294967294");
 }
 
 TEST(SpecParseTest, RefusesBadPolicies) {
-    EXPECT_EQ(specError("  restartPolicy: sometimes\n"),
-              "t.yaml:4: spec.restartPolicy: `sometimes` is not a restart policy (`Never`, `Always`, "
-              "`OnFailure[:N]`, `unless-stopped`)");
-    EXPECT_EQ(specError("  restartPolicy: Always:3\n"),
-              "t.yaml:4: spec.restartPolicy: `Always:3` is not a restart policy (a retry count goes with "
-              "`OnFailure:N`)");
-    EXPECT_EQ(specError("  verify: maybe\n"), "t.yaml:4: spec.verify: `maybe` is not one of `off`, `lazy`, `strict`");
-    EXPECT_EQ(specError("  runtime: 'no such'\n"),
-              "t.yaml:4: spec.runtime: `no such` is not a runtime name (such as `namespace` or `krun`)");
+    EXPECT_EQ(
+        specError("  restartPolicy: sometimes\n"),
+        "t.yaml:4: spec.restartPolicy: `sometimes` is not a restart policy (`Never`, `Always`, "
+        "`OnFailure[:N]`, `unless-stopped`)");
+    EXPECT_EQ(
+        specError("  restartPolicy: Always:3\n"),
+        "t.yaml:4: spec.restartPolicy: `Always:3` is not a restart policy (a retry count goes with "
+        "`OnFailure:N`)");
+    EXPECT_EQ(specError("  verify: maybe\n"),
+              "t.yaml:4: spec.verify: `maybe` is not one of `off`, `lazy`, `strict`");
+    EXPECT_EQ(
+        specError("  runtime: 'no such'\n"),
+        "t.yaml:4: spec.runtime: `no such` is not a runtime name (such as `namespace` or `krun`)");
 }
 
 TEST(SpecParseTest, RefusesBadMetadata) {
@@ -628,13 +681,15 @@ TEST(SpecParseTest, RefusesBadMetadata) {
             parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nmetadata:\n" + body, "t.yaml");
         });
     };
-    EXPECT_EQ(meta("  name: a/b\n"),
-              "t.yaml:4: metadata.name: `a/b` is not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})");
+    EXPECT_EQ(
+        meta("  name: a/b\n"),
+        "t.yaml:4: metadata.name: `a/b` is not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})");
     EXPECT_EQ(meta("  name: " + std::string(129, 'a') + "\n").find("is not a valid name"),
               std::string(129, 'a').size() + std::string("t.yaml:4: metadata.name: ``").size() + 1);
     EXPECT_EQ(meta("  labels: { 'a b': c }\n"),
               "t.yaml:4: metadata.labels.a b: invalid key `a b` (1 to 253 characters, no spaces)");
-    EXPECT_EQ(meta("  labels: { a: [b] }\n"), "t.yaml:4: metadata.labels.a: expected a string, not a list");
+    EXPECT_EQ(meta("  labels: { a: [b] }\n"),
+              "t.yaml:4: metadata.labels.a: expected a string, not a list");
     EXPECT_EQ(meta("  uid: x\n"), "t.yaml:4: metadata.uid: unknown field");
 }
 

@@ -117,19 +117,29 @@ TEST(SpecCpuTest, RefusesBadCpu) {
 
 TEST(SpecRlimitTest, NamesLikeDocker) {
     const std::pair<const char *, const char *> names[] = {
-        {"as", "RLIMIT_AS"},         {"core", "RLIMIT_CORE"},
-        {"cpu", "RLIMIT_CPU"},       {"data", "RLIMIT_DATA"},
-        {"fsize", "RLIMIT_FSIZE"},   {"locks", "RLIMIT_LOCKS"},
-        {"memlock", "RLIMIT_MEMLOCK"}, {"msgqueue", "RLIMIT_MSGQUEUE"},
-        {"nice", "RLIMIT_NICE"},     {"nofile", "RLIMIT_NOFILE"},
-        {"nproc", "RLIMIT_NPROC"},   {"rss", "RLIMIT_RSS"},
-        {"rtprio", "RLIMIT_RTPRIO"}, {"rttime", "RLIMIT_RTTIME"},
-        {"sigpending", "RLIMIT_SIGPENDING"}, {"stack", "RLIMIT_STACK"},
+        {"as", "RLIMIT_AS"},
+        {"core", "RLIMIT_CORE"},
+        {"cpu", "RLIMIT_CPU"},
+        {"data", "RLIMIT_DATA"},
+        {"fsize", "RLIMIT_FSIZE"},
+        {"locks", "RLIMIT_LOCKS"},
+        {"memlock", "RLIMIT_MEMLOCK"},
+        {"msgqueue", "RLIMIT_MSGQUEUE"},
+        {"nice", "RLIMIT_NICE"},
+        {"nofile", "RLIMIT_NOFILE"},
+        {"nproc", "RLIMIT_NPROC"},
+        {"rss", "RLIMIT_RSS"},
+        {"rtprio", "RLIMIT_RTPRIO"},
+        {"rttime", "RLIMIT_RTTIME"},
+        {"sigpending", "RLIMIT_SIGPENDING"},
+        {"stack", "RLIMIT_STACK"},
     };
     for (const auto &[name, type] : names) EXPECT_EQ(rlimitType(name), type);
     EXPECT_EQ(rlimitType("RLIMIT_NOFILE"), "RLIMIT_NOFILE");
     EXPECT_EQ(rlimitType("NoFile"), "RLIMIT_NOFILE");
-    EXPECT_NE(errorOf([] { rlimitType("nofle"); }).find("`nofle` is not a resource limit (one of as core"),
+    EXPECT_NE(errorOf([] {
+                  rlimitType("nofle");
+              }).find("`nofle` is not a resource limit (one of as core"),
               std::string::npos);
     errorOf([] { rlimitType(""); });
     errorOf([] { rlimitType("RLIMIT_"); });
@@ -165,12 +175,14 @@ TEST(SpecRlimitTest, Ulimit) {
 }
 
 TEST(SpecRlimitTest, RefusesBadUlimit) {
-    EXPECT_EQ(errorOf([] { parseUlimit("nofile=abc"); }), "`nofile=abc`: expected NAME=SOFT[:HARD]");
+    EXPECT_EQ(errorOf([] { parseUlimit("nofile=abc"); }),
+              "`nofile=abc`: expected NAME=SOFT[:HARD]");
     for (const char *bad : {"nofile", "=1", "nofile=", "nofile=1:2:3", "nofile=1:", "nofile=:1"})
         EXPECT_EQ(errorOf([&] { parseUlimit(bad); }), quote(bad) + ": expected NAME=SOFT[:HARD]")
             << bad;
-    EXPECT_NE(errorOf([] { parseUlimit("nofle=1"); }).find("`nofle=1`: unknown resource `nofle` (one of"),
-              std::string::npos);
+    EXPECT_NE(
+        errorOf([] { parseUlimit("nofle=1"); }).find("`nofle=1`: unknown resource `nofle` (one of"),
+        std::string::npos);
     EXPECT_EQ(errorOf([] { parseUlimit("nofile=2048:1024"); }),
               "`nofile=2048:1024`: the soft limit is above the hard limit");
     EXPECT_EQ(errorOf([] { parseUlimit("nofile=unlimited:1024"); }),
@@ -212,7 +224,8 @@ TEST(SpecUserTest, RefusesBadUsers) {
 TEST(SpecUserTest, Ids) {
     EXPECT_EQ(parseId("0"), 0u);
     EXPECT_EQ(parseId("4294967294"), 4294967294u);
-    EXPECT_EQ(errorOf([] { parseId("4294967295"); }), "`4294967295` is out of range (0 to 4294967294)");
+    EXPECT_EQ(errorOf([] { parseId("4294967295"); }),
+              "`4294967295` is out of range (0 to 4294967294)");
     EXPECT_EQ(errorOf([] { parseId("-1"); }), "`-1` is not a uid or gid");
     EXPECT_EQ(errorOf([] { parseId("x"); }), "`x` is not a uid or gid");
     EXPECT_TRUE(isValidUserName("www-data"));
@@ -262,7 +275,8 @@ TEST(SpecEnvTest, Forms) {
     EXPECT_EQ(errorOf([] { parseEnv("A B=1"); }), "`A B=1`: the variable name contains whitespace");
     EXPECT_EQ(errorOf([] { parseEnv(std::string("A=x\0y", 5)); }),
               "`A=x\\x00y` contains a NUL byte");
-    EXPECT_EQ(errorOf([] { parseEnv("A\nB=1"); }), "`A\\nB=1`: the variable name contains whitespace");
+    EXPECT_EQ(errorOf([] { parseEnv("A\nB=1"); }),
+              "`A\\nB=1`: the variable name contains whitespace");
     EXPECT_EQ(errorOf([] { parseQuantity(std::string(300, '9') + "x"); }),
               quote(std::string(200, '9') + "...") + " is not a quantity");
 }
@@ -297,8 +311,8 @@ TEST_F(SpecEnvFileTest, ReadsLikeDocker) {
                                     "MO_SPEC_TEST_UNSET\n"
                                     "QUOTED=\"kept as is\"");
     EXPECT_EQ(readEnvFile(path),
-              (std::vector<std::string>{"A=1", "B=two words  ", "C=with=equals", "EMPTY=",
-                                        "MO_SPEC_TEST_FROM_CALLER=caller value",
+              (std::vector<std::string>{"A=1", "B=two words  ", "C=with=equals",
+                                        "EMPTY=", "MO_SPEC_TEST_FROM_CALLER=caller value",
                                         "QUOTED=\"kept as is\""}));
     EXPECT_TRUE(readEnvFile(write("empty", "")).empty());
 }
@@ -359,7 +373,8 @@ TEST(SpecNameTest, Hostnames) {
     EXPECT_TRUE(isValidHostname("web-1.example.com"));
     EXPECT_TRUE(isValidHostname(std::string(64, 'h')));
     EXPECT_FALSE(isValidHostname(std::string(65, 'h')));
-    for (const char *bad : {"", "-web", ".web", "a b", "a/b"}) EXPECT_FALSE(isValidHostname(bad)) << bad;
+    for (const char *bad : {"", "-web", ".web", "a b", "a/b"})
+        EXPECT_FALSE(isValidHostname(bad)) << bad;
 }
 
 TEST(SpecNameTest, Utf8) {
