@@ -3,12 +3,14 @@
 // field: unknown fields and bad values are refused with the field's path.
 #include "mobileops/core/Spec.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +18,7 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <set>
+#include <sstream>
 
 namespace mobileops::core::spec {
 
@@ -27,7 +29,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::size_t kMaxNodes = 100000;
+constexpr std::size_t kMaxNodes = 10000; // ordered_json lookups are linear: keep maps small
 constexpr int kMaxDepth = 64;
 
 // ---------------------------------------------------------------------------------------
@@ -224,25 +226,64 @@ struct SyntaxError {
     std::string message;
 };
 
+// Counts the documents of a stream. YAML::LoadAll is not used: yaml-cpp 0.7 reads a stray
+// `,` at the top level as an endless series of empty documents and allocates until it
+// dies; here a document that starts where the previous one did is a syntax error.
+class DocumentCounter : public YAML::EventHandler {
+public:
+    void OnDocumentStart(const YAML::Mark &mark) override {
+        if (_count > 0 && mark.pos == _last.pos)
+            throw YAML::ParserException(mark, "unexpected character");
+        _last = mark;
+        ++_count;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark &, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark &, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                  const std::string &) override {}
+    void OnSequenceStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+
+    int count() const { return _count; }
+
+private:
+    int _count = 0;
+    YAML::Mark _last;
+};
+
 Document readYaml(const std::string &text, const std::string &source) {
     Document doc;
-    std::vector<YAML::Node> nodes;
+    YAML::Node root;
     try {
-        nodes = YAML::LoadAll(text);
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        DocumentCounter counter;
+        while (counter.count() < 2 && parser.HandleNextDocument(counter)) {
+        }
+        if (counter.count() == 0) throw Error(MO_E_INVALID, source + ": empty document");
+        if (counter.count() > 1)
+            throw Error(MO_E_INVALID,
+                        source + ": more than one document; expected one VirtualRoot");
+        root = YAML::Load(text);
     } catch (const YAML::Exception &e) {
         std::string where = source;
         if (!e.mark.is_null())
             where +=
                 ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1);
-        throw SyntaxError{where + ": invalid YAML: " + e.msg};
+        std::string at;
+        if (e.msg == "unexpected character" && e.mark.pos >= 0 &&
+            static_cast<std::size_t>(e.mark.pos) < text.size())
+            at = " " + quote(text.substr(static_cast<std::size_t>(e.mark.pos), 1));
+        throw SyntaxError{where + ": invalid YAML: " + e.msg + at};
     }
-    if (nodes.empty()) throw Error(MO_E_INVALID, source + ": empty document");
-    if (nodes.size() > 1)
-        throw Error(MO_E_INVALID, source + ": " + std::to_string(nodes.size()) +
-                                      " documents; expected one VirtualRoot");
     try {
         YamlReader reader(source, doc);
-        doc.root = reader.convert(nodes[0], "", 0);
+        doc.root = reader.convert(root, "", 0);
     } catch (const YAML::Exception &e) {
         throw SyntaxError{source + ": invalid YAML: " + e.msg};
     }
@@ -259,11 +300,11 @@ Document readDocument(const std::string &text, const std::string &source) {
     }
     // JSON is read as YAML too, for the line numbers. When the text is not valid JSON and
     // YAML makes nothing sensible of it either, JSON's parser says what is wrong.
-    Document json;
+    Document parsed;
     std::optional<std::string> jsonError;
     try {
-        json.root = Doc::parse(text);
-    } catch (const Doc::parse_error &e) {
+        parsed.root = Doc::parse(text);
+    } catch (const Doc::exception &e) {
         // "[json.exception.parse_error.101] parse error at line 2, column 22: syntax error ..."
         std::string what = e.what();
         unsigned line = 0, column = 0;
@@ -282,7 +323,7 @@ Document readDocument(const std::string &text, const std::string &source) {
         return readYaml(text, source);
     } catch (const SyntaxError &) {
         if (jsonError) throw Error(MO_E_INVALID, *jsonError);
-        return json; // valid JSON that yaml-cpp cannot read: no line numbers
+        return parsed; // valid JSON that yaml-cpp cannot read: no line numbers
     } catch (const Error &) {
         if (jsonError) throw Error(MO_E_INVALID, *jsonError);
         throw;
@@ -705,6 +746,9 @@ void Checker::specFields(const Doc &value, const std::string &path) {
               if (!isValidName(runtime) || runtime.size() > 64)
                   invalid(p, v, "is not a runtime name (such as `namespace` or `krun`)");
               _out["runtime"] = runtime;
+              // the dispatcher does not choose a runtime by this yet: say so, as the
+              // isolation asked for is not the one given
+              if (runtime != "namespace") addUnapplied(_out, p + "=" + runtime);
           })}});
 }
 

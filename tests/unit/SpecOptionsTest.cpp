@@ -156,6 +156,15 @@ TEST(SpecOptionsTest, UsernsHostRemovesIt) {
     EXPECT_FALSE(s.contains("userns"));
 }
 
+TEST(SpecOptionsTest, RuntimeOtherThanNamespaceIsReported) {
+    json s = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec: { runtime: krun }\n", "t");
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.runtime=krun"])"));
+    applyOptions(s, json::parse(R"({"runtime": "namespace"})"));
+    EXPECT_EQ(s["unapplied"], json::array());
+    applyOptions(s, json::parse(R"({"runtime": "krun"})"));
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--runtime=krun"])"));
+}
+
 TEST(SpecOptionsTest, LimitsAcceptNumbers) {
     json s =
         applied(R"({"memory": 67108864, "cpus": 0.5, "pids_limit": "20", "stop_timeout": "0"})");
