@@ -25,11 +25,13 @@ local create_options = {
   { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 (applied once the cgroup plugin lands)" },
   { name = "pids-limit", type = "int", summary = "maximum number of processes (applied once the cgroup plugin lands)" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
+  { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
 }
 
 local spec_keys = {
   "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
   "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
+  "runtime",
 }
 
 local function with(extra)
@@ -57,6 +59,20 @@ local function build_spec(opts, name, rootfs, command)
   return spec
 end
 
+-- The runtime service the spec asks for: its provider, or the default one.
+local function runtime_for(spec)
+  if spec.runtime and spec.runtime ~= "" then
+    for _, p in ipairs(mo.providers("runtime")) do
+      if p.provider == spec.runtime then return mo.service("runtime", spec.runtime) end
+    end
+    local known = {}
+    for _, p in ipairs(mo.providers("runtime")) do known[#known + 1] = p.provider end
+    mo.error(string.format("runtime `%s` is not available (installed: %s)", spec.runtime,
+                           #known > 0 and table.concat(known, ", ") or "none"))
+  end
+  return mo.runtime
+end
+
 local function short_id(id) return id and id:sub(1, 12) or "" end
 
 local function print_state(state)
@@ -78,7 +94,8 @@ wf:verb{
   options = create_options,
   args = create_args,
   run = function(opts, args)
-    print_state(mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD)))
+    local spec = build_spec(opts, args.NAME, args.ROOTFS, args.CMD)
+    print_state(runtime_for(spec).create(spec))
   end,
 }
 
@@ -95,10 +112,12 @@ wf:verb{
   options = create_options,
   args = create_args,
   run = function(opts, args)
-    local state = mo.runtime.create(build_spec(opts, args.NAME, args.ROOTFS, args.CMD))
-    local ok, err = pcall(mo.runtime.start, state.id)
+    local spec = build_spec(opts, args.NAME, args.ROOTFS, args.CMD)
+    local rt = runtime_for(spec)
+    local state = rt.create(spec)
+    local ok, err = pcall(rt.start, state.id)
     if not ok then
-      pcall(mo.runtime.remove, state.id, true)
+      pcall(rt.remove, state.id, true)
       error(err, 0)
     end
     print_state(state)
@@ -118,7 +137,7 @@ wf:verb{
            { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
   run = function(opts, args)
     local spec = build_spec(opts, opts.name, args.ROOTFS, args.CMD)
-    return mo.runtime.run(spec, { rm = opts.rm, tty = opts.tty, interactive = opts.interactive })
+    return runtime_for(spec).run(spec, { rm = opts.rm, tty = opts.tty, interactive = opts.interactive })
   end,
 }
 

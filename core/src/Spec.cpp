@@ -745,10 +745,8 @@ void Checker::specFields(const Doc &value, const std::string &path) {
               std::string runtime = string(v, p);
               if (!isValidName(runtime) || runtime.size() > 64)
                   invalid(p, v, "is not a runtime name (such as `namespace` or `krun`)");
+              // the container workflow picks the provider; an absent one is an error there
               _out["runtime"] = runtime;
-              // the dispatcher does not choose a runtime by this yet: say so, as the
-              // isolation asked for is not the one given
-              if (runtime != "namespace") addUnapplied(_out, p + "=" + runtime);
           })}});
 }
 
@@ -833,8 +831,8 @@ void Checker::security(const Doc &value, const std::string &path) {
           }},
          {"allowPrivilegeEscalation",
           [&](const Doc &v, const std::string &p) {
+              // applied by the runtime (no_new_privs)
               out["allowPrivilegeEscalation"] = boolean(v, p);
-              if (!out["allowPrivilegeEscalation"].get<bool>()) addUnapplied(_out, p);
           }},
          {"privileged",
           [&](const Doc &v, const std::string &p) {

@@ -323,9 +323,6 @@ void applyAll(json &spec, const Options &o) {
         if (!isValidName(*runtime) || runtime->size() > 64)
             badFlag("runtime", *runtime, "expected a runtime name such as `namespace` or `krun`");
         spec["runtime"] = *runtime;
-        removeUnapplied(spec, "spec.runtime");
-        removeUnapplied(spec, "--runtime");
-        if (*runtime != "namespace") addUnapplied(spec, "--runtime=" + *runtime);
     }
 }
 

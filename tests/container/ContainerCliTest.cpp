@@ -4,7 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace mobileops::test;
@@ -41,6 +48,65 @@ protected:
         return run(argv, {{"MOBILEOPS_ROOT", _tmp.path() + "/root"},
                           {"MOBILEOPS_RUN", _tmp.path() + "/run"},
                           {"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
+    }
+
+    // Start the dispatcher without waiting; stdout and stderr go to /dev/null.
+    pid_t spawn(const std::vector<std::string> &args) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::dup2(null, 2);
+            ::setenv("MOBILEOPS_ROOT", (_tmp.path() + "/root").c_str(), 1);
+            ::setenv("MOBILEOPS_RUN", (_tmp.path() + "/run").c_str(), 1);
+            ::setenv("MOBILEOPS_CONFIG", (_tmp.path() + "/none.conf").c_str(), 1);
+            std::vector<std::string> all{dispatcher()};
+            all.insert(all.end(), args.begin(), args.end());
+            std::vector<char *> argv;
+            for (auto &a : all) argv.push_back(const_cast<char *>(a.c_str()));
+            argv.push_back(nullptr);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        return pid;
+    }
+
+    static int waitFor(pid_t pid) {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    // Names in `container list --all --json`.
+    std::set<std::string> names() {
+        Result r = mo({"container", "list", "--all", "--json"});
+        std::set<std::string> out;
+        for (size_t p = 0; (p = r.out.find("\"name\": \"", p)) != std::string::npos;) {
+            p += 9;
+            out.insert(r.out.substr(p, r.out.find('"', p) - p));
+        }
+        return out;
+    }
+
+    size_t entries(const std::string &dir) {
+        std::error_code ec;
+        size_t n = 0;
+        for (auto it = std::filesystem::directory_iterator(dir, ec);
+             !ec && it != std::filesystem::directory_iterator(); ++it)
+            ++n;
+        return n;
+    }
+
+    // Run a shell snippet in a fresh container with extra flags; stdout.
+    std::string inside(const std::vector<std::string> &flags, const std::string &script,
+                       int expectStatus = 0) {
+        std::vector<std::string> args{"container", "run", "--rm"};
+        args.insert(args.end(), flags.begin(), flags.end());
+        args.insert(args.end(), {_rootfs, "/bin/sh", "-c", script});
+        Result r = mo(args);
+        EXPECT_EQ(r.status, expectStatus) << script << ": " << r.err;
+        return r.out;
     }
 
     TempDir _tmp;
@@ -110,6 +176,101 @@ TEST_F(ContainerCli, BootListExecStopDelete) {
     r = mo({"container", "delete", "web"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(mo({"container", "list", "--all", "--json"}).out, "[]\n");
+}
+
+TEST_F(ContainerCli, IsolationSeenFromInside) {
+    // The shell expands the glob itself: the only process is the shell, PID 1.
+    EXPECT_EQ(inside({}, "echo $$; echo /proc/[0-9]*"), "1\n/proc/1\n");
+    EXPECT_EQ(inside({"--hostname", "inner"}, "hostname"), "inner\n");
+    EXPECT_EQ(inside({}, "ls /sys/class/net"), "lo\n");
+    // masked: files read as empty (/proc/kcore is absent on some kernels; these are not)
+    EXPECT_EQ(inside({}, "cat /sys/class/net/lo/operstate; wc -c < /proc/keys; wc -c < /proc/timer_list"),
+              "unknown\n0\n0\n");
+    EXPECT_EQ(inside({}, "ls /sys/firmware | wc -l"), "0\n");
+    EXPECT_EQ(inside({}, "echo x 2>/dev/null > /proc/sys/kernel/domainname || echo ro; "
+                         "echo c 2>/dev/null > /proc/sysrq-trigger || echo ro; "
+                         "touch /sys/x 2>/dev/null || echo ro"),
+              "ro\nro\nro\n");
+    std::string dev = inside({}, "cd /dev && ls -d null zero full random urandom tty ptmx pts shm mqueue");
+    EXPECT_EQ(dev, "full\nmqueue\nnull\nptmx\npts\nrandom\nshm\ntty\nurandom\nzero\n");
+    // pivot_root: nothing of the host's tree is mounted, / is the rootfs
+    // (field 5 of mountinfo is the mount point)
+    std::string points = inside({}, "cut -d' ' -f5 /proc/self/mountinfo");
+    EXPECT_EQ(points.rfind("/\n", 0), 0u) << points;
+    EXPECT_EQ(points.find("/work"), std::string::npos) << points;
+    EXPECT_EQ(points.find("old"), std::string::npos) << points;
+    EXPECT_EQ(inside({}, "ls /proc/1/root/ | head -3"), "bin\ndev\netc\n");
+    // processes of the host are invisible: the test binary's pid is not there
+    EXPECT_EQ(inside({}, "test -e /proc/" + std::to_string(::getpid()) + " && echo seen || echo hidden"),
+              "hidden\n");
+}
+
+TEST_F(ContainerCli, UserEnvWorkdirRlimitsReadOnlyAndUserns) {
+    EXPECT_EQ(inside({"--user", "1000:1000", "--group-add", "10"}, "id -u; id -g; id -G"),
+              "1000\n1000\n1000 10\n");
+    EXPECT_EQ(inside({"-e", "FOO=bar", "-w", "/tmp"}, "echo $FOO; pwd"), "bar\n/tmp\n");
+    EXPECT_EQ(inside({"--ulimit", "nofile=1024:2048"}, "ulimit -n; ulimit -Hn"), "1024\n2048\n");
+    EXPECT_EQ(inside({"--read-only"}, "touch /x 2>&1; echo $?"),
+              "touch: /x: Read-only file system\n1\n");
+    // The mapped root (host uid 100000) must be able to reach the rootfs.
+    std::filesystem::permissions(_tmp.path(), std::filesystem::perms(0755));
+    EXPECT_EQ(inside({"--userns", "100000:65536"}, "cat /proc/self/uid_map | tr -s ' '; id -u"),
+              " 0 100000 65536\n0\n");
+}
+
+TEST_F(ContainerCli, InitReapsZombiesAndForwardsSignals) {
+    // Orphans re-parented to PID 1 must be reaped: none left as zombies.
+    EXPECT_EQ(inside({"--init"}, "(sleep 0.1 &) ; sleep 0.5; ps -o stat | grep -c Z || true"), "0\n");
+    Result r = mo({"container", "boot", "--init", "svc", _rootfs, "/bin/sleep", "1000"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = mo({"container", "kill", "--signal", "TERM", "svc"}); // forwarded to sleep, which dies
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(mo({"container", "wait", "svc"}).status, 128 + SIGTERM);
+}
+
+TEST_F(ContainerCli, TwentyParallelBootsLeaveTwentyConsistentContainers) {
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 20; ++i)
+        pids.push_back(spawn({"container", "boot", "p" + std::to_string(i), _rootfs, "/bin/sleep", "1000"}));
+    for (pid_t p : pids) EXPECT_EQ(waitFor(p), 0);
+    std::set<std::string> got = names();
+    EXPECT_EQ(got.size(), 20u);
+    Result r = mo({"container", "list", "--json"});
+    size_t running = 0;
+    for (size_t p = 0; (p = r.out.find("\"status\": \"running\"", p)) != std::string::npos; ++p) ++running;
+    EXPECT_EQ(running, 20u) << r.out;
+    pids.clear();
+    for (int i = 0; i < 20; ++i)
+        pids.push_back(spawn({"container", "delete", "--force", "p" + std::to_string(i)}));
+    for (pid_t p : pids) EXPECT_EQ(waitFor(p), 0);
+    EXPECT_TRUE(names().empty());
+    EXPECT_EQ(entries(_tmp.path() + "/root/containers"), 0u);
+}
+
+TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
+    // Kill `boot` at several points of its work; afterwards gc must leave only complete
+    // containers, and deleting those must leave nothing at all.
+    for (int delayMs : {0, 1, 2, 4, 8, 12, 20, 40}) {
+        pid_t pid = spawn({"container", "boot", "k" + std::to_string(delayMs), _rootfs, "/bin/sleep", "1000"});
+        std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
+        ::kill(pid, SIGKILL);
+        waitFor(pid);
+    }
+    Result gc = mo({"system", "gc", "--json"});
+    EXPECT_EQ(gc.status, 0) << gc.err;
+    for (const std::string &name : names()) {
+        Result r = mo({"container", "delete", "--force", name});
+        EXPECT_EQ(r.status, 0) << name << ": " << r.err;
+    }
+    EXPECT_TRUE(names().empty());
+    EXPECT_EQ(mo({"system", "gc", "--json"}).out, "{\n  \"released\": []\n}\n");
+    EXPECT_EQ(entries(_tmp.path() + "/root/containers"), 0u);
+    // no container process survives: nothing runs from this test's rootfs
+    for (const auto &proc : std::filesystem::directory_iterator("/proc")) {
+        std::error_code ec;
+        auto root = std::filesystem::read_symlink(proc.path() / "root", ec);
+        if (!ec) EXPECT_NE(root.string().rfind(_rootfs, 0), 0u) << "process left: " << proc.path();
+    }
 }
 
 } // namespace

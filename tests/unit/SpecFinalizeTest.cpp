@@ -249,7 +249,7 @@ TEST_F(SpecFinalizeTest, DesignExampleWithARootfs) {
               json::parse(R"({"uid": 1000, "gid": 1000, "additionalGids": []})"));
     EXPECT_EQ(s["process"]["env"][1], "ENV=production");
     EXPECT_EQ(s["network"]["mode"], "private");
-    EXPECT_EQ(s["unapplied"].size(), 11u);
+    EXPECT_EQ(s["unapplied"].size(), 10u);
 }
 
 TEST_F(SpecFinalizeTest, FromFileAndFlags) {

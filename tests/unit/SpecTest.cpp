@@ -100,7 +100,6 @@ const char *const kDesignSpec = R"({
     "spec.resources.requests.cpu", "spec.resources.requests.memory",
     "spec.resources.requests.storage",
     "spec.resources.limits.cpu", "spec.resources.limits.memory", "spec.resources.limits.storage",
-    "spec.security.allowPrivilegeEscalation",
     "spec.networking.mode=bridge", "spec.networking.ports",
     "spec.volumes[1].configMap"
   ]
@@ -300,7 +299,7 @@ TEST(SpecParseTest, PolicyFields) {
     EXPECT_EQ(s, json::parse(R"({
         "restartPolicy": {"name": "on-failure", "maximumRetryCount": 3},
         "verify": "strict", "runtime": "krun", "stopSignal": 9,
-        "unapplied": ["spec.restartPolicy", "spec.verify", "spec.runtime=krun"]})"));
+        "unapplied": ["spec.restartPolicy", "spec.verify"]})"));
     EXPECT_FALSE(parseSpec("  runtime: namespace\n").contains("unapplied"));
     s = parseSpec("  restartPolicy: Never\n  verify: off\n");
     EXPECT_EQ(s, json::parse(R"({"restartPolicy": {"name": "no"}, "verify": "off"})"));
