@@ -3,6 +3,7 @@
 #include "TestUtil.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -184,14 +185,16 @@ TEST_F(ContainerCli, IsolationSeenFromInside) {
     EXPECT_EQ(inside({"--hostname", "inner"}, "hostname"), "inner\n");
     EXPECT_EQ(inside({}, "ls /sys/class/net"), "lo\n");
     // masked: files read as empty (/proc/kcore is absent on some kernels; these are not)
-    EXPECT_EQ(inside({}, "cat /sys/class/net/lo/operstate; wc -c < /proc/keys; wc -c < /proc/timer_list"),
-              "unknown\n0\n0\n");
+    EXPECT_EQ(
+        inside({}, "cat /sys/class/net/lo/operstate; wc -c < /proc/keys; wc -c < /proc/timer_list"),
+        "unknown\n0\n0\n");
     EXPECT_EQ(inside({}, "ls /sys/firmware | wc -l"), "0\n");
     EXPECT_EQ(inside({}, "echo x 2>/dev/null > /proc/sys/kernel/domainname || echo ro; "
                          "echo c 2>/dev/null > /proc/sysrq-trigger || echo ro; "
                          "touch /sys/x 2>/dev/null || echo ro"),
               "ro\nro\nro\n");
-    std::string dev = inside({}, "cd /dev && ls -d null zero full random urandom tty ptmx pts shm mqueue");
+    std::string dev =
+        inside({}, "cd /dev && ls -d null zero full random urandom tty ptmx pts shm mqueue");
     EXPECT_EQ(dev, "full\nmqueue\nnull\nptmx\npts\nrandom\nshm\ntty\nurandom\nzero\n");
     // pivot_root: nothing of the host's tree is mounted, / is the rootfs
     // (field 5 of mountinfo is the mount point)
@@ -201,8 +204,9 @@ TEST_F(ContainerCli, IsolationSeenFromInside) {
     EXPECT_EQ(points.find("old"), std::string::npos) << points;
     EXPECT_EQ(inside({}, "ls /proc/1/root/ | head -3"), "bin\ndev\netc\n");
     // processes of the host are invisible: the test binary's pid is not there
-    EXPECT_EQ(inside({}, "test -e /proc/" + std::to_string(::getpid()) + " && echo seen || echo hidden"),
-              "hidden\n");
+    EXPECT_EQ(
+        inside({}, "test -e /proc/" + std::to_string(::getpid()) + " && echo seen || echo hidden"),
+        "hidden\n");
 }
 
 TEST_F(ContainerCli, UserEnvWorkdirRlimitsReadOnlyAndUserns) {
@@ -220,7 +224,8 @@ TEST_F(ContainerCli, UserEnvWorkdirRlimitsReadOnlyAndUserns) {
 
 TEST_F(ContainerCli, InitReapsZombiesAndForwardsSignals) {
     // Orphans re-parented to PID 1 must be reaped: none left as zombies.
-    EXPECT_EQ(inside({"--init"}, "(sleep 0.1 &) ; sleep 0.5; ps -o stat | grep -c Z || true"), "0\n");
+    EXPECT_EQ(inside({"--init"}, "(sleep 0.1 &) ; sleep 0.5; ps -o stat | grep -c Z || true"),
+              "0\n");
     Result r = mo({"container", "boot", "--init", "svc", _rootfs, "/bin/sleep", "1000"});
     ASSERT_EQ(r.status, 0) << r.err;
     r = mo({"container", "kill", "--signal", "TERM", "svc"}); // forwarded to sleep, which dies
@@ -231,13 +236,15 @@ TEST_F(ContainerCli, InitReapsZombiesAndForwardsSignals) {
 TEST_F(ContainerCli, TwentyParallelBootsLeaveTwentyConsistentContainers) {
     std::vector<pid_t> pids;
     for (int i = 0; i < 20; ++i)
-        pids.push_back(spawn({"container", "boot", "p" + std::to_string(i), _rootfs, "/bin/sleep", "1000"}));
+        pids.push_back(
+            spawn({"container", "boot", "p" + std::to_string(i), _rootfs, "/bin/sleep", "1000"}));
     for (pid_t p : pids) EXPECT_EQ(waitFor(p), 0);
     std::set<std::string> got = names();
     EXPECT_EQ(got.size(), 20u);
     Result r = mo({"container", "list", "--json"});
     size_t running = 0;
-    for (size_t p = 0; (p = r.out.find("\"status\": \"running\"", p)) != std::string::npos; ++p) ++running;
+    for (size_t p = 0; (p = r.out.find("\"status\": \"running\"", p)) != std::string::npos; ++p)
+        ++running;
     EXPECT_EQ(running, 20u) << r.out;
     pids.clear();
     for (int i = 0; i < 20; ++i)
@@ -251,7 +258,8 @@ TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
     // Kill `boot` at several points of its work; afterwards gc must leave only complete
     // containers, and deleting those must leave nothing at all.
     for (int delayMs : {0, 1, 2, 4, 8, 12, 20, 40}) {
-        pid_t pid = spawn({"container", "boot", "k" + std::to_string(delayMs), _rootfs, "/bin/sleep", "1000"});
+        pid_t pid = spawn(
+            {"container", "boot", "k" + std::to_string(delayMs), _rootfs, "/bin/sleep", "1000"});
         std::this_thread::sleep_for(std::chrono::milliseconds(delayMs));
         ::kill(pid, SIGKILL);
         waitFor(pid);
@@ -271,6 +279,36 @@ TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
         auto root = std::filesystem::read_symlink(proc.path() / "root", ec);
         if (!ec) EXPECT_NE(root.string().rfind(_rootfs, 0), 0u) << "process left: " << proc.path();
     }
+}
+
+TEST_F(ContainerCli, ListAndInspectReconcileAfterTheMonitorIsKilled) {
+    ASSERT_EQ(mo({"container", "boot", "m", _rootfs, "/bin/sleep", "1000"}).status, 0);
+    auto state = nlohmann::json::parse(mo({"container", "inspect", "m"}).out);
+    int pid = state.value("pid", 0), monitor = state.value("monitor_pid", 0);
+    ASSERT_GT(pid, 0);
+    ASSERT_GT(monitor, 0);
+    ASSERT_EQ(::kill(monitor, SIGKILL), 0);
+    // The container outlives its monitor and is still seen running.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(nlohmann::json::parse(mo({"container", "inspect", "m"}).out)["status"], "running");
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 50 && ::kill(pid, 0) == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    state = nlohmann::json::parse(mo({"container", "inspect", "m"}).out);
+    EXPECT_EQ(state["status"], "stopped") << state.dump();
+    EXPECT_EQ(mo({"container", "delete", "m"}).status, 0);
+}
+
+TEST_F(ContainerCli, TtyGivesTheProcessATerminal) {
+    if (::access("/usr/bin/script", X_OK) != 0)
+        GTEST_SKIP() << "needs script(1) from util-linux for a pty";
+    std::string cmd = dispatcher() + " container run --rm -t " + _rootfs +
+                      " /bin/sh -c 'test -t 0 && test -t 1 && echo both-tty'";
+    Result r =
+        run({"/usr/bin/script", "-qec", cmd, "/dev/null"},
+            {{"MOBILEOPS_ROOT", _tmp.path() + "/root"}, {"MOBILEOPS_RUN", _tmp.path() + "/run"}});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("both-tty"), std::string::npos) << r.out;
 }
 
 } // namespace
