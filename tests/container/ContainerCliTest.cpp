@@ -277,7 +277,9 @@ TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
     for (const auto &proc : std::filesystem::directory_iterator("/proc")) {
         std::error_code ec;
         auto root = std::filesystem::read_symlink(proc.path() / "root", ec);
-        if (!ec) EXPECT_NE(root.string().rfind(_rootfs, 0), 0u) << "process left: " << proc.path();
+        if (!ec) {
+            EXPECT_NE(root.string().rfind(_rootfs, 0), 0u) << "process left: " << proc.path();
+        }
     }
 }
 

@@ -155,6 +155,33 @@ TEST_F(Engine, UserAndGroupSwitch) {
     EXPECT_EQ(r.out, "CapEff:\t0000000000000000\n");
 }
 
+// The core's form for `--user NAME[:GROUP] --group-add ...`: the user's groups from the
+// rootfs's /etc/group, the spec's gids and its named groups (the kernel sorts them).
+TEST_F(Engine, NamedUserKeepsSupplementaryGroups) {
+    auto r = sh("id -u; id -g; id -G", {{"process",
+                                         {{"user",
+                                           {{"name", "user"},
+                                            {"additionalGids", {4242}},
+                                            {"additionalGroups", {"tty", "daemon"}}}}}}});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "1000\n1000\n1000 1 5 100 4242\n");
+    r = sh("id -G", {{"process", {{"user", {{"name", "user:tty"}, {"additionalGids", {7}}}}}}});
+    EXPECT_EQ(r.out, "5 7 100\n");
+    r = sh("id -G", {{"process", {{"user", {{"name", "1000"}, {"additionalGroups", {"root"}}}}}}});
+    EXPECT_EQ(r.out, "1000 0 100\n");
+    r = sh("id -G", {{"process",
+                      {{"user", {{"uid", 1234}, {"gid", 4321}, {"additionalGroups", {"tty"}}}}}}});
+    EXPECT_EQ(r.out, "4321 5\n");
+    try {
+        sh("id -G",
+           {{"process", {{"user", {{"name", "user"}, {"additionalGroups", {"nosuch"}}}}}}});
+        FAIL() << "expected an error";
+    } catch (const Error &e) {
+        EXPECT_STREQ(e.what(), "group `nosuch` not found in the container's /etc/group");
+        EXPECT_EQ(e.code(), MO_E_INVALID);
+    }
+}
+
 TEST_F(Engine, RootHasOnlyTheDefaultCapabilities) {
     auto r = sh("grep -E 'CapEff|CapBnd|CapInh' /proc/self/status");
     char expected[128];
@@ -188,6 +215,19 @@ TEST_F(Engine, RlimitApplied) {
     ::getrlimit(RLIMIT_NOFILE, &cur);
     r = sh("ulimit -Hn");
     EXPECT_EQ(r.out, std::to_string(cur.rlim_max) + "\n");
+}
+
+// The core writes `--ulimit core=-1` (unlimited) as -1; 2^64-1 is the same limit.
+TEST_F(Engine, UnlimitedRlimit) {
+    auto r =
+        sh("ulimit -c; ulimit -Hc",
+           {{"process", {{"rlimits", {{{"type", "RLIMIT_CORE"}, {"soft", -1}, {"hard", -1}}}}}}});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "unlimited\nunlimited\n");
+    r = sh("ulimit -c; ulimit -Hc",
+           {{"process",
+             {{"rlimits", {{{"type", "RLIMIT_CORE"}, {"soft", 0}, {"hard", UINT64_MAX}}}}}}});
+    EXPECT_EQ(r.out, "0\nunlimited\n");
 }
 
 TEST_F(Engine, RlimitAboveHardLimitRefusedBeforeCloning) {

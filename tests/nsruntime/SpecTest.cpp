@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
 
 using namespace mobileops::nsruntime;
 using nlohmann::json;
@@ -133,6 +137,103 @@ TEST(Spec, Full) {
     EXPECT_TRUE(s.process.noNewPrivileges);
     EXPECT_TRUE(s.readonly);
     ASSERT_EQ(s.mounts.size(), 1u);
+}
+
+// The core writes "unlimited" as -1 (it survives Lua numbers); 2^64-1 means the same.
+TEST(Spec, UnlimitedRlimits) {
+    json j = minimal();
+    j["process"]["rlimits"] = {{{"type", "RLIMIT_CORE"}, {"soft", -1}, {"hard", -1}},
+                               {{"type", "RLIMIT_STACK"}, {"soft", UINT64_MAX}},
+                               {{"type", "RLIMIT_NOFILE"}, {"soft", 1024}, {"hard", -1}}};
+    ContainerSpec s = parseSpec(j);
+    ASSERT_EQ(s.process.rlimits.size(), 3u);
+    EXPECT_EQ(s.process.rlimits[0].soft, RLIM_INFINITY);
+    EXPECT_EQ(s.process.rlimits[0].hard, RLIM_INFINITY);
+    EXPECT_EQ(s.process.rlimits[1].soft, RLIM_INFINITY);
+    EXPECT_EQ(s.process.rlimits[1].hard, RLIM_INFINITY) << "the hard limit defaults to the soft";
+    EXPECT_EQ(s.process.rlimits[2].soft, 1024u);
+    EXPECT_EQ(s.process.rlimits[2].hard, RLIM_INFINITY);
+    // As the core sends it: parsed from text.
+    s = parseSpec(json::parse(R"({"rootfs": "/r", "process": {"args": ["/bin/true"],
+        "rlimits": [{"type": "RLIMIT_CORE", "soft": -1, "hard": 18446744073709551615}]}})"));
+    EXPECT_EQ(s.process.rlimits[0].soft, RLIM_INFINITY);
+    EXPECT_EQ(s.process.rlimits[0].hard, RLIM_INFINITY);
+
+    for (json bad : {json(-2), json(1.5), json("unlimited")}) {
+        j["process"]["rlimits"] = {{{"type", "RLIMIT_CORE"}, {"soft", bad}}};
+        EXPECT_EQ(errorOf([&] { parseSpec(j); }),
+                  "process.rlimits[0].soft: expected a non-negative integer, or -1 for unlimited")
+            << bad;
+    }
+}
+
+namespace {
+
+// A directory with etc/passwd and etc/group, as prepareProcess reads them from a rootfs.
+struct FakeRootfs {
+    std::string path;
+    FakeRootfs() {
+        char tmpl[] = "/tmp/nsruntime-spec-XXXXXX";
+        path = ::mkdtemp(tmpl) ? tmpl : "";
+        std::filesystem::create_directories(path + "/etc");
+        std::ofstream(path + "/etc/passwd") << kPasswd;
+        std::ofstream(path + "/etc/group") << kGroup << "audio:x:29:\n";
+    }
+    ~FakeRootfs() { std::filesystem::remove_all(path); }
+};
+
+ProcessSpec prepared(const json &user, const std::string &rootfs) {
+    ProcessSpec p = parseProcess({{"args", {"/bin/true"}}, {"user", user}}, {});
+    prepareProcess(p, rootfs);
+    return p;
+}
+
+} // namespace
+
+// What the core sends for `--user NAME[:GROUP] --group-add ...`: the user's own groups
+// from /etc/group come first, then the spec's gids and named groups.
+TEST(User, NamedUserKeepsAdditionalGidsAndGroups) {
+    FakeRootfs root;
+    ProcessSpec p = prepared(
+        {{"name", "user"}, {"additionalGids", {4242, 10}}, {"additionalGroups", {"audio"}}},
+        root.path);
+    EXPECT_EQ(p.user.uid, 1000u);
+    EXPECT_EQ(p.user.gid, 1000u);
+    EXPECT_EQ(p.user.home, "/home/user");
+    EXPECT_EQ(p.user.additionalGids, (std::vector<gid_t>{100, 10, 4242, 29}));
+    EXPECT_FALSE(p.userName);
+    EXPECT_TRUE(p.additionalGroups.empty());
+
+    p = prepared({{"name", "user:users"}, {"additionalGroups", {"wheel"}}}, root.path);
+    EXPECT_EQ(p.user.gid, 100u);
+    EXPECT_EQ(p.user.additionalGids, (std::vector<gid_t>{100, 10}));
+
+    // A lone uid as a name, and numeric ids with named groups.
+    p = prepared({{"name", "1000"}, {"additionalGids", {7}}}, root.path);
+    EXPECT_EQ(p.user.uid, 1000u);
+    EXPECT_EQ(p.user.gid, 1000u);
+    EXPECT_EQ(p.user.additionalGids, (std::vector<gid_t>{100, 10, 7}));
+    p = prepared({{"uid", 4242}, {"gid", 4321}, {"additionalGroups", {"audio", "users"}}},
+                 root.path);
+    EXPECT_EQ(p.user.uid, 4242u);
+    EXPECT_EQ(p.user.gid, 4321u);
+    EXPECT_EQ(p.user.additionalGids, (std::vector<gid_t>{29, 100}));
+}
+
+TEST(User, UnknownAdditionalGroupIsNamed) {
+    FakeRootfs root;
+    EXPECT_EQ(errorOf([&] {
+                  prepared({{"name", "user"}, {"additionalGroups", {"nosuch"}}}, root.path);
+              }),
+              "group `nosuch` not found in the container's /etc/group");
+    EXPECT_EQ(errorOf([&] {
+                  prepared({{"uid", 0}, {"additionalGroups", {"nosuch"}}}, root.path);
+              }),
+              "group `nosuch` not found in the container's /etc/group");
+    EXPECT_EQ(errorOf([&] {
+                  prepared({{"uid", 0}, {"additionalGroups", {1}}}, root.path);
+              }),
+              "process.user.additionalGroups: expected an array of strings");
 }
 
 TEST(Spec, BadInputIsNamed) {

@@ -419,6 +419,7 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
     if (!p.contains("user")) {
         process.user = spec.process.user;
         process.userName = spec.process.userName;
+        process.additionalGroups = spec.process.additionalGroups;
     }
     prepareProcess(process, spec.rootfs);
     return execInContainer(_sys, f.record.value("pid", 0), f.record.value("pid_start", uint64_t(0)),

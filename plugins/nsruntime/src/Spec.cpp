@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 
@@ -93,6 +94,21 @@ uint64_t getUnsigned(const json &obj, const char *key, const std::string &path, 
         throw invalid(path + key + ": expected an integer from 0 to " + std::to_string(max));
     return v->get<uint64_t>();
 }
+// A resource limit: the core writes "unlimited" as -1 (Lua numbers cannot hold 2^64-1);
+// both -1 and 2^64-1 read as RLIM_INFINITY.
+uint64_t getLimit(const json &obj, const char *key, const std::string &path, uint64_t fallback) {
+    const json *v = field(obj, key);
+    if (!v) return fallback;
+    if (v->is_number_unsigned()) {
+        uint64_t n = v->get<uint64_t>();
+        return n == UINT64_MAX ? RLIM_INFINITY : n;
+    }
+    if (v->is_number_integer() && v->get<int64_t>() >= -1) {
+        int64_t n = v->get<int64_t>();
+        return n == -1 ? RLIM_INFINITY : static_cast<uint64_t>(n);
+    }
+    throw invalid(path + key + ": expected a non-negative integer, or -1 for unlimited");
+}
 std::vector<std::string> getStrings(const json &obj, const char *key, const std::string &path) {
     std::vector<std::string> out;
     const json *v = field(obj, key);
@@ -123,6 +139,22 @@ std::vector<IdMapping> parseMappings(const json &obj, const char *key) {
         out.push_back(map);
     }
     return out;
+}
+
+void addGid(std::vector<gid_t> &gids, gid_t gid) {
+    if (std::find(gids.begin(), gids.end(), gid) == gids.end()) gids.push_back(gid);
+}
+
+// A group name looked up in the contents of the container's /etc/group.
+gid_t groupId(const std::string &name, const std::string &group) {
+    std::istringstream in(group);
+    for (std::string line; std::getline(in, line);) {
+        auto f = split(line, ':');
+        uint64_t gid;
+        if (f.size() >= 3 && f[0] == name && parseNumber(f[2], gid) && gid < UINT32_MAX)
+            return static_cast<gid_t>(gid);
+    }
+    throw invalid("group " + quote(name) + " not found in the container's /etc/group");
 }
 
 } // namespace
@@ -283,6 +315,7 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
     if (out.cwd.empty() || out.cwd[0] != '/')
         throw invalid("process.cwd: " + quote(out.cwd) + " is not an absolute path");
     if (const json *u = field(p, "user")) {
+        out.additionalGroups.clear();
         if (u->is_string()) {
             out.userName = u->get<std::string>();
             out.user = {};
@@ -300,6 +333,10 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
                     out.user.additionalGids.push_back(g.get<gid_t>());
                 }
             }
+            out.additionalGroups = getStrings(*u, "additionalGroups", "process.user.");
+            for (const auto &g : out.additionalGroups)
+                if (g.empty())
+                    throw invalid("process.user.additionalGroups: a group name is empty");
             if (const json *n = field(*u, "name"); n && n->is_string())
                 out.userName = n->get<std::string>();
         } else {
@@ -323,8 +360,8 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
             if (l.resource < 0) throw invalid(rp + "type: unknown limit " + quote(type));
             l.name = type.rfind("RLIMIT_", 0) == 0 ? type.substr(7) : type;
             for (auto &c : l.name) c = static_cast<char>(std::tolower(c));
-            l.soft = getUnsigned(e, "soft", rp, 0, UINT64_MAX);
-            l.hard = getUnsigned(e, "hard", rp, l.soft, UINT64_MAX);
+            l.soft = getLimit(e, "soft", rp, 0);
+            l.hard = getLimit(e, "hard", rp, l.soft);
             out.rlimits.push_back(l);
         }
     }
@@ -415,12 +452,17 @@ ContainerSpec parseSpec(const json &doc) {
 }
 
 void prepareProcess(ProcessSpec &process, const std::string &rootfs) {
+    std::string group;
+    if (process.userName || !process.additionalGroups.empty())
+        group = readInRoot(rootfs, "/etc/group");
     if (process.userName) {
-        process.user = parseUser(*process.userName, readInRoot(rootfs, "/etc/passwd"),
-                                 readInRoot(rootfs, "/etc/group"));
+        // The user's groups from /etc/group first, then the ones the spec adds.
+        User resolved = parseUser(*process.userName, readInRoot(rootfs, "/etc/passwd"), group);
+        for (gid_t gid : process.user.additionalGids) addGid(resolved.additionalGids, gid);
+        process.user = std::move(resolved);
         process.userName.reset();
     } else if (process.user.home.empty()) {
-        // Numeric ids: still pick up HOME and supplementary groups when the user exists.
+        // Numeric ids: still pick up HOME when the user exists.
         try {
             User u =
                 parseUser(std::to_string(process.user.uid), readInRoot(rootfs, "/etc/passwd"), {});
@@ -428,6 +470,9 @@ void prepareProcess(ProcessSpec &process, const std::string &rootfs) {
         } catch (const Error &) {
         }
     }
+    for (const auto &name : process.additionalGroups)
+        addGid(process.user.additionalGids, groupId(name, group));
+    process.additionalGroups.clear();
     bool hasHome = false;
     for (const auto &e : process.env) hasHome = hasHome || e.rfind("HOME=", 0) == 0;
     if (!hasHome)

@@ -59,6 +59,9 @@ struct ProcessSpec {
     std::string cwd = "/";
     User user;
     std::optional<std::string> userName; // unresolved "name[:group]" form
+    // Unresolved process.user.additionalGroups: names in the rootfs's /etc/group, added
+    // to user.additionalGids by prepareProcess.
+    std::vector<std::string> additionalGroups;
     bool terminal = false;
     bool stdinOpen = false;
     bool init = false;
@@ -89,7 +92,8 @@ ContainerSpec parseSpec(const nlohmann::json &doc);
 ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults);
 
 // Checks against the host: rootfs exists and is a directory, rlimits are settable.
-// Resolves a named user against the rootfs's /etc/passwd and sets HOME when unset.
+// Resolves a named user against the rootfs's /etc/passwd (keeping the spec's
+// additionalGids) and additionalGroups against its /etc/group, and sets HOME when unset.
 void prepareSpec(ContainerSpec &spec);
 void prepareProcess(ProcessSpec &process, const std::string &rootfs);
 
