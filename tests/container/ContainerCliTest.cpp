@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
@@ -109,6 +110,8 @@ protected:
         EXPECT_EQ(r.status, expectStatus) << script << ": " << r.err;
         return r.out;
     }
+
+    Result underScript(const std::string &shellCommand);
 
     TempDir _tmp;
     std::string _rootfs;
@@ -301,16 +304,124 @@ TEST_F(ContainerCli, ListAndInspectReconcileAfterTheMonitorIsKilled) {
     EXPECT_EQ(mo({"container", "delete", "m"}).status, 0);
 }
 
+// `shellCommand` run by script(1), which gives it a pty as stdin, stdout and stderr;
+// `$M` in it is the dispatcher. `out`: everything the pty showed, as script recorded it.
+// script's own stdin stays open (a pipe nobody writes): at its end script would type an
+// EOF character into the pty, which -i rightly forwards into the container.
+Result ContainerCli::underScript(const std::string &shellCommand) {
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0) return {};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(in[0], 0);
+        ::dup2(out[1], 1);
+        ::dup2(out[1], 2);
+        ::setenv("M", dispatcher().c_str(), 1);
+        ::setenv("MOBILEOPS_ROOT", (_tmp.path() + "/root").c_str(), 1);
+        ::setenv("MOBILEOPS_RUN", (_tmp.path() + "/run").c_str(), 1);
+        ::setenv("MOBILEOPS_CONFIG", (_tmp.path() + "/none.conf").c_str(), 1);
+        ::execl("/usr/bin/script", "script", "-qec", shellCommand.c_str(), "/dev/null", nullptr);
+        ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    Result r;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0) r.out.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    r.status = waitFor(pid);
+    ::close(in[1]);
+    return r;
+}
+
 TEST_F(ContainerCli, TtyGivesTheProcessATerminal) {
     if (::access("/usr/bin/script", X_OK) != 0)
         GTEST_SKIP() << "needs script(1) from util-linux for a pty";
-    std::string cmd = dispatcher() + " container run --rm -t " + _rootfs +
-                      " /bin/sh -c 'test -t 0 && test -t 1 && echo both-tty'";
     Result r =
-        run({"/usr/bin/script", "-qec", cmd, "/dev/null"},
-            {{"MOBILEOPS_ROOT", _tmp.path() + "/root"}, {"MOBILEOPS_RUN", _tmp.path() + "/run"}});
+        underScript("$M container run --rm -t " + _rootfs +
+                    " /bin/sh -c 'test -t 0 && test -t 1 && test -t 2 && echo all-tty; tty'");
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_NE(r.out.find("both-tty"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out, "all-tty\r\n/dev/console\r\n");
+}
+
+TEST_F(ContainerCli, ExecTtyGivesTheProcessItsControllingTerminal) {
+    if (::access("/usr/bin/script", X_OK) != 0)
+        GTEST_SKIP() << "needs script(1) from util-linux for a pty";
+    ASSERT_EQ(mo({"container", "boot", "web", _rootfs, "/bin/sleep", "1000"}).status, 0);
+    // The pty comes from the container's own devpts, so it has a name there; field 7 of
+    // stat is the controlling terminal (0: none); `exit 5` comes back as the status.
+    const std::string probe =
+        "/bin/sh -c 'for fd in 0 1 2; do test -t $fd && echo $fd-tty; done; tty; "
+        "test $(cut -d\" \" -f7 /proc/self/stat) != 0 && echo ctty; stat -c %U $(tty); exit 5'";
+    for (const char *flags : {"-t", "-it"}) {
+        Result r = underScript("$M container exec " + std::string(flags) + " web " + probe);
+        EXPECT_EQ(r.status, 5) << flags << ": " << r.out;
+        EXPECT_EQ(r.out, "0-tty\r\n1-tty\r\n2-tty\r\n/dev/pts/0\r\nctty\r\nroot\r\n") << flags;
+    }
+    // The terminal belongs to the process user, as after a login.
+    Result r = underScript("$M container exec -t -u 1000 web /bin/sh -c 'stat -c %u $(tty)'");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.out, "1000\r\n");
+}
+
+TEST_F(ContainerCli, TtyOutputIsExactlyWhatTheContainersPtyProduces) {
+    if (::access("/usr/bin/script", X_OK) != 0)
+        GTEST_SKIP() << "needs script(1) from util-linux for a pty";
+    // The container's pty turns \n into \r\n; the user's terminal must not do it again.
+    Result r =
+        underScript("$M container run --rm -t " + _rootfs + " /bin/sh -c 'printf \"a\\nb\\n\"'");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "a\r\nb\r\n");
+    r = underScript("$M container run --rm -it " + _rootfs + " /bin/sh -c 'printf \"a\\nb\\n\"'");
+    EXPECT_EQ(r.out, "a\r\nb\r\n");
+    ASSERT_EQ(mo({"container", "boot", "web", _rootfs, "/bin/sleep", "1000"}).status, 0);
+    r = underScript("$M container exec -t web /bin/sh -c 'printf \"a\\nb\\n\"'");
+    EXPECT_EQ(r.out, "a\r\nb\r\n");
+}
+
+TEST_F(ContainerCli, TtyRestoresTheUsersTerminal) {
+    if (::access("/usr/bin/script", X_OK) != 0)
+        GTEST_SKIP() << "needs script(1) from util-linux for a pty";
+    ASSERT_EQ(mo({"container", "boot", "web", _rootfs, "/bin/sleep", "1000"}).status, 0);
+    // Raw while it runs (input too with -i), as before after it exits, is killed by a
+    // signal it forwards (TERM) or by one it does not (ALRM), or fails to start.
+    auto during = [&](const std::string &flags, const std::string &signal) {
+        const std::string modes =
+            "stty -a | tr ' ' '\\n' | grep -x -e '-\\?opost' -e '-\\?icanon' | tr '\\n' ' '; ";
+        std::string start = "$M container exec " + flags + " web /bin/sleep 5 </dev/tty & ";
+        std::string stop = "kill -" + signal + " $pid; wait $pid; echo status=$?; ";
+        return underScript("before=$(stty -g); " + start + "pid=$!; sleep 1; " + modes + stop +
+                           "test \"$(stty -g)\" = \"$before\" && echo restored")
+            .out;
+    };
+    EXPECT_EQ(during("-it", "TERM"), "-opost -icanon status=143\r\nrestored\r\n");
+    std::string alarm = during("-it", "ALRM");
+    EXPECT_EQ(alarm.rfind("-opost -icanon ", 0), 0u) << alarm; // then bash's "Alarm clock"
+    EXPECT_NE(alarm.find("status=142\r\n"), std::string::npos) << alarm;
+    EXPECT_NE(alarm.find("restored\r\n"), std::string::npos) << alarm;
+    // Without -i the input side stays cooked, so ^C still reaches mobileops.
+    EXPECT_EQ(during("-t", "TERM"), "-opost icanon status=143\r\nrestored\r\n");
+    Result r = underScript("before=$(stty -g); $M container exec -it web /bin/nosuch; "
+                           "test \"$(stty -g)\" = \"$before\" && echo restored");
+    EXPECT_NE(r.out.find("restored\r\n"), std::string::npos) << r.out;
+}
+
+TEST_F(ContainerCli, TtyHasTheUsersWindowSize) {
+    if (::access("/usr/bin/script", X_OK) != 0)
+        GTEST_SKIP() << "needs script(1) from util-linux for a pty";
+    Result r = underScript("stty rows 30 cols 100; $M container run --rm -t " + _rootfs +
+                           " /bin/stty size");
+    EXPECT_EQ(r.out, "30 100\r\n");
+    ASSERT_EQ(mo({"container", "boot", "web", _rootfs, "/bin/sleep", "1000"}).status, 0);
+    r = underScript("stty rows 31 cols 101; $M container exec -t web /bin/stty size");
+    EXPECT_EQ(r.out, "31 101\r\n");
+    // A resize while it runs (SIGWINCH) reaches the container's pty.
+    r = underScript("stty rows 30 cols 100; "
+                    "$M container exec -it web /bin/sh -c 'sleep 1; stty size' </dev/tty & "
+                    "pid=$!; sleep 0.3; stty rows 40 cols 120; wait $pid");
+    EXPECT_EQ(r.out, "40 120\r\n");
 }
 
 } // namespace

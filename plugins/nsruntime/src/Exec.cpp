@@ -42,7 +42,7 @@ SignalForwarder::~SignalForwarder() {
 ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty) {
     ChildIo io;
     if (terminal || stdio.tty) {
-        pty = Pty::open(stdio.in >= 0 ? stdio.in : stdio.out);
+        if (pty.master() < 0) pty = Pty::open(firstTerminal({stdio.in, stdio.out, stdio.err}));
         io.tty = pty.slave();
         io.ttyPath = pty.slavePath();
         return io;
@@ -57,8 +57,9 @@ int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *
     SignalForwarder forwarder(child.pid());
     if (pty) {
         int in = stdio.interactive ? stdio.in : -1;
-        RawMode raw(in);
-        pumpPty(pty->master(), in, stdio.out, child.pidfd());
+        TerminalModes modes(in, stdio.out);
+        pumpPty(pty->master(), in, stdio.out, child.pidfd(),
+                firstTerminal({stdio.in, stdio.out, stdio.err}));
     }
     return child.wait(signal);
 }
@@ -74,12 +75,15 @@ int execInContainer(Syscalls &sys, pid_t pid, uint64_t startTime, const ProcessS
     // The pidfd pins the process: checking the start time after opening it rules out a
     // reused pid for the rest of the exec.
     if (!processAlive(pid, startTime)) throw Error(MO_E_STATE, "the container is not running");
+    const bool terminal = process.terminal || stdio.tty;
     Pty pty;
-    ChildIo io = childIoFor(stdio, process.terminal, pty);
+    if (terminal)
+        pty = Pty::openInContainer(pid, pidfd, process.user.uid,
+                                   firstTerminal({stdio.in, stdio.out, stdio.err}));
+    ChildIo io = childIoFor(stdio, terminal, pty);
     ChildProcess child = launchInside(sys, pid, pidfd, process, io);
     pty.closeSlave();
-    return superviseForeground(child, stdio, process.terminal || stdio.tty ? &pty : nullptr,
-                               nullptr);
+    return superviseForeground(child, stdio, terminal ? &pty : nullptr, nullptr);
 }
 
 } // namespace mobileops::nsruntime

@@ -37,7 +37,8 @@ template <typename Fn>
 int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, Fn &&beforeWait,
                   int *signal = nullptr, LaunchOptions options = {});
 
-// The non-template core of runForeground and execInContainer.
+// The non-template core of runForeground and execInContainer. childIoFor opens a host
+// pty unless `pty` is open already.
 ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty);
 int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal);
 

@@ -1,16 +1,25 @@
-// Pseudo-terminals for -t: the pair, raw mode on the user's terminal, and the copy loop.
+// Pseudo-terminals for -t: the pair, the user's terminal modes, and the copy loop.
 #pragma once
 
+#include <sys/types.h>
 #include <termios.h>
 
+#include <initializer_list>
 #include <string>
 
 namespace mobileops::nsruntime {
 
 class Pty {
 public:
-    // Open a new pty pair; the slave gets the window size of `sizeFrom` when it is a tty.
+    // Open a new pty pair on the host's devpts; the slave gets the window size of
+    // `sizeFrom` when it is a tty.
     static Pty open(int sizeFrom);
+    // Open the pair from the devpts instance of the container whose init is `pid`
+    // (`pidfd` refers to it), so that the slave has a name inside it (ttyname, `tty`) as
+    // with runc and podman. The slave is owned by `uid` of the container (mapped through
+    // the init's uid_map). An empty Pty (master() < 0) when the container has no devpts
+    // of its own.
+    static Pty openInContainer(pid_t pid, int pidfd, uid_t uid, int sizeFrom);
     Pty() = default;
     Pty(Pty &&other) noexcept;
     Pty &operator=(Pty &&other) noexcept;
@@ -26,22 +35,25 @@ private:
     std::string _slavePath;
 };
 
-// Puts a terminal in raw mode for the lifetime of the object (no-op if `fd` is no tty).
-class RawMode {
-public:
-    explicit RawMode(int fd);
-    ~RawMode();
-    RawMode(const RawMode &) = delete;
-    RawMode &operator=(const RawMode &) = delete;
+// The first of `fds` that is a terminal, -1 if none.
+int firstTerminal(std::initializer_list<int> fds);
 
-private:
-    int _fd;
-    bool _active = false;
-    struct termios _saved;
+// The user's terminal while a pty is pumped, so that what reaches it is exactly what the
+// container's pty produced: `in` (when input is forwarded) gets cfmakeraw settings, `out`
+// loses output processing (OPOST: no second \n -> \r\n). Without forwarded input the
+// input side stays cooked, so ^C still signals us and is forwarded. Restored by the
+// destructor and, for signals that would kill us, by a handler. One at a time.
+class TerminalModes {
+public:
+    TerminalModes(int in, int out);
+    ~TerminalModes();
+    TerminalModes(const TerminalModes &) = delete;
+    TerminalModes &operator=(const TerminalModes &) = delete;
 };
 
 // Copy in -> master and master -> out until the process behind `pidfd` exits and the
-// master has drained. Follows window size changes of `in`. `in` < 0: no input.
-void pumpPty(int master, int in, int out, int pidfd);
+// master has drained. `in` < 0: no input. The window size of `sizeFrom` (a tty, or -1) is
+// copied to the master at the start and on each SIGWINCH.
+void pumpPty(int master, int in, int out, int pidfd, int sizeFrom);
 
 } // namespace mobileops::nsruntime
