@@ -1,0 +1,56 @@
+#include "Backend.h"
+
+#include "Errors.h"
+
+#include <sstream>
+
+namespace mobileops::cgroup {
+
+namespace {
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+    size_t start = s.find_first_not_of(" \t\n");
+    return start == std::string::npos ? std::string() : s.substr(start);
+}
+
+} // namespace
+
+void Backend::write(const std::string &dir, const std::string &file, const std::string &value) {
+    int rc = _fs.write(dir + "/" + file, value);
+    if (rc < 0) throw sysError("write " + quote(file) + " = " + quote(value), -rc);
+}
+
+std::optional<std::string> Backend::read(const std::string &dir, const std::string &file) {
+    std::string text;
+    if (_fs.read(dir + "/" + file, text) < 0) return std::nullopt;
+    return trim(text);
+}
+
+std::optional<std::uint64_t> Backend::readNumber(const std::string &dir, const std::string &file) {
+    auto text = read(dir, file);
+    if (!text || text->empty() || *text == "max") return std::nullopt;
+    try {
+        size_t used = 0;
+        std::uint64_t n = std::stoull(*text, &used);
+        if (used != text->size() && (*text)[used] != ' ') return std::nullopt;
+        if (n >= kV1Unlimited) return std::nullopt;
+        return n;
+    } catch (const std::exception &) {
+        return std::nullopt;
+    }
+}
+
+std::optional<std::uint64_t> Backend::readKey(const std::string &dir, const std::string &file,
+                                              const std::string &key) {
+    auto text = read(dir, file);
+    if (!text) return std::nullopt;
+    std::istringstream in(*text);
+    std::string k;
+    std::uint64_t v;
+    while (in >> k >> v)
+        if (k == key) return v;
+    return std::nullopt;
+}
+
+} // namespace mobileops::cgroup

@@ -1,0 +1,81 @@
+// One backend per cgroup version (V1.cpp, V2.cpp), each working on the directories of one
+// hierarchy. The manager (Cgroups.cpp) decides which hierarchy owns which controller and
+// calls the backend of that hierarchy; a backend never looks at another hierarchy.
+#pragma once
+
+#include "CgroupFs.h"
+#include "Layout.h"
+#include "Resources.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace mobileops::cgroup {
+
+class Backend {
+public:
+    Backend(CgroupFs &fs, const Hierarchy &hierarchy) : _fs(fs), _h(hierarchy) {}
+    virtual ~Backend() = default;
+
+    const Hierarchy &hierarchy() const { return _h; }
+    CgroupFs &fs() const { return _fs; }
+
+    // Before `child` is made below `dir` (v2: enable our controllers in `dir`).
+    virtual void beforeChild(const std::string &dir) = 0;
+    // After `dir` was made by us below `parent` (v1 cpuset: copy cpus and mems).
+    virtual void afterCreate(const std::string &parent, const std::string &dir) = 0;
+
+    // Apply the settings of one controller; only called on the controller's owner.
+    virtual void setCpu(const std::string &dir, const Settings &s) = 0;
+    virtual void setMemory(const std::string &dir, const Settings &s) = 0;
+    virtual void setPids(const std::string &dir, const Settings &s) = 0;
+    virtual void setCpuset(const std::string &parent, const std::string &dir,
+                           const Settings &s) = 0;
+
+    // Fill the stats object's "cpu", "memory", "pids", "io" members for what it owns.
+    virtual void cpuStats(const std::string &dir, nlohmann::json &out) = 0;
+    virtual void memoryStats(const std::string &dir, nlohmann::json &out) = 0;
+    virtual void pidsStats(const std::string &dir, nlohmann::json &out) = 0;
+    virtual void ioStats(const std::string &dir, nlohmann::json &out) = 0;
+
+    // Freezer: v1 freezer.state, v2 cgroup.freeze. Both wait until the kernel reports
+    // every process frozen (bounded; ETIMEDOUT after thawing back).
+    virtual bool canFreeze(const std::string &dir) = 0;
+    virtual bool frozen(const std::string &dir) = 0;
+    virtual void freeze(const std::string &dir) = 0;
+    virtual void thaw(const std::string &dir) = 0;
+
+    // v2 cgroup.kill (Linux 5.14): SIGKILL every process of the subtree at once.
+    virtual bool canKillAll(const std::string &) { return false; }
+    virtual void killAll(const std::string &) {}
+
+    // --- shared helpers ---
+    // Throws "write `file` = `value`: strerror" with -errno.
+    void write(const std::string &dir, const std::string &file, const std::string &value);
+    // Trimmed contents, or nullopt when the file is missing or unreadable.
+    std::optional<std::string> read(const std::string &dir, const std::string &file);
+    // An integer file; nullopt for "max", a v1 "no limit" value, or a missing file.
+    std::optional<std::uint64_t> readNumber(const std::string &dir, const std::string &file);
+    // "key value" lines (cpu.stat, memory.stat, memory.events) -> value of `key`.
+    std::optional<std::uint64_t> readKey(const std::string &dir, const std::string &file,
+                                         const std::string &key);
+
+protected:
+    CgroupFs &_fs;
+    const Hierarchy &_h;
+};
+
+std::unique_ptr<Backend> makeV1Backend(CgroupFs &fs, const Hierarchy &h);
+std::unique_ptr<Backend> makeV2Backend(CgroupFs &fs, const Hierarchy &h);
+
+// v1 writes "no limit" as a huge page-rounded number; anything at or above this reads as
+// unlimited.
+inline constexpr std::uint64_t kV1Unlimited = 1ULL << 62;
+// How long freezing may take before we give up and thaw again.
+inline constexpr unsigned kFreezeTimeoutMs = 5000;
+
+} // namespace mobileops::cgroup

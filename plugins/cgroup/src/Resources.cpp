@@ -1,0 +1,133 @@
+#include "Resources.h"
+
+#include "Errors.h"
+
+#include <algorithm>
+
+namespace mobileops::cgroup {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void invalid(const std::string &field, const std::string &why) {
+    throw Error(MO_E_INVALID, "invalid " + quote(field) + ": " + why);
+}
+
+const char *kindOf(const json &v) {
+    if (v.is_string()) return "a string";
+    if (v.is_boolean()) return "a boolean";
+    if (v.is_object()) return "an object";
+    if (v.is_array()) return "an array";
+    if (v.is_number_float()) return "a fractional number";
+    return "a number";
+}
+
+Setting integer(const json &v, const std::string &field, const char *unit, std::int64_t min,
+                std::int64_t max, const std::string &minText) {
+    if (v.is_null()) return std::optional<std::int64_t>();
+    if (!v.is_number_integer())
+        invalid(field, std::string("expected an integer number of ") + unit + ", not " + kindOf(v));
+    std::int64_t n = v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX
+                         ? INT64_MAX
+                         : v.get<std::int64_t>();
+    if (n < min) invalid(field, quote(std::to_string(n)) + " is below the " + minText + " minimum");
+    if (n > max)
+        invalid(field,
+                quote(std::to_string(n)) + " is above the maximum " + quote(std::to_string(max)));
+    return std::optional<std::int64_t>(n);
+}
+
+void object(const json &v, const std::string &field) {
+    if (!v.is_object()) invalid(field, std::string("expected an object, not ") + kindOf(v));
+}
+
+void unknown(const std::string &field) {
+    throw Error(MO_E_INVALID, "unknown resources field " + quote(field));
+}
+
+} // namespace
+
+bool isCpuList(const std::string &text) {
+    if (text.empty()) return false;
+    size_t start = 0;
+    while (start <= text.size()) {
+        size_t end = std::min(text.find(',', start), text.size());
+        std::string item = text.substr(start, end - start);
+        size_t dash = item.find('-');
+        std::string lo = item.substr(0, dash);
+        std::string hi = dash == std::string::npos ? lo : item.substr(dash + 1);
+        auto digits = [](const std::string &s) {
+            return !s.empty() && s.size() < 6 &&
+                   std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+        };
+        if (!digits(lo) || !digits(hi) || std::stoi(lo) > std::stoi(hi)) return false;
+        start = end + 1;
+    }
+    return true;
+}
+
+Settings parseResources(const json &resources) {
+    Settings s;
+    if (resources.is_null()) return s;
+    object(resources, "resources");
+    for (const auto &[key, value] : resources.items()) {
+        if (key == "requests" || key == "limits") {
+            bool limits = key == "limits";
+            if (value.is_null()) continue;
+            object(value, key);
+            for (const auto &[name, v] : value.items()) {
+                std::string field = key + "." + name;
+                if (name == "cpu") {
+                    (limits ? s.cpuLimit : s.cpuRequest) =
+                        integer(v, field, "millicores", 1, kMaxMillicores, "`1m`");
+                } else if (name == "memory") {
+                    (limits ? s.memoryLimit : s.memoryRequest) =
+                        integer(v, field, "bytes", kMinMemory, INT64_MAX, "4Mi");
+                } else if (name == "pids" && limits) {
+                    s.pidsLimit = integer(v, field, "processes", 1, kMaxPids, "`1`");
+                } else if (name == "storage") {
+                    // applied by the storage service (quotas), not by cgroups
+                } else {
+                    unknown(field);
+                }
+            }
+        } else if (key == "cpuset") {
+            if (value.is_null()) {
+                s.cpuset = "";
+                continue;
+            }
+            if (!value.is_string())
+                invalid(key,
+                        std::string("expected a CPU list such as `0-3,6`, not ") + kindOf(value));
+            std::string list = value.get<std::string>();
+            if (!isCpuList(list)) invalid(key, quote(list) + " is not a CPU list such as `0-3,6`");
+            s.cpuset = list;
+        } else {
+            unknown(key);
+        }
+    }
+    return s;
+}
+
+std::uint64_t sharesFromMillis(std::int64_t millis) {
+    // Kubernetes' MilliCPUToShares.
+    std::uint64_t shares = static_cast<std::uint64_t>(millis) * 1024 / 1000;
+    return std::clamp<std::uint64_t>(shares, 2, 262144);
+}
+
+std::uint64_t weightFromShares(std::uint64_t shares) {
+    // runc's ConvertCPUSharesToCgroupV2Value: [2, 262144] onto [1, 10000] linearly.
+    if (shares == 0) return 100;
+    shares = std::clamp<std::uint64_t>(shares, 2, 262144);
+    return 1 + ((shares - 2) * 9999) / 262142;
+}
+
+CpuQuota quotaFromMillis(std::int64_t millis) {
+    std::uint64_t m = static_cast<std::uint64_t>(std::max<std::int64_t>(millis, 1));
+    // quota = millis/1000 of the period; the kernel refuses quotas below 1000us.
+    if (m * 100 >= 1000) return {m * 100, 100000};
+    return {m * 1000, 1000000};
+}
+
+} // namespace mobileops::cgroup

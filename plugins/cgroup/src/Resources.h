@@ -1,0 +1,63 @@
+// spec.resources (as the core normalizes it: CPU in millicores, memory in bytes) turned
+// into per-controller settings, and the arithmetic that maps them onto v1 and v2 files.
+//
+//   {"requests": {"cpu": 500, "memory": 1073741824, "storage": ...},
+//    "limits": {"cpu": 2000, "memory": 4294967296, "storage": ..., "pids": 100},
+//    "cpuset": "0-3,6"}
+//
+// A field left out is left as it is (create: the kernel's default); on update a field
+// given as null is reset to "no limit" (cpu weight back to the default).
+#pragma once
+
+#include "Errors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace mobileops::cgroup {
+
+// Absent: leave alone. Present and nullopt: no limit / the default. Present with a value:
+// set it.
+using Setting = std::optional<std::optional<std::int64_t>>;
+
+struct Settings {
+    Setting cpuLimit;      // millicores: CFS quota over period (v1 cfs_quota_us, v2 cpu.max)
+    Setting cpuRequest;    // millicores: v1 cpu.shares, v2 cpu.weight
+    Setting memoryLimit;   // bytes: v1 memory.limit_in_bytes, v2 memory.max
+    Setting memoryRequest; // bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
+    Setting pidsLimit;     // v1 and v2 pids.max
+    std::optional<std::string> cpuset; // cpuset.cpus
+
+    bool empty() const {
+        return !cpuLimit && !cpuRequest && !memoryLimit && !memoryRequest && !pidsLimit && !cpuset;
+    }
+};
+
+inline constexpr std::int64_t kMinMemory =
+    4 << 20; // what the core accepts, and more than any kernel needs
+inline constexpr std::int64_t kMaxPids = 4194304;
+inline constexpr std::int64_t kMaxMillicores = 4096 * 1000;
+
+// Throws Error(MO_E_INVALID) naming the field: "invalid `limits.memory`: ...".
+Settings parseResources(const nlohmann::json &resources);
+
+// v1 cpu.shares for a CPU request, as Kubernetes computes it (2..262144, 1024 a core).
+std::uint64_t sharesFromMillis(std::int64_t millis);
+// v2 cpu.weight for v1 shares, as runc and crun convert it: [2, 262144] onto [1, 10000]
+// linearly (1024 shares -> 39).
+std::uint64_t weightFromShares(std::uint64_t shares);
+// CFS period and quota in microseconds for a CPU limit. The period is 100ms unless the
+// quota would fall below the kernel's 1ms minimum, then 1s.
+struct CpuQuota {
+    std::uint64_t quotaUs;
+    std::uint64_t periodUs;
+};
+CpuQuota quotaFromMillis(std::int64_t millis);
+
+// A cpuset list "0-3,6": digits, commas and ranges.
+bool isCpuList(const std::string &text);
+
+} // namespace mobileops::cgroup

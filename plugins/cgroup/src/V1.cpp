@@ -1,0 +1,194 @@
+// cgroup v1: one hierarchy per controller (or a few co-mounted), files named after their
+// controller. Limits: cpu.cfs_quota_us/cfs_period_us, cpu.shares, memory.limit_in_bytes,
+// memory.soft_limit_in_bytes, pids.max, cpuset.cpus; freezer.state for freeze.
+#include "Backend.h"
+#include "Errors.h"
+
+#include <unistd.h>
+
+#include <sstream>
+
+namespace mobileops::cgroup {
+
+using nlohmann::json;
+
+namespace {
+
+class V1Backend : public Backend {
+public:
+    using Backend::Backend;
+
+    void beforeChild(const std::string &) override {}
+
+    void afterCreate(const std::string &parent, const std::string &dir) override {
+        // A new cpuset starts with no CPUs and no memory nodes and refuses tasks until both
+        // are set (unless cgroup.clone_children); copy them from the parent as runc does.
+        if (!_h.has("cpuset")) return;
+        for (const char *file : {"cpuset.cpus", "cpuset.mems"}) {
+            auto mine = read(dir, file);
+            if (mine && !mine->empty()) continue;
+            auto theirs = read(parent, file);
+            if (theirs && !theirs->empty()) write(dir, file, *theirs);
+        }
+    }
+
+    void setCpu(const std::string &dir, const Settings &s) override {
+        if (s.cpuLimit) {
+            if (*s.cpuLimit) {
+                CpuQuota q = quotaFromMillis(**s.cpuLimit);
+                if (readNumber(dir, "cpu.cfs_period_us") != q.periodUs) {
+                    // Quota off while the period changes: the old quota over the new period
+                    // can exceed what the parent allows, and the kernel refuses that.
+                    write(dir, "cpu.cfs_quota_us", "-1");
+                    write(dir, "cpu.cfs_period_us", std::to_string(q.periodUs));
+                }
+                write(dir, "cpu.cfs_quota_us", std::to_string(q.quotaUs));
+            } else {
+                write(dir, "cpu.cfs_quota_us", "-1");
+            }
+        }
+        if (s.cpuRequest)
+            write(dir, "cpu.shares",
+                  std::to_string(*s.cpuRequest ? sharesFromMillis(**s.cpuRequest) : 1024));
+    }
+
+    void setMemory(const std::string &dir, const Settings &s) override {
+        if (s.memoryLimit)
+            write(dir, "memory.limit_in_bytes",
+                  *s.memoryLimit ? std::to_string(**s.memoryLimit) : std::string("-1"));
+        if (s.memoryRequest)
+            write(dir, "memory.soft_limit_in_bytes",
+                  *s.memoryRequest ? std::to_string(**s.memoryRequest) : std::string("-1"));
+    }
+
+    void setPids(const std::string &dir, const Settings &s) override {
+        if (s.pidsLimit)
+            write(dir, "pids.max",
+                  *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    }
+
+    void setCpuset(const std::string &parent, const std::string &dir, const Settings &s) override {
+        if (!s.cpuset) return;
+        std::string cpus = *s.cpuset;
+        if (cpus.empty()) cpus = read(parent, "cpuset.cpus").value_or("");
+        write(dir, "cpuset.cpus", cpus);
+    }
+
+    void cpuStats(const std::string &dir, json &out) override {
+        json &cpu = out["cpu"];
+        if (!cpu.is_object()) cpu = json::object();
+        if (_h.has("cpuacct")) {
+            if (auto usage = readNumber(dir, "cpuacct.usage")) cpu["usage_ns"] = *usage;
+            // cpuacct.stat counts USER_HZ ticks.
+            long hz = ::sysconf(_SC_CLK_TCK);
+            std::uint64_t ns =
+                hz > 0 ? 1000000000ULL / static_cast<std::uint64_t>(hz) : 10000000ULL;
+            if (auto user = readKey(dir, "cpuacct.stat", "user")) cpu["user_ns"] = *user * ns;
+            if (auto sys = readKey(dir, "cpuacct.stat", "system")) cpu["system_ns"] = *sys * ns;
+        }
+        if (_h.has("cpu")) {
+            if (auto v = readKey(dir, "cpu.stat", "nr_periods")) cpu["periods"] = *v;
+            if (auto v = readKey(dir, "cpu.stat", "nr_throttled")) cpu["throttled_periods"] = *v;
+            if (auto v = readKey(dir, "cpu.stat", "throttled_time")) cpu["throttled_ns"] = *v;
+            auto quota = read(dir, "cpu.cfs_quota_us");
+            auto period = readNumber(dir, "cpu.cfs_period_us");
+            if (quota && period && *period > 0) {
+                long long q = std::atoll(quota->c_str());
+                cpu["limit_millicores"] =
+                    q > 0 ? json(static_cast<std::uint64_t>(q) * 1000 / *period) : json();
+            }
+            if (auto shares = readNumber(dir, "cpu.shares")) cpu["shares"] = *shares;
+        }
+    }
+
+    void memoryStats(const std::string &dir, json &out) override {
+        json m = json::object();
+        if (auto v = readNumber(dir, "memory.usage_in_bytes")) m["current"] = *v;
+        if (auto v = readNumber(dir, "memory.max_usage_in_bytes")) m["peak"] = *v;
+        m["limit"] = json();
+        if (auto v = readNumber(dir, "memory.limit_in_bytes")) m["limit"] = *v;
+        if (auto v = readNumber(dir, "memory.soft_limit_in_bytes")) m["low"] = *v;
+        if (auto v = readKey(dir, "memory.oom_control", "oom_kill")) m["oom_kills"] = *v;
+        if (auto v = readKey(dir, "memory.stat", "total_cache")) m["cache"] = *v;
+        if (auto v = readKey(dir, "memory.stat", "total_rss")) m["rss"] = *v;
+        out["memory"] = m;
+    }
+
+    void pidsStats(const std::string &dir, json &out) override {
+        json p = json::object();
+        if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;
+        p["limit"] = json();
+        if (auto v = readNumber(dir, "pids.max")) p["limit"] = *v;
+        if (auto v = readKey(dir, "pids.events", "max")) p["limit_hits"] = *v;
+        out["pids"] = p;
+    }
+
+    void ioStats(const std::string &dir, json &out) override {
+        // "MAJ:MIN Read N" lines, summed over devices; "Total N" closes the file.
+        auto sum = [&](const char *file, const char *op) -> std::optional<std::uint64_t> {
+            auto text = read(dir, file);
+            if (!text) return std::nullopt;
+            std::uint64_t total = 0;
+            std::istringstream in(*text);
+            std::string line;
+            while (std::getline(in, line)) {
+                std::istringstream l(line);
+                std::string dev, kind;
+                std::uint64_t n = 0;
+                if (l >> dev >> kind >> n && kind == op) total += n;
+            }
+            return total;
+        };
+        json io = json::object();
+        if (auto v = sum("blkio.throttle.io_service_bytes_recursive", "Read"))
+            io["read_bytes"] = *v;
+        if (auto v = sum("blkio.throttle.io_service_bytes_recursive", "Write"))
+            io["write_bytes"] = *v;
+        if (auto v = sum("blkio.throttle.io_serviced_recursive", "Read")) io["read_ops"] = *v;
+        if (auto v = sum("blkio.throttle.io_serviced_recursive", "Write")) io["write_ops"] = *v;
+        out["io"] = io;
+    }
+
+    bool canFreeze(const std::string &dir) override {
+        return _h.has("freezer") && _fs.exists(dir + "/freezer.state");
+    }
+
+    bool frozen(const std::string &dir) override {
+        return read(dir, "freezer.state").value_or("") == "FROZEN";
+    }
+
+    void freeze(const std::string &dir) override {
+        write(dir, "freezer.state", "FROZEN");
+        std::string state;
+        for (unsigned waited = 0, round = 0; waited < kFreezeTimeoutMs; ++round) {
+            state = read(dir, "freezer.state").value_or("");
+            if (state == "FROZEN") return;
+            // A task in an uninterruptible sleep can miss the first request; ask again.
+            if (round % 50 == 49) write(dir, "freezer.state", "FROZEN");
+            unsigned step = round < 10 ? 1 : 10;
+            _fs.sleepMs(step);
+            waited += step;
+        }
+        write(dir, "freezer.state", "THAWED");
+        throw Error(-ETIMEDOUT, "`freezer.state` still " + quote(state) + " after " +
+                                    std::to_string(kFreezeTimeoutMs / 1000) +
+                                    "s: a process does not freeze");
+    }
+
+    void thaw(const std::string &dir) override {
+        write(dir, "freezer.state", "THAWED");
+        for (unsigned waited = 0; waited < kFreezeTimeoutMs; waited += 1) {
+            if (read(dir, "freezer.state").value_or("") == "THAWED") return;
+            _fs.sleepMs(1);
+        }
+        throw Error(-ETIMEDOUT, "`freezer.state` did not become `THAWED`");
+    }
+};
+
+} // namespace
+
+std::unique_ptr<Backend> makeV1Backend(CgroupFs &fs, const Hierarchy &h) {
+    return std::make_unique<V1Backend>(fs, h);
+}
+
+} // namespace mobileops::cgroup

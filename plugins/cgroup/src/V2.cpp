@@ -1,0 +1,179 @@
+// cgroup v2: one hierarchy; a controller's files appear in a cgroup once its parent lists
+// the controller in cgroup.subtree_control. Limits: cpu.max, cpu.weight, memory.max,
+// memory.low, pids.max, cpuset.cpus; cgroup.freeze and cgroup.kill are core files, present
+// in every non-root cgroup (also on a hybrid host's cgroup2 mount without controllers).
+#include "Backend.h"
+#include "Errors.h"
+
+#include <sstream>
+
+namespace mobileops::cgroup {
+
+using nlohmann::json;
+
+namespace {
+
+// The v2 controllers we enable for our cgroups when the hierarchy offers them.
+constexpr const char *kV2Controllers[] = {"cpu", "cpuset", "memory", "pids", "io"};
+
+class V2Backend : public Backend {
+public:
+    using Backend::Backend;
+
+    void beforeChild(const std::string &dir) override {
+        auto available = read(dir, "cgroup.controllers");
+        auto enabled = read(dir, "cgroup.subtree_control");
+        if (!available) return;
+        std::set<std::string> have, on;
+        std::istringstream a(*available), e(enabled.value_or(""));
+        for (std::string c; a >> c;) have.insert(c);
+        for (std::string c; e >> c;) on.insert(c);
+        std::string add;
+        for (const char *c : kV2Controllers)
+            if (_h.has(c) && have.count(c) && !on.count(c))
+                add += std::string(add.empty() ? "" : " ") + "+" + c;
+        if (add.empty()) return;
+        try {
+            write(dir, "cgroup.subtree_control", add);
+        } catch (const Error &e) {
+            // EBUSY: processes in `dir` itself ("no internal processes" rule).
+            throw wrap(e, "enable controllers in " + quote(dir));
+        }
+    }
+
+    void afterCreate(const std::string &, const std::string &) override {}
+
+    void setCpu(const std::string &dir, const Settings &s) override {
+        if (s.cpuLimit) {
+            std::string value = "max 100000";
+            if (*s.cpuLimit) {
+                CpuQuota q = quotaFromMillis(**s.cpuLimit);
+                value = std::to_string(q.quotaUs) + " " + std::to_string(q.periodUs);
+            }
+            write(dir, "cpu.max", value);
+        }
+        if (s.cpuRequest)
+            write(dir, "cpu.weight",
+                  std::to_string(*s.cpuRequest ? weightFromShares(sharesFromMillis(**s.cpuRequest))
+                                               : 100));
+    }
+
+    void setMemory(const std::string &dir, const Settings &s) override {
+        if (s.memoryLimit)
+            write(dir, "memory.max",
+                  *s.memoryLimit ? std::to_string(**s.memoryLimit) : std::string("max"));
+        if (s.memoryRequest)
+            write(dir, "memory.low",
+                  *s.memoryRequest ? std::to_string(**s.memoryRequest) : std::string("0"));
+    }
+
+    void setPids(const std::string &dir, const Settings &s) override {
+        if (s.pidsLimit)
+            write(dir, "pids.max",
+                  *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    }
+
+    void setCpuset(const std::string &, const std::string &dir, const Settings &s) override {
+        // An empty cpuset.cpus means "the parent's".
+        if (s.cpuset) write(dir, "cpuset.cpus", *s.cpuset);
+    }
+
+    void cpuStats(const std::string &dir, json &out) override {
+        json &cpu = out["cpu"];
+        if (!cpu.is_object()) cpu = json::object();
+        // cpu.stat's usage lines exist even without the cpu controller.
+        if (auto v = readKey(dir, "cpu.stat", "usage_usec")) cpu["usage_ns"] = *v * 1000;
+        if (auto v = readKey(dir, "cpu.stat", "user_usec")) cpu["user_ns"] = *v * 1000;
+        if (auto v = readKey(dir, "cpu.stat", "system_usec")) cpu["system_ns"] = *v * 1000;
+        if (!_h.has("cpu")) return;
+        if (auto v = readKey(dir, "cpu.stat", "nr_periods")) cpu["periods"] = *v;
+        if (auto v = readKey(dir, "cpu.stat", "nr_throttled")) cpu["throttled_periods"] = *v;
+        if (auto v = readKey(dir, "cpu.stat", "throttled_usec")) cpu["throttled_ns"] = *v * 1000;
+        if (auto max = read(dir, "cpu.max")) {
+            std::istringstream in(*max);
+            std::string quota;
+            std::uint64_t period = 0;
+            if (in >> quota >> period && period > 0)
+                cpu["limit_millicores"] =
+                    quota == "max" ? json() : json(std::stoull(quota) * 1000 / period);
+        }
+        if (auto w = readNumber(dir, "cpu.weight")) cpu["weight"] = *w;
+    }
+
+    void memoryStats(const std::string &dir, json &out) override {
+        json m = json::object();
+        if (auto v = readNumber(dir, "memory.current")) m["current"] = *v;
+        if (auto v = readNumber(dir, "memory.peak")) m["peak"] = *v;
+        m["limit"] = json();
+        if (auto v = readNumber(dir, "memory.max")) m["limit"] = *v;
+        if (auto v = readNumber(dir, "memory.low")) m["low"] = *v;
+        if (auto v = readKey(dir, "memory.events", "oom_kill")) m["oom_kills"] = *v;
+        if (auto v = readKey(dir, "memory.stat", "file")) m["cache"] = *v;
+        if (auto v = readKey(dir, "memory.stat", "anon")) m["rss"] = *v;
+        out["memory"] = m;
+    }
+
+    void pidsStats(const std::string &dir, json &out) override {
+        json p = json::object();
+        if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;
+        p["limit"] = json();
+        if (auto v = readNumber(dir, "pids.max")) p["limit"] = *v;
+        if (auto v = readKey(dir, "pids.events", "max")) p["limit_hits"] = *v;
+        out["pids"] = p;
+    }
+
+    void ioStats(const std::string &dir, json &out) override {
+        // "MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N" per device.
+        auto text = read(dir, "io.stat");
+        if (!text) return;
+        std::uint64_t rb = 0, wb = 0, rio = 0, wio = 0;
+        std::istringstream in(*text);
+        for (std::string tok; in >> tok;) {
+            auto eq = tok.find('=');
+            if (eq == std::string::npos) continue;
+            std::uint64_t n = std::strtoull(tok.c_str() + eq + 1, nullptr, 10);
+            std::string k = tok.substr(0, eq);
+            if (k == "rbytes") rb += n;
+            if (k == "wbytes") wb += n;
+            if (k == "rios") rio += n;
+            if (k == "wios") wio += n;
+        }
+        out["io"] = {
+            {"read_bytes", rb}, {"write_bytes", wb}, {"read_ops", rio}, {"write_ops", wio}};
+    }
+
+    bool canFreeze(const std::string &dir) override { return _fs.exists(dir + "/cgroup.freeze"); }
+
+    bool frozen(const std::string &dir) override {
+        return readKey(dir, "cgroup.events", "frozen").value_or(0) == 1;
+    }
+
+    void freeze(const std::string &dir) override { setFrozen(dir, true); }
+    void thaw(const std::string &dir) override { setFrozen(dir, false); }
+
+    bool canKillAll(const std::string &dir) override { return _fs.exists(dir + "/cgroup.kill"); }
+    void killAll(const std::string &dir) override { write(dir, "cgroup.kill", "1"); }
+
+private:
+    void setFrozen(const std::string &dir, bool on) {
+        write(dir, "cgroup.freeze", on ? "1" : "0");
+        for (unsigned waited = 0, round = 0; waited < kFreezeTimeoutMs; ++round) {
+            if ((readKey(dir, "cgroup.events", "frozen").value_or(on ? 0 : 1) == 1) == on) return;
+            unsigned step = round < 10 ? 1 : 10;
+            _fs.sleepMs(step);
+            waited += step;
+        }
+        if (on) write(dir, "cgroup.freeze", "0");
+        throw Error(-ETIMEDOUT, std::string("`cgroup.events` does not report ") +
+                                    (on ? "`frozen 1`" : "`frozen 0`") + " after " +
+                                    std::to_string(kFreezeTimeoutMs / 1000) + "s");
+    }
+};
+
+} // namespace
+
+std::unique_ptr<Backend> makeV2Backend(CgroupFs &fs, const Hierarchy &h) {
+    return std::make_unique<V2Backend>(fs, h);
+}
+
+} // namespace mobileops::cgroup

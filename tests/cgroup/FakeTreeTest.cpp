@@ -1,0 +1,321 @@
+// The manager and both backends on fake cgroupfs trees: what is made, written and removed
+// on v1, v2 and hybrid layouts, without root.
+#include "Cgroups.h"
+#include "FakeCgroupFs.h"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace mobileops::cgroup {
+namespace {
+
+using nlohmann::json;
+using testing::FakeCgroupFs;
+
+Settings full() {
+    return parseResources(json::parse(R"({
+        "requests": {"cpu": 500, "memory": 33554432},
+        "limits": {"cpu": 1500, "memory": 67108864, "pids": 20},
+        "cpuset": "1"})"));
+}
+
+bool wrote(const FakeCgroupFs &fake, const std::string &suffix, const std::string &value) {
+    return std::any_of(fake.writes.begin(), fake.writes.end(), [&](const auto &w) {
+        return w.second == value && w.first.size() >= suffix.size() &&
+               w.first.compare(w.first.size() - suffix.size(), suffix.size(), suffix) == 0;
+    });
+}
+
+int codeOf(const std::function<void()> &fn, std::string *message = nullptr) {
+    try {
+        fn();
+    } catch (const Error &e) {
+        if (message) *message = e.what();
+        return e.code();
+    }
+    return 0;
+}
+
+TEST(FakeTree, HybridCreateAppliesOnOwnersAndTracksOnUnified) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct1", full());
+    std::string r = fake.root() + "/sys/fs/cgroup";
+    for (const char *h :
+         {"cpu", "cpuacct", "cpuset", "memory", "freezer", "blkio", "pids", "unified"})
+        EXPECT_TRUE(std::filesystem::is_directory(r + "/" + h + "/mobileops/ct1")) << h;
+    EXPECT_FALSE(std::filesystem::exists(r + "/devices/mobileops"));
+    EXPECT_FALSE(std::filesystem::exists(r + "/systemd/mobileops"));
+    EXPECT_EQ(fake.get(r + "/cpu/mobileops/ct1/cpu.cfs_quota_us"), "150000");
+    EXPECT_EQ(fake.get(r + "/cpu/mobileops/ct1/cpu.cfs_period_us"), "100000");
+    EXPECT_EQ(fake.get(r + "/cpu/mobileops/ct1/cpu.shares"), "512");
+    EXPECT_EQ(fake.get(r + "/memory/mobileops/ct1/memory.limit_in_bytes"), "67108864");
+    EXPECT_EQ(fake.get(r + "/memory/mobileops/ct1/memory.soft_limit_in_bytes"), "33554432");
+    EXPECT_EQ(fake.get(r + "/pids/mobileops/ct1/pids.max"), "20");
+    EXPECT_EQ(fake.get(r + "/cpuset/mobileops/ct1/cpuset.cpus"), "1");
+    // New v1 cpusets inherit memory nodes (and CPUs) from their parent.
+    EXPECT_EQ(fake.get(r + "/cpuset/mobileops/cpuset.cpus"), "0-3");
+    EXPECT_EQ(fake.get(r + "/cpuset/mobileops/ct1/cpuset.mems"), "0");
+    // Nothing enabled on a cgroup2 mount that offers none of our controllers.
+    EXPECT_EQ(fake.get(r + "/unified/cgroup.subtree_control"), "");
+
+    EXPECT_EQ(cg.dirs("ct1").size(), 8u);
+    cg.create("ct1", {}); // idempotent
+    cg.destroy("ct1");
+    for (const std::string &d : cg.dirs("ct1")) EXPECT_FALSE(std::filesystem::exists(d)) << d;
+    EXPECT_TRUE(std::filesystem::is_directory(r + "/memory/mobileops")); // the shared parent stays
+    cg.destroy("ct1");                                                   // idempotent
+}
+
+TEST(FakeTree, UnifiedEnablesControllersDownThePath) {
+    FakeCgroupFs fake(testing::unifiedMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("a/ct", full());
+    std::string r = fake.root() + "/sys/fs/cgroup";
+    EXPECT_EQ(fake.get(r + "/cgroup.subtree_control"), "cpu cpuset io memory pids");
+    EXPECT_EQ(fake.get(r + "/mobileops/cgroup.subtree_control"), "cpu cpuset io memory pids");
+    EXPECT_EQ(fake.get(r + "/mobileops/a/cgroup.subtree_control"), "cpu cpuset io memory pids");
+    std::string d = r + "/mobileops/a/ct";
+    EXPECT_EQ(fake.get(d + "/cpu.max"), "150000 100000");
+    EXPECT_EQ(fake.get(d + "/cpu.weight"), std::to_string(weightFromShares(512)));
+    EXPECT_EQ(fake.get(d + "/memory.max"), "67108864");
+    EXPECT_EQ(fake.get(d + "/memory.low"), "33554432");
+    EXPECT_EQ(fake.get(d + "/pids.max"), "20");
+    EXPECT_EQ(fake.get(d + "/cpuset.cpus"), "1");
+    EXPECT_FALSE(wrote(fake, "/hugetlb", "")); // never enabled: not ours
+
+    cg.update("a/ct", parseResources(json::parse(
+                          R"({"limits": {"cpu": null, "memory": null, "pids": null}})")));
+    EXPECT_EQ(fake.get(d + "/cpu.max"), "max 100000");
+    EXPECT_EQ(fake.get(d + "/memory.max"), "max");
+    EXPECT_EQ(fake.get(d + "/pids.max"), "max");
+    cg.destroy("a/ct");
+    EXPECT_FALSE(std::filesystem::exists(d));
+}
+
+TEST(FakeTree, RelativeParentNestsBelowOwnCgroup) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"mobileops-test"});
+    cg.create("ct", {});
+    std::string r = fake.root() + "/sys/fs/cgroup";
+    EXPECT_TRUE(std::filesystem::is_directory(r + "/memory/process_api/abc/mobileops-test/ct"));
+    EXPECT_TRUE(std::filesystem::is_directory(r + "/pids/mobileops-test/ct"));
+    EXPECT_EQ(cg.dirFor("ct", "memory"), r + "/memory/process_api/abc/mobileops-test/ct");
+}
+
+TEST(FakeTree, UnsupportedControllerRefusedBeforeAnythingIsMade) {
+    auto mounts = testing::unifiedMounts();
+    mounts[0].controllers = {"cpu", "pids"};
+    FakeCgroupFs fake(mounts);
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.create("ct", full()); }, &msg), MO_E_UNSUPPORTED);
+    EXPECT_NE(msg.find("memory limit: the `memory` controller is not available on this host"),
+              std::string::npos)
+        << msg;
+    EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/mobileops"));
+}
+
+TEST(FakeTree, KernelRefusalNamesFileValueAndErrno) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    fake.failWrites("memory.limit_in_bytes", EBUSY);
+    std::string msg;
+    EXPECT_EQ(codeOf(
+                  [&] {
+                      cg.update("ct",
+                                parseResources(json::parse(R"({"limits": {"memory": 4194304}})")));
+                  },
+                  &msg),
+              -EBUSY);
+    EXPECT_EQ(msg, "update cgroup `ct`: write `memory.limit_in_bytes` = `4194304`: Device or "
+                   "resource busy");
+}
+
+TEST(FakeTree, FailedCreateRemovesWhatItMade) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    fake.failWrites("pids.max", EINVAL);
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.create("ct", full()); }, &msg), -EINVAL);
+    EXPECT_EQ(msg, "create cgroup `ct`: write `pids.max` = `20`: Invalid argument");
+    EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/memory/mobileops"));
+    EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/unified/mobileops"));
+}
+
+TEST(FakeTree, AttachWritesEveryHierarchy) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.attach("ct", 4242);
+    for (const std::string &d : cg.dirs("ct"))
+        EXPECT_EQ(fake.get(d + "/cgroup.procs"), "4242") << d;
+    EXPECT_EQ(cg.pids("ct"), std::vector<pid_t>{4242});
+    EXPECT_EQ(codeOf([&] { cg.attach("ct", 0); }), MO_E_INVALID);
+    EXPECT_EQ(codeOf([&] { cg.attach("nope", 1); }), MO_E_NOT_FOUND);
+}
+
+TEST(FakeTree, BadPathsAreRefused) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.create("../escape", {}); }, &msg), MO_E_INVALID);
+    EXPECT_EQ(msg, "invalid cgroup path `../escape`: `.` and `..` are not allowed");
+    EXPECT_EQ(codeOf([&] { cg.create("/abs", {}); }, &msg), MO_E_INVALID);
+    EXPECT_EQ(codeOf([&] { cg.create("", {}); }, &msg), MO_E_INVALID);
+    EXPECT_EQ(codeOf([&] { cg.create("a b", {}); }, &msg), MO_E_INVALID);
+    EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/memory/mobileops"));
+}
+
+TEST(FakeTree, V1FreezerFreezesAndThaws) {
+    FakeCgroupFs fake(testing::legacyMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.freeze("ct");
+    EXPECT_TRUE(cg.frozen("ct"));
+    EXPECT_EQ(fake.get(cg.dirFor("ct", "freezer") + "/freezer.state"), "FROZEN");
+    cg.thaw("ct");
+    EXPECT_FALSE(cg.frozen("ct"));
+}
+
+TEST(FakeTree, V2FreezeUsesCgroupFreeze) {
+    FakeCgroupFs fake(testing::unifiedMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.freeze("ct");
+    EXPECT_TRUE(cg.frozen("ct"));
+    EXPECT_TRUE(wrote(fake, "/mobileops/ct/cgroup.freeze", "1"));
+    cg.thaw("ct");
+    EXPECT_FALSE(cg.frozen("ct"));
+}
+
+TEST(FakeTree, NoFreezerIsUnsupported) {
+    auto mounts = testing::legacyMounts();
+    mounts.pop_back(); // freezer
+    FakeCgroupFs fake(mounts);
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    EXPECT_EQ(codeOf([&] { cg.freeze("ct"); }), MO_E_UNSUPPORTED);
+}
+
+TEST(FakeTree, V1KillFreezesSignalsEveryProcessAndThaws) {
+    FakeCgroupFs fake(testing::legacyMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.create("ct/sub", {}); // a child cgroup the container made
+    cg.attach("ct", 101);
+    cg.attach("ct/sub", 102);
+    fake.killable = {101, 102};
+    cg.kill("ct", SIGKILL);
+    std::vector<std::pair<pid_t, int>> expected = {{101, SIGKILL}, {102, SIGKILL}};
+    EXPECT_EQ(fake.signals, expected);
+    std::string fz = cg.dirFor("ct", "freezer") + "/freezer.state";
+    std::vector<std::string> states;
+    for (const auto &[path, value] : fake.writes)
+        if (path == fz) states.push_back(value);
+    EXPECT_EQ(states, (std::vector<std::string>{"FROZEN", "THAWED"}));
+    EXPECT_TRUE(cg.pids("ct").empty());
+    cg.destroy("ct");
+    EXPECT_FALSE(cg.exists("ct"));
+}
+
+TEST(FakeTree, SignalToFrozenCgroupKeepsItFrozen) {
+    FakeCgroupFs fake(testing::legacyMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.attach("ct", 101);
+    cg.freeze("ct");
+    cg.kill("ct", SIGTERM);
+    EXPECT_TRUE(cg.frozen("ct"));
+    EXPECT_EQ(fake.signals, (std::vector<std::pair<pid_t, int>>{{101, SIGTERM}}));
+}
+
+TEST(FakeTree, HybridSigkillUsesCgroupKill) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", {});
+    cg.attach("ct", 101);
+    cg.kill("ct", SIGKILL);
+    EXPECT_TRUE(wrote(fake, "/unified/mobileops/ct/cgroup.kill", "1"));
+    EXPECT_TRUE(fake.signals.empty());
+    EXPECT_TRUE(cg.pids("ct").empty());
+}
+
+TEST(FakeTree, KillTimesOutWhenProcessesStay) {
+    FakeCgroupFs fake(testing::legacyMounts());
+    Options o{"/mobileops"};
+    o.killTimeoutMs = 0;
+    Cgroups cg(fake.layout(), fake, o);
+    cg.create("ct", {});
+    cg.attach("ct", 101); // not killable: stays
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.kill("ct", SIGKILL); }, &msg), MO_E_STATE);
+    EXPECT_NE(msg.find("processes remain after 0ms: `101`"), std::string::npos) << msg;
+}
+
+TEST(FakeTree, DestroyWithProcessesIsAStateError) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Options o{"/mobileops"};
+    o.destroyRetryMs = 5;
+    Cgroups cg(fake.layout(), fake, o);
+    cg.create("ct", {});
+    cg.attach("ct", 77);
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.destroy("ct"); }, &msg), MO_E_STATE);
+    EXPECT_EQ(msg, "destroy cgroup `ct`: 1 process remains: `77`");
+}
+
+TEST(FakeTree, StatsOnHybrid) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", full());
+    json s = cg.stats("ct");
+    EXPECT_EQ(s["cpu"]["usage_ns"], 123456);
+    EXPECT_EQ(s["cpu"]["limit_millicores"], 1500);
+    EXPECT_GT(s["cpu"]["user_ns"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ(s["memory"]["current"], 4096);
+    EXPECT_EQ(s["memory"]["peak"], 8192);
+    EXPECT_EQ(s["memory"]["limit"], 67108864);
+    EXPECT_EQ(s["memory"]["oom_kills"], 0);
+    EXPECT_EQ(s["pids"]["limit"], 20);
+    EXPECT_EQ(s["io"]["read_bytes"], 4096);
+    EXPECT_EQ(s["io"]["write_ops"], 2);
+    EXPECT_EQ(s["frozen"], false);
+    EXPECT_EQ(codeOf([&] { cg.stats("missing"); }), MO_E_NOT_FOUND);
+}
+
+TEST(FakeTree, StatsOnUnified) {
+    FakeCgroupFs fake(testing::unifiedMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", full());
+    json s = cg.stats("ct");
+    EXPECT_EQ(s["cpu"]["usage_ns"], 1500000);
+    EXPECT_EQ(s["cpu"]["limit_millicores"], 1500);
+    EXPECT_EQ(s["memory"]["limit"], 67108864);
+    EXPECT_EQ(s["memory"]["peak"], 8192);
+    EXPECT_EQ(s["pids"]["limit"], 20);
+    EXPECT_TRUE(s["memory"]["limit"].is_number());
+}
+
+TEST(FakeTree, Features) {
+    {
+        FakeCgroupFs fake(testing::hybridMounts());
+        Cgroups cg(fake.layout(), fake);
+        auto f = cg.features();
+        for (const char *name : {"cgroup.v1", "cgroup.v2", "cgroup.hybrid", "cgroup.freeze"})
+            EXPECT_NE(std::find(f.begin(), f.end(), name), f.end()) << name;
+    }
+    {
+        FakeCgroupFs fake(testing::legacyMounts());
+        Cgroups cg(fake.layout(), fake);
+        EXPECT_EQ(cg.features(), (std::vector<std::string>{"cgroup.v1", "cgroup.freeze"}));
+    }
+}
+
+} // namespace
+} // namespace mobileops::cgroup
