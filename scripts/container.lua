@@ -41,6 +41,11 @@ local function with(extra)
   return out
 end
 
+local function providers_of(kind)
+  local ok, list = pcall(mo.providers, kind)
+  return ok and list or {}
+end
+
 -- The runtime spec from a spec file, the flags and the positional arguments.
 local function build_spec(opts, name, rootfs, command)
   local base = opts.file and mo.spec.load(opts.file) or nil
@@ -53,6 +58,16 @@ local function build_spec(opts, name, rootfs, command)
   o.rootfs = rootfs
   if command and #command > 0 then o.command = command end
   local spec = mo.spec.finalize(mo.spec.apply_options(base, o))
+  if spec.unapplied and #providers_of("cgroup") > 0 then
+    -- the runtime hands cpu, memory, pids and cpuset to the cgroup service
+    local left = {}
+    for _, field in ipairs(spec.unapplied) do
+      local cgroup_field = field == "--memory" or field == "--cpus" or field == "--pids-limit"
+        or (field:match("^spec%.resources%.") and not field:match("storage$"))
+      if not cgroup_field then left[#left + 1] = field end
+    end
+    spec.unapplied = left
+  end
   if spec.unapplied and #spec.unapplied > 0 then
     mo.warn("accepted but not applied yet: " .. table.concat(spec.unapplied, ", "))
   end

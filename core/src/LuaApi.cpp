@@ -511,6 +511,15 @@ int rt_wait(lua_State *L) {
     });
 }
 
+int rt_stats(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        auto &rt = runtime(L);
+        return finish(L, need(L, rt.stats, "stats")(rt.self, str(L, 1).c_str(), &c.out, &c.err), c,
+                      true);
+    });
+}
+
 int rt_gc(lua_State *L) {
     return protect(L, [&] {
         Call c{L};

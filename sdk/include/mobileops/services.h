@@ -103,6 +103,9 @@ typedef struct mo_runtime_service {
     int (*wait)(void *self, const char *ref, int *exit_status, mo_error *err);
     /* Release what interrupted commands left behind; report JSON {released: [...]}. */
     int (*gc)(void *self, mo_buffer *report_out, mo_error *err);
+    /* Resource usage JSON {cpu, memory, pids, io, frozen} as mo_cgroup_service.stats,
+     * plus {id, name}. Appended in ABI 1.0 before the first release. */
+    int (*stats)(void *self, const char *ref, mo_buffer *out, mo_error *err);
 } mo_runtime_service;
 
 /*
