@@ -21,9 +21,12 @@ local create_options = {
   { name = "init", summary = "run a small init as PID 1 that forwards signals and reaps zombies" },
   { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
-  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit, e.g. 512Mi (applied once the cgroup plugin lands)" },
-  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 (applied once the cgroup plugin lands)" },
-  { name = "pids-limit", type = "int", summary = "maximum number of processes (applied once the cgroup plugin lands)" },
+  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit, e.g. 512Mi or 1G" },
+  { name = "memory-reservation", type = "string", metavar = "QUANTITY", summary = "memory request (soft limit / memory.low)" },
+  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 or 500m" },
+  { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight (1024 = one CPU's worth)" },
+  { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on, e.g. 0-1" },
+  { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
   { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
 }
@@ -31,6 +34,7 @@ local create_options = {
 local spec_keys = {
   "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
   "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
+  "memory_reservation", "cpu_shares", "cpuset_cpus",
   "runtime",
 }
 
@@ -40,6 +44,11 @@ local function with(extra)
   for _, o in ipairs(extra or {}) do out[#out + 1] = o end
   return out
 end
+
+local cgroup_flags = {
+  ["--memory"] = true, ["--memory-reservation"] = true, ["--cpus"] = true,
+  ["--cpu-shares"] = true, ["--cpuset-cpus"] = true, ["--pids-limit"] = true,
+}
 
 local function providers_of(kind)
   local ok, list = pcall(mo.providers, kind)
@@ -62,7 +71,7 @@ local function build_spec(opts, name, rootfs, command)
     -- the runtime hands cpu, memory, pids and cpuset to the cgroup service
     local left = {}
     for _, field in ipairs(spec.unapplied) do
-      local cgroup_field = field == "--memory" or field == "--cpus" or field == "--pids-limit"
+      local cgroup_field = cgroup_flags[field]
         or (field:match("^spec%.resources%.") and not field:match("storage$"))
       if not cgroup_field then left[#left + 1] = field end
     end
@@ -269,6 +278,118 @@ wf:verb{
     mo.output(mo.array(mo.runtime.top(args.NAME)), {
       { key = "pid" }, { key = "ppid" }, { key = "user" }, { key = "state" }, { key = "command" },
     })
+  end,
+}
+
+wf:verb{
+  name = "pause",
+  summary = "Freeze every process of a container",
+  args = ref_arg,
+  run = function(_, args) mo.runtime.pause(args.NAME) end,
+}
+
+wf:verb{
+  name = "resume",
+  summary = "Thaw a paused container",
+  args = ref_arg,
+  run = function(_, args) mo.runtime.resume(args.NAME) end,
+}
+
+local resource_options = {
+  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit" },
+  { name = "memory-reservation", type = "string", metavar = "QUANTITY", summary = "memory request" },
+  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit" },
+  { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight" },
+  { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on" },
+  { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
+}
+
+wf:verb{
+  name = "update",
+  summary = "Change the resource limits of a running container",
+  options = resource_options,
+  args = ref_arg,
+  run = function(opts, args)
+    local o, given = {}, false
+    for _, k in ipairs({ "memory", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus", "pids_limit" }) do
+      if opts[k] ~= nil then o[k] = opts[k]; given = true end
+    end
+    if not given then mo.error("update: give at least one resource option; see `mobileops container update --help`") end
+    local spec = mo.spec.apply_options(nil, o)
+    mo.runtime.update(args.NAME, spec.resources or {})
+  end,
+}
+
+local function human(bytes)
+  if not bytes or bytes < 0 then return "--" end
+  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
+  local i = 1
+  while bytes >= 1024 and i < #units do bytes = bytes / 1024; i = i + 1 end
+  return i == 1 and string.format("%d%s", bytes, units[i]) or string.format("%.1f%s", bytes, units[i])
+end
+
+-- One row of `stats`: CPU % from two usage samples `dt` seconds apart.
+local function stats_row(before, after, dt)
+  local cpu = after.cpu or {}
+  local mem = after.memory or {}
+  local pct = 0
+  if before and before.cpu and cpu.usage_ns and dt > 0 then
+    pct = (cpu.usage_ns - before.cpu.usage_ns) / (dt * 1e9) * 100
+  end
+  local limit = mem.limit
+  return {
+    name = after.name, id = after.id,
+    cpu_percent = math.floor(pct * 100 + 0.5) / 100,
+    memory_usage = mem.current, memory_limit = limit, memory_peak = mem.peak,
+    memory_percent = (limit and limit > 0 and mem.current) and math.floor(mem.current / limit * 10000 + 0.5) / 100 or mo.null,
+    pids = (after.pids or {}).current,
+    block_read = (after.io or {}).read_bytes, block_write = (after.io or {}).write_bytes,
+    oom_kills = mem.oom_kills,
+  }
+end
+
+wf:verb{
+  name = "stats",
+  summary = "Live resource usage (CPU %, memory, pids, block I/O)",
+  options = { { name = "no-stream", summary = "print one sample and exit" },
+              { name = "all", short = "a", summary = "include stopped containers (shown empty)" } },
+  args = { { name = "NAME", summary = "containers (default: all running)", variadic = true, optional = true } },
+  run = function(opts, args)
+    local names = args.NAME
+    if #names == 0 then
+      for _, c in ipairs(mo.runtime.list(false)) do
+        if c.status == "running" or c.status == "paused" then names[#names + 1] = c.name end
+      end
+    end
+    local stream = not opts.no_stream and not mo.json and mo.isatty(1)
+    local function sample()
+      local out = {}
+      for _, n in ipairs(names) do
+        local ok, s = pcall(mo.runtime.stats, n)
+        if ok then out[n] = s elseif #args.NAME > 0 then error(s, 0) end
+      end
+      return out
+    end
+    local columns = {
+      { key = "name" }, { key = "cpu_percent", title = "CPU %" },
+      { key = "memory_usage", title = "MEM USAGE / LIMIT", format = function(v, r)
+          return human(v) .. " / " .. (r.memory_limit and r.memory_limit < 2^62 and human(r.memory_limit) or "unlimited") end },
+      { key = "memory_percent", title = "MEM %" }, { key = "pids" },
+      { key = "block_read", title = "BLOCK I/O", format = function(v, r) return human(v) .. " / " .. human(r.block_write) end },
+    }
+    local before, t0 = sample(), mo.now()
+    repeat
+      mo.sleep(stream and 1 or 0.5)
+      local after, t1 = sample(), mo.now()
+      local rows = mo.array()
+      for _, n in ipairs(names) do
+        if after[n] then rows[#rows + 1] = stats_row(before[n], after[n], t1 - t0) end
+      end
+      if stream then io.write("\27[H\27[J") end
+      mo.output(rows, columns)
+      io.stdout:flush()
+      before, t0 = after, t1
+    until not stream
   end,
 }
 

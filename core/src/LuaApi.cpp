@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
@@ -259,6 +260,25 @@ int l_config(lua_State *L) {
 
 int l_isatty(lua_State *L) {
     lua_pushboolean(L, ::isatty(static_cast<int>(lua_tointeger(L, 1))));
+    return 1;
+}
+
+int l_sleep(lua_State *L) {
+    double seconds = lua_tonumber(L, 1);
+    if (seconds > 0) {
+        struct timespec ts;
+        ts.tv_sec = static_cast<time_t>(seconds);
+        ts.tv_nsec = static_cast<long>((seconds - static_cast<double>(ts.tv_sec)) * 1e9);
+        while (::nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
+    return 0;
+}
+
+int l_now(lua_State *L) {
+    struct timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9);
     return 1;
 }
 
@@ -734,6 +754,14 @@ const std::vector<ApiFunction> kApi = {
      {{"key", "string", "configuration key"}},
      "string or nil",
      l_config},
+    {"",
+     "sleep",
+     "0.1",
+     "Wait for a number of seconds (fractions allowed).",
+     {{"seconds", "number", "how long"}},
+     "nothing",
+     l_sleep},
+    {"", "now", "0.1", "Monotonic clock in seconds, for measuring intervals.", {}, "number", l_now},
     {"",
      "isatty",
      "0.1",

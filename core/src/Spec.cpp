@@ -779,18 +779,7 @@ void Checker::resources(const Doc &value, const std::string &path) {
          {"limits", [&](const Doc &v, const std::string &p) { quantities(v, p, "limits", true); }},
          {"cpuset", [&](const Doc &v, const std::string &p) {
               std::string set = string(v, p);
-              bool ok = !set.empty();
-              std::size_t start = 0;
-              while (ok && start <= set.size()) {
-                  std::size_t end = std::min(set.find(',', start), set.size());
-                  std::string item = set.substr(start, end - start);
-                  auto dash = item.find('-');
-                  std::string lo = item.substr(0, dash);
-                  std::string hi = dash == std::string::npos ? lo : item.substr(dash + 1);
-                  ok = isDigits(lo, isDigit) && isDigits(hi, isDigit) && lo.size() < 6 &&
-                       hi.size() < 6 && std::stoi(lo) <= std::stoi(hi);
-                  start = end + 1;
-              }
+              bool ok = isValidCpuList(set);
               if (!ok) invalid(p, v, "is not a CPU list such as `0-3,6`");
               out["cpuset"] = set;
               addUnapplied(_out, p);

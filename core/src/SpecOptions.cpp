@@ -111,6 +111,25 @@ std::string normal(const std::filesystem::path &path) {
     return s;
 }
 
+// A request flag (memory reservation, cpu shares) replaces what the spec file said; it
+// must not exceed the limit of the same resource.
+void setRequest(json &spec, const char *key, const std::string &text, const char *field,
+                std::int64_t value) {
+    removeUnapplied(spec, std::string("spec.resources.requests.") + field);
+    json &resources = spec["resources"];
+    if (!resources.is_object()) resources = json::object();
+    auto limits = resources.find("limits");
+    if (limits != resources.end() && limits->is_object() && limits->contains(field) &&
+        (*limits)[field].get<std::int64_t>() < value)
+        badFlag(key, text,
+                std::string("above the limit spec.resources.limits.") + field + " (" +
+                    (*limits)[field].dump() + ")");
+    json &requests = resources["requests"];
+    if (!requests.is_object()) requests = json::object();
+    requests[field] = value;
+    addUnapplied(spec, flagName(key));
+}
+
 json &process(json &spec) {
     json &p = spec["process"];
     if (!p.is_object()) p = json::object();
@@ -315,6 +334,32 @@ void applyAll(json &spec, const Options &o) {
                                      "expected 1 to 4194304, or -1 for no limit");
         if (n == 0) badFlag("pids_limit", *pids, "expected 1 to 4194304, or -1 for no limit");
         setLimit(spec, "pids_limit", *pids, "pids", n < 0 ? json() : json(n));
+    }
+    if (auto reservation = o.numberText("memory_reservation")) {
+        std::uint64_t bytes = 0;
+        try {
+            bytes = parseQuantity(*reservation);
+        } catch (const InvalidValue &e) {
+            badFlag("memory_reservation", e);
+        }
+        if (bytes > kMaxMemory)
+            badFlag("memory_reservation", *reservation, "above the maximum `1Pi`");
+        setRequest(spec, "memory_reservation", *reservation, "memory",
+                   static_cast<std::int64_t>(bytes));
+    }
+    if (auto shares = o.numberText("cpu_shares")) {
+        // docker's shares: 1024 is one CPU's worth of weight; kept as a CPU request
+        std::int64_t n = integerFlag("cpu_shares", *shares, 2, 262144, "expected 2 to 262144");
+        setRequest(spec, "cpu_shares", *shares, "cpu", std::max<std::int64_t>(1, n * 1000 / 1024));
+    }
+    if (auto cpuset = o.string("cpuset_cpus")) {
+        if (!isValidCpuList(*cpuset))
+            badFlag("cpuset_cpus", *cpuset, "expected a CPU list such as `0-3,6`");
+        json &resources = spec["resources"];
+        if (!resources.is_object()) resources = json::object();
+        resources["cpuset"] = *cpuset;
+        removeUnapplied(spec, "spec.resources.cpuset");
+        addUnapplied(spec, "--cpuset-cpus");
     }
     if (auto timeout = o.numberText("stop_timeout"))
         spec["stopTimeout"] = integerFlag("stop_timeout", *timeout, 0, kMaxStopTimeout,

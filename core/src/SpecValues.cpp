@@ -563,6 +563,25 @@ bool isValidUtf8(std::string_view text) {
     return true;
 }
 
+bool isValidCpuList(const std::string &set) {
+    auto number = [](const std::string &n) {
+        return !n.empty() && n.size() < 6 &&
+               std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (set.empty()) return false;
+    std::size_t start = 0;
+    while (start <= set.size()) {
+        std::size_t end = std::min(set.find(',', start), set.size());
+        std::string item = set.substr(start, end - start);
+        auto dash = item.find('-');
+        std::string lo = item.substr(0, dash);
+        std::string hi = dash == std::string::npos ? lo : item.substr(dash + 1);
+        if (!number(lo) || !number(hi) || std::stoi(lo) > std::stoi(hi)) return false;
+        start = end + 1;
+    }
+    return true;
+}
+
 bool isValidHostname(const std::string &name) {
     if (name.empty() || name.size() > 64 || name[0] == '-' || name[0] == '.') return false;
     return std::all_of(name.begin(), name.end(), [](char c) {

@@ -316,3 +316,25 @@ TEST(SpecOptionsTest, MemoryBelowTheRequest) {
 }
 
 } // namespace
+
+TEST(SpecOptionsTest, CgroupRequestFlags) {
+    json s = applied(R"({"memory": "64Mi", "memory_reservation": "16Mi", "cpu_shares": 512,
+                         "cpuset_cpus": "0-1,3"})");
+    EXPECT_EQ(s["resources"]["requests"]["memory"], 16 * 1024 * 1024);
+    EXPECT_EQ(s["resources"]["requests"]["cpu"], 500); // 512 of 1024 shares: half a CPU
+    EXPECT_EQ(s["resources"]["cpuset"], "0-1,3");
+    auto refused = [](const char *opts) {
+        try {
+            applied(opts);
+        } catch (const mobileops::core::Error &e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    EXPECT_EQ(refused(R"({"cpuset_cpus": "3-1"})"),
+              "invalid --cpuset-cpus `3-1`: expected a CPU list such as `0-3,6`");
+    EXPECT_EQ(refused(R"({"cpu_shares": 1})"), "invalid --cpu-shares `1`: expected 2 to 262144");
+    EXPECT_EQ(refused(R"({"memory": "16Mi", "memory_reservation": "32Mi"})"),
+              "invalid --memory-reservation `32Mi`: above the limit spec.resources.limits.memory "
+              "(16777216)");
+}

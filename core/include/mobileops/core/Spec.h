@@ -123,6 +123,8 @@ bool isValidName(const std::string &name);
 bool isValidUtf8(std::string_view text);
 // 1 to 64 characters: letters, digits, `-`, `_`, `.`, not starting with `-` or `.`.
 bool isValidHostname(const std::string &name);
+// A CPU list such as `0-3,6`.
+bool isValidCpuList(const std::string &list);
 
 // Editing a runtime spec: set K in process.env (replacing an earlier K).
 void setEnv(nlohmann::json &spec, const std::string &name, const std::string &value);
