@@ -11,6 +11,7 @@ packages="
   libgtest-dev libgmock-dev googletest
   busybox-static
   crun runc hyperfine
+  qemu-system-x86 linux-image-amd64 cpio
   iproute2 util-linux procps
   clang-format clang-tidy
 "
