@@ -20,9 +20,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace mobileops::nsruntime;
@@ -101,6 +103,13 @@ public:
     }
     void pause(const std::string &ref) {
         call([&](mo_error *e) { return _rt->pause(_rt->self, ref.c_str(), e); });
+    }
+    void resume(const std::string &ref) {
+        call([&](mo_error *e) { return _rt->resume(_rt->self, ref.c_str(), e); });
+    }
+    json stats(const std::string &ref) {
+        return output(
+            [&](mo_buffer *b, mo_error *e) { return _rt->stats(_rt->self, ref.c_str(), b, e); });
     }
     void update(const std::string &ref, const json &resources) {
         call([&](mo_error *e) {
@@ -554,6 +563,8 @@ TEST_F(RuntimeTest, PauseNeedsTheCgroupService) {
     EXPECT_EQ(errorOf([&] { _rt->pause("t14"); }), "pause needs the cgroup service");
     EXPECT_EQ(errorOf([&] { _rt->update("t14", json::object()); }),
               "update needs the cgroup service");
+    EXPECT_EQ(errorOf([&] { _rt->stats("t14"); }), "stats needs the cgroup service");
+    EXPECT_FALSE(_rt->state("t14").contains("cgroup"));
 }
 
 // The plugin as the core loads it: entry point, init with the host table, the service's
@@ -628,6 +639,309 @@ TEST_F(RuntimeTest, CoreUserAndUnlimitedRlimitReachTheProcess) {
     EXPECT_EQ(errorOf([&] { _rt->create(s); }),
               "group `nosuch` not found in the container's /etc/group");
     EXPECT_EQ(errorOf([&] { _rt->state("nogroup"); }), "no such container `nogroup`");
+}
+
+// Containers with the cgroup service (the build's cgroup.so): each in its own cgroup
+// `mobileops/<id>` on every hierarchy the service uses, which is also the root of its
+// cgroup namespace.
+namespace {
+
+std::vector<std::string> splitOn(const std::string &s, char sep) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    for (std::string part; std::getline(in, part, sep);) out.push_back(part);
+    return out;
+}
+
+// One line of /proc/PID/cgroup: "4:memory:/mobileops/<id>".
+struct CgroupLine {
+    std::string controllers, path;
+};
+std::vector<CgroupLine> cgroupLines(const std::string &text) {
+    std::vector<CgroupLine> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        auto a = line.find(':'), b = line.find(':', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        out.push_back({line.substr(a + 1, b - a - 1), line.substr(b + 1)});
+    }
+    return out;
+}
+
+// The mountpoint of the hierarchy named by a /proc/PID/cgroup controllers field ("" is
+// cgroup2), from this process's mountinfo.
+std::string mountOf(const std::string &controllers) {
+    std::istringstream in(slurp("/proc/self/mountinfo"));
+    for (std::string line; std::getline(in, line);) {
+        auto dash = line.find(" - ");
+        if (dash == std::string::npos) continue;
+        auto fields = splitOn(line.substr(0, dash), ' ');
+        auto tail = splitOn(line.substr(dash + 3), ' ');
+        if (fields.size() < 5 || tail.size() < 3) continue;
+        if (controllers.empty() && tail[0] == "cgroup2") return fields[4];
+        if (controllers.empty() || tail[0] != "cgroup") continue;
+        auto opts = splitOn(tail[2], ',');
+        bool all = true;
+        for (const auto &c : splitOn(controllers, ','))
+            all = all && std::find(opts.begin(), opts.end(), c) != opts.end();
+        if (all) return fields[4];
+    }
+    return "";
+}
+
+// The container's cgroup directories, from its init's /proc/PID/cgroup seen from here.
+std::vector<std::string> cgroupDirs(pid_t pid, const std::string &id) {
+    std::vector<std::string> out;
+    for (const auto &l : cgroupLines(slurp("/proc/" + std::to_string(pid) + "/cgroup")))
+        if (l.path.size() >= id.size() + 11 &&
+            l.path.compare(l.path.size() - id.size() - 11, std::string::npos,
+                           "/mobileops/" + id) == 0) {
+            std::string mount = mountOf(l.controllers);
+            if (!mount.empty()) out.push_back(mount + l.path);
+        }
+    return out;
+}
+
+std::string dirWith(const std::vector<std::string> &dirs, const std::string &file) {
+    for (const auto &d : dirs)
+        if (std::filesystem::exists(d + "/" + file)) return d;
+    return "";
+}
+
+std::vector<pid_t> procsOf(const std::string &dir) {
+    std::vector<pid_t> out;
+    std::istringstream in(slurp(dir + "/cgroup.procs"));
+    for (long p; in >> p;) out.push_back(static_cast<pid_t>(p));
+    return out;
+}
+
+size_t logLines(const std::string &path) {
+    std::istringstream in(slurp(path));
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);)
+        if (line.find(" stdout F ") != std::string::npos) ++n;
+    return n;
+}
+
+class CgroupRuntimeTest : public RuntimeTest {
+protected:
+    void SetUp() override {
+        RuntimeTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        if (!hasCgroupService())
+            GTEST_SKIP() << "no cgroup plugin in the build's plugin directory";
+    }
+    // Wait until `pred` holds, up to `ms`.
+    bool eventually(const std::function<bool()> &pred, int ms = 5000) {
+        for (int i = 0; i < ms / 10; ++i) {
+            if (pred()) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        return pred();
+    }
+};
+
+} // namespace
+
+TEST_F(CgroupRuntimeTest, EveryContainerHasACgroupThatIsItsNamespaceRoot) {
+    json st = boot(spec("cg1", {"/bin/sh", "-c", "cat /proc/self/cgroup; exec sleep 100"}));
+    std::string id = st["id"];
+    EXPECT_EQ(st["cgroup"], "mobileops/" + id) << "no resources asked, still a cgroup";
+    std::vector<std::string> dirs = cgroupDirs(st["pid"], id);
+    EXPECT_GE(dirs.size(), 3u) << slurp("/proc/" + std::to_string(st["pid"].get<int>()) + "/cgroup");
+    for (const auto &d : dirs)
+        EXPECT_NE(std::find(procsOf(d).begin(), procsOf(d).end(), st["pid"].get<pid_t>()),
+                  procsOf(d).end())
+            << d;
+    EXPECT_TRUE(dirWith(dirs, "memory.limit_in_bytes").size() ||
+                dirWith(dirs, "memory.max").size());
+    // What the init saw: the root of every hierarchy is its own cgroup.
+    ASSERT_TRUE(eventually([&] { return logLines(logPath(id)) > 0; }));
+    std::string log = slurp(logPath(id));
+    size_t lines = 0;
+    for (const auto &line : splitOn(log, '\n')) {
+        if (line.find(" stdout F ") == std::string::npos) continue;
+        ++lines;
+        EXPECT_EQ(line.substr(line.size() - 2), ":/") << line;
+    }
+    EXPECT_GE(lines, dirs.size()) << log;
+
+    // exec joins the same cgroup before its namespaces: `/` everywhere too.
+    Capture out;
+    Stdio stdio;
+    stdio.out = out.fd;
+    EXPECT_EQ(_rt->exec("cg1", {{"args", {"/bin/cat", "/proc/self/cgroup"}}}, stdio), 0);
+    auto seen = cgroupLines(out.text());
+    EXPECT_GE(seen.size(), dirs.size());
+    for (const auto &l : seen) EXPECT_EQ(l.path, "/") << out.text();
+
+    // A foreground run too.
+    Capture fg;
+    stdio.out = fg.fd;
+    EXPECT_EQ(_rt->run(spec("cg1fg", {"/bin/cat", "/proc/self/cgroup"}), stdio, true), 0);
+    for (const auto &l : cgroupLines(fg.text())) EXPECT_EQ(l.path, "/") << fg.text();
+
+    _rt->remove("cg1", true);
+    for (const auto &d : dirs) EXPECT_FALSE(std::filesystem::exists(d)) << d << " left behind";
+}
+
+TEST_F(CgroupRuntimeTest, KillAllStopAndDeleteLeaveNothingOfAForkingTree) {
+    // Without a PID namespace only the cgroup knows every process; one escapes its
+    // parent by a double fork.
+    const char *tree = "trap '' TERM; sleep 100 & sleep 100 & (sleep 100 &); wait; sleep 100";
+    json s = spec("cg2", {"/bin/sh", "-c", tree});
+    s["namespaces"] = {{"pid", false}};
+    json st = boot(s);
+    std::string id = st["id"];
+    std::vector<std::string> dirs = cgroupDirs(st["pid"], id);
+    ASSERT_FALSE(dirs.empty());
+    ASSERT_TRUE(eventually([&] { return procsOf(dirs[0]).size() >= 4; })) << dirs[0];
+    std::vector<pid_t> procs = procsOf(dirs[0]);
+    _rt->kill("cg2", SIGKILL, true);
+    for (pid_t p : procs) EXPECT_FALSE(processAlive(p, 0)) << "pid " << p << " survived";
+    for (const auto &d : dirs)
+        EXPECT_TRUE(!std::filesystem::exists(d) || procsOf(d).empty()) << d;
+    EXPECT_EQ(_rt->wait("cg2"), 137) << _rt->state("cg2").dump();
+
+    // stop: the init ignores SIGTERM, the final SIGKILL goes to the whole cgroup.
+    s["name"] = "cg3";
+    st = boot(s);
+    dirs = cgroupDirs(st["pid"], st["id"]);
+    ASSERT_FALSE(dirs.empty());
+    ASSERT_TRUE(eventually([&] { return procsOf(dirs[0]).size() >= 4; }));
+    procs = procsOf(dirs[0]);
+    _rt->stop("cg3", 1);
+    for (pid_t p : procs) EXPECT_FALSE(processAlive(p, 0)) << "pid " << p << " survived stop";
+    EXPECT_EQ(_rt->state("cg3")["exit_code"], 137);
+
+    // remove --force of a running tree, then no directory on any hierarchy.
+    s["name"] = "cg4";
+    st = boot(s);
+    dirs = cgroupDirs(st["pid"], st["id"]);
+    ASSERT_TRUE(eventually([&] { return procsOf(dirs[0]).size() >= 4; }));
+    procs = procsOf(dirs[0]);
+    _rt->remove("cg4", true);
+    for (pid_t p : procs) EXPECT_FALSE(processAlive(p, 0)) << "pid " << p << " survived remove";
+    _rt->remove("cg2", false);
+    _rt->remove("cg3", false);
+    for (const std::string &name : {id, st["id"].get<std::string>()}) {
+        for (const auto &l : cgroupLines(slurp("/proc/self/cgroup"))) {
+            std::string mount = mountOf(l.controllers);
+            if (mount.empty()) continue;
+            EXPECT_FALSE(std::filesystem::exists(mount + "/mobileops/" + name))
+                << mount << "/mobileops/" << name << " left behind";
+        }
+    }
+}
+
+TEST_F(CgroupRuntimeTest, PauseStopsACounterAndResumeRestartsIt) {
+    json s = spec("cg5", {"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"});
+    s["process"]["init"] = true; // ends on SIGTERM
+    boot(s);
+    std::string log = logPath(_rt->state("cg5")["id"]);
+    ASSERT_TRUE(eventually([&] { return logLines(log) > 3; }));
+    _rt->pause("cg5");
+    EXPECT_EQ(_rt->state("cg5")["status"], "paused");
+    EXPECT_EQ(_rt->list(false).at(0)["status"], "paused");
+    EXPECT_EQ(errorOf([&] { _rt->pause("cg5"); }), "container `cg5` is already paused");
+    EXPECT_TRUE(_rt->stats("cg5")["frozen"].get<bool>());
+    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // output in flight
+    size_t before = logLines(log);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    EXPECT_EQ(logLines(log), before) << "the counter ran while paused";
+    _rt->resume("cg5");
+    EXPECT_EQ(_rt->state("cg5")["status"], "running");
+    EXPECT_EQ(errorOf([&] { _rt->resume("cg5"); }), "container `cg5` is not paused");
+    EXPECT_TRUE(eventually([&] { return logLines(log) > before + 3; }, 2000));
+    // A paused container stops without waiting for the timeout.
+    _rt->pause("cg5");
+    auto t0 = std::chrono::steady_clock::now();
+    _rt->stop("cg5", 10);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5);
+    EXPECT_EQ(_rt->state("cg5")["status"], "stopped");
+}
+
+TEST_F(CgroupRuntimeTest, UpdateChangesTheLiveMemoryLimit) {
+    json s = spec("cg6", {"/bin/sleep", "100"});
+    s["resources"] = {{"limits", {{"memory", 64 << 20}, {"pids", 50}}}};
+    json st = boot(s);
+    std::vector<std::string> dirs = cgroupDirs(st["pid"], st["id"]);
+    std::string file = "memory.limit_in_bytes";
+    std::string dir = dirWith(dirs, file);
+    if (dir.empty()) dir = dirWith(dirs, file = "memory.max");
+    ASSERT_FALSE(dir.empty());
+    EXPECT_EQ(std::stoll(slurp(dir + "/" + file)), 64 << 20);
+    _rt->update("cg6", {{"limits", {{"memory", 128 << 20}}}});
+    EXPECT_EQ(std::stoll(slurp(dir + "/" + file)), 128 << 20);
+    json res = _rt->state("cg6")["spec"]["resources"];
+    EXPECT_EQ(res["limits"]["memory"], 128 << 20) << res.dump();
+    EXPECT_EQ(res["limits"]["pids"], 50) << "an update merges into the recorded resources";
+    EXPECT_EQ(_rt->stats("cg6")["memory"]["limit"], 128 << 20);
+}
+
+TEST_F(CgroupRuntimeTest, StatsCarryRealFigures) {
+    json st = boot(spec("cg7", {"/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); "
+                                                 "done; exec sleep 100"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    json stats = _rt->stats("cg7");
+    EXPECT_EQ(stats["id"], st["id"]);
+    EXPECT_EQ(stats["name"], "cg7");
+    EXPECT_GT(stats["cpu"].value("usage_ns", int64_t(0)), 10'000'000) << stats.dump();
+    EXPECT_GT(stats["memory"].value("current", int64_t(0)), 0) << stats.dump();
+    EXPECT_GE(stats["pids"].value("current", 0), 1) << stats.dump();
+    EXPECT_FALSE(stats["frozen"].get<bool>());
+    _rt->stop("cg7", 0);
+    try {
+        _rt->stats("cg7");
+        FAIL() << "stats of a stopped container";
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), MO_E_STATE);
+        EXPECT_STREQ(e.what(), "container `cg7` is not running");
+    }
+}
+
+TEST_F(CgroupRuntimeTest, OomKilledContainerIsRecordedWith137) {
+    // dd's 100MB block is written to as it reads /dev/zero: past 32Mi, the OOM killer.
+    json s = spec("cg8", {"/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"});
+    s["resources"] = {{"limits", {{"memory", 32 << 20}}}};
+    boot(s);
+    EXPECT_EQ(_rt->wait("cg8"), 137);
+    json st = _rt->state("cg8");
+    EXPECT_EQ(st["exit_code"], 137);
+    EXPECT_EQ(st.value("oom_killed", false), true) << st.dump();
+
+    // Foreground: run records it.
+    s["name"] = "cg9";
+    Stdio stdio;
+    EXPECT_EQ(_rt->run(s, stdio, false), 137);
+    st = _rt->state("cg9");
+    EXPECT_EQ(st.value("oom_killed", false), true) << st.dump();
+
+    // An ordinary SIGKILL is not an OOM kill.
+    boot(spec("cg10", {"/bin/sleep", "100"}));
+    _rt->kill("cg10", SIGKILL, false);
+    EXPECT_EQ(_rt->wait("cg10"), 137);
+    EXPECT_FALSE(_rt->state("cg10").contains("oom_killed"));
+}
+
+TEST_F(CgroupRuntimeTest, PidsLimitCapsAForkLoop) {
+    // A failed fork ends the subshell; the container goes on.
+    json s = spec("cg11", {"/bin/sh", "-c",
+                           "(for i in $(seq 40); do sleep 100 & echo started; done); exec sleep 100"});
+    s["resources"] = {{"limits", {{"pids", 20}}}};
+    json st = boot(s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    json stats = _rt->stats("cg11");
+    EXPECT_EQ(stats["pids"]["limit"], 20) << stats.dump();
+    EXPECT_LE(stats["pids"]["current"].get<int>(), 20) << stats.dump();
+    EXPECT_GE(stats["pids"]["current"].get<int>(), 10) << stats.dump();
+    EXPECT_LE(_rt->top("cg11").size(), 20u);
+    std::string log = slurp(logPath(st["id"]));
+    EXPECT_NE(log.find("fork"), std::string::npos) << "the shell reports failed forks: " << log;
+    size_t started = 0;
+    for (size_t at = 0; (at = log.find("F started", at)) != std::string::npos; ++at) ++started;
+    EXPECT_LT(started, 20u) << log;
+    EXPECT_GE(started, 10u) << log;
 }
 
 int main(int argc, char **argv) {

@@ -65,7 +65,7 @@ int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *
 }
 
 int execInContainer(Syscalls &sys, pid_t pid, uint64_t startTime, const ProcessSpec &process,
-                    const Stdio &stdio) {
+                    const Stdio &stdio, const std::function<void(pid_t)> &afterClone) {
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd < 0) throw Error(MO_E_STATE, "the container is not running");
     struct Closer {
@@ -81,7 +81,7 @@ int execInContainer(Syscalls &sys, pid_t pid, uint64_t startTime, const ProcessS
         pty = Pty::openInContainer(pid, pidfd, process.user.uid,
                                    firstTerminal({stdio.in, stdio.out, stdio.err}));
     ChildIo io = childIoFor(stdio, terminal, pty);
-    ChildProcess child = launchInside(sys, pid, pidfd, process, io);
+    ChildProcess child = launchInside(sys, pid, pidfd, process, io, afterClone);
     pty.closeSlave();
     return superviseForeground(child, stdio, terminal ? &pty : nullptr, nullptr);
 }

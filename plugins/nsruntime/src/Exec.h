@@ -43,8 +43,9 @@ ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty);
 int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal);
 
 // Run `process` inside the container whose init is `pid` (started at `startTime`).
+// `afterClone` as for launchInside (the cgroup attach).
 int execInContainer(Syscalls &sys, pid_t pid, uint64_t startTime, const ProcessSpec &process,
-                    const Stdio &stdio);
+                    const Stdio &stdio, const std::function<void(pid_t)> &afterClone = {});
 
 template <typename Fn>
 int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, Fn &&beforeWait,

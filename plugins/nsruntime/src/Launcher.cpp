@@ -101,18 +101,26 @@ bool parentGone(pid_t parent) {
     execContainerProcess(sys, process, report);
 }
 
+// Block until the parent wrote its byte on the sync pipe; exit quietly when it gave up.
+void awaitParent(int syncRead) {
+    char c;
+    ssize_t n;
+    do n = ::read(syncRead, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) ::_exit(kExitSetupFailed);
+    ::close(syncRead);
+}
+
 [[noreturn]] void containerChild(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                                  int report, int syncRead, int devNull, bool dieWithParent,
-                                 pid_t parent) {
+                                 pid_t parent, bool lateCgroupNs) {
     try {
         if (syncRead >= 0) {
-            // Wait for the parent to write our uid/gid maps.
-            char c;
-            ssize_t n;
-            do n = ::read(syncRead, &c, 1);
-            while (n < 0 && errno == EINTR);
-            if (n != 1) ::_exit(kExitSetupFailed);
-            ::close(syncRead);
+            // Wait for the parent to write our uid/gid maps and move us to our cgroup.
+            awaitParent(syncRead);
+            // Only now: the namespace's root is the cgroup we were just moved to.
+            if (lateCgroupNs)
+                check(sys.unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace");
             if (spec.userns()) {
                 check(sys.setresgid(0, 0, 0), "become root in the user namespace");
                 check(sys.setresuid(0, 0, 0), "become root in the user namespace");
@@ -212,16 +220,19 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     const pid_t parent = ::getpid();
 
+    // Cloned straight into a new cgroup namespace, the child would see the cgroup of
+    // its parent (the monitor) as its root rather than its own.
+    const bool lateCgroupNs = options.afterClone && spec.namespaces.cgroup;
     int pidfd = -1;
     struct clone_args args = {};
-    args.flags = cloneFlags(spec) | CLONE_PIDFD;
+    args.flags = (cloneFlags(spec) & ~(lateCgroupNs ? CLONE_NEWCGROUP : 0UL)) | CLONE_PIDFD;
     args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
     args.exit_signal = SIGCHLD;
     long pid = sys.clone3(&args);
     if (pid == 0) {
         report.read.release();
         containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
-                       options.dieWithParent, parent);
+                       options.dieWithParent, parent, lateCgroupNs);
     }
     if (pid < 0) throw sysError("clone the container process", static_cast<int>(-pid));
     ChildProcess child(static_cast<pid_t>(pid), pidfd);
@@ -256,7 +267,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
 }
 
 ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec &process,
-                          const ChildIo &io) {
+                          const ChildIo &io, const std::function<void(pid_t)> &afterClone) {
     static const struct {
         const char *name;
         int flag;
@@ -277,6 +288,8 @@ ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec
                    ::stat("/proc/self/ns/pid", &b) == 0 && a.st_ino != b.st_ino;
 
     Pipe report;
+    std::optional<Pipe> sync;
+    if (afterClone) sync.emplace();
     OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     OwnedFd ownPidns;
@@ -296,6 +309,7 @@ ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec
     if (child == 0) {
         try {
             report.read.release();
+            if (sync) awaitParent(sync->read.fd); // in the container's cgroup first
             if (join) check(sys.setns(pidfd, join), "join the container's namespaces");
             setupStdio(io, devNull.fd);
             applyProcessSettings(sys, process);
@@ -309,7 +323,22 @@ ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec
     ChildProcess proc(static_cast<pid_t>(child), childPidfd);
     (void)self;
     report.write.reset();
-    awaitExec(proc, report.read.fd);
+    try {
+        if (sync) {
+            sync->read.reset();
+            afterClone(proc.pid());
+            char c = 1;
+            if (::write(sync->write.fd, &c, 1) != 1) throw sysError("wake the exec process", errno);
+            sync->write.reset();
+        }
+        awaitExec(proc, report.read.fd);
+    } catch (...) {
+        if (!proc.waited()) {
+            proc.kill(SIGKILL);
+            proc.wait();
+        }
+        throw;
+    }
     return proc;
 }
 

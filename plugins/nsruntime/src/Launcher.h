@@ -7,6 +7,8 @@
 #include "Spec.h"
 #include "Syscalls.h"
 
+#include <nlohmann/json.hpp>
+
 #include <sys/types.h>
 
 #include <functional>
@@ -37,8 +39,14 @@ struct ChildIo {
 struct LaunchOptions {
     bool dieWithParent = false; // PR_SET_PDEATHSIG(SIGKILL): foreground run
     // Called in the parent after the clone, before the child may build its root or exec
-    // (the cgroup service attaches the pid here). Throwing aborts the launch.
+    // (the cgroup service attaches the pid here). Throwing aborts the launch. With it, a
+    // new cgroup namespace is made by the child only after this returned, so its root is
+    // the cgroup the child was moved to.
     std::function<void(pid_t)> afterClone;
+    // Called by whoever reaped the container's init (the monitor, a foreground run) with
+    // the signal that killed it (0: it exited, or never started); returns fields to add
+    // to the recorded exit ({"oom_killed": true}). Releases the container's cgroup.
+    std::function<nlohmann::json(int signal)> afterExit;
 };
 
 // A running child (container init or exec'd process). Owns its pidfd; does not kill on
@@ -76,9 +84,11 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                     const LaunchOptions &options = {});
 
 // Start `process` inside the namespaces of the running container whose init is `pid`
-// (`pidfd` refers to it).
+// (`pidfd` refers to it). `afterClone` (the cgroup service's attach) runs in the parent
+// before the child joins any namespace.
 ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec &process,
-                          const ChildIo &io);
+                          const ChildIo &io,
+                          const std::function<void(pid_t)> &afterClone = {});
 
 // launch + wait: the engine's foreground run without any state. Returns the exit status.
 int runContainer(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io);

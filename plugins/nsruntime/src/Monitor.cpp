@@ -78,6 +78,7 @@ void writeAll(int fd, const std::string &s) {
         try {
             child = launch(sys, spec, io, options);
         } catch (const LaunchError &e) {
+            if (options.afterExit) options.afterExit(0);
             Host::Transaction tx(host);
             if (auto rec = host.get(kContainerKind, id)) {
                 markStopped(*rec, e.exitStatus(), 0);
@@ -98,6 +99,7 @@ void writeAll(int fd, const std::string &s) {
             if (!rec) {
                 child.kill(SIGKILL);
                 child.wait();
+                if (options.afterExit) options.afterExit(SIGKILL);
                 writeReport(report, MO_E_NOT_FOUND, kExitSetupFailed,
                             "container " + quote(id.substr(0, 12)) + " was removed while starting");
                 ::_exit(0);
@@ -113,6 +115,7 @@ void writeAll(int fd, const std::string &s) {
             rec->erase("exit_code");
             rec->erase("signal");
             rec->erase("error");
+            rec->erase("oom_killed");
             host.put(kContainerKind, id, rec->value("name", ""), *rec);
             tx.commit();
         }
@@ -120,12 +123,21 @@ void writeAll(int fd, const std::string &s) {
         ::close(report);
 
         LogWriter log(logFd);
-        struct pollfd fds[2] = {{spec.process.terminal ? pty.master() : out[0], POLLIN, 0},
-                                {err[0], POLLIN, 0}};
+        // The init's exit is watched too: processes it left behind (no PID namespace) may
+        // hold the output pipes open, and only the cgroup's release ends them.
+        struct pollfd fds[3] = {{spec.process.terminal ? pty.master() : out[0], POLLIN, 0},
+                                {err[0], POLLIN, 0},
+                                {options.afterExit ? child.pidfd() : -1, POLLIN, 0}};
         int open = 2;
+        int signal = 0, code = 0;
+        json exit = json::object();
+        auto reap = [&] {
+            code = child.wait(&signal);
+            if (options.afterExit) exit = options.afterExit(signal);
+        };
         char buf[16384];
         while (open > 0) {
-            int n = ::poll(fds, 2, -1);
+            int n = ::poll(fds, 3, -1);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) break;
             for (int i = 0; i < 2; ++i) {
@@ -139,14 +151,18 @@ void writeAll(int fd, const std::string &s) {
                     --open;
                 }
             }
+            if (fds[2].fd >= 0 && (fds[2].revents & POLLIN)) {
+                fds[2].fd = -1;
+                reap();
+            }
         }
-        int signal = 0;
-        int code = child.wait(&signal);
+        if (!child.waited()) reap();
         while (::waitpid(-1, nullptr, WNOHANG) > 0) {
         }
         Host::Transaction tx(host);
         if (auto rec = host.get(kContainerKind, id); rec && rec->value("pid", 0) == child.pid()) {
             markStopped(*rec, code, signal);
+            rec->update(exit);
             host.put(kContainerKind, id, rec->value("name", ""), *rec);
         }
         tx.commit();

@@ -41,6 +41,7 @@ public:
         _iface.update = &update;
         _iface.wait = &wait;
         _iface.gc = &gc;
+        _iface.stats = &stats;
         service(MO_SERVICE_RUNTIME, "namespace", &_iface);
         for (const char *f : {"nsruntime.userns", "nsruntime.init", "nsruntime.pidfd-exec",
                               "nsruntime.pty", "nsruntime.monitor"})
@@ -180,6 +181,9 @@ private:
             int s = rt.wait(ref(r));
             if (status) *status = s;
         });
+    }
+    static int stats(void *p, const char *r, mo_buffer *out, mo_error *err) {
+        return guard(p, err, [&](Runtime &rt) { output(self(p), out, rt.stats(ref(r))); });
     }
     static int gc(void *p, mo_buffer *out, mo_error *err) {
         return guard(p, err, [&](Runtime &rt) { output(self(p), out, rt.gc()); });

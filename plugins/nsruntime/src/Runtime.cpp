@@ -85,6 +85,54 @@ std::vector<std::string> mergeEnv(std::vector<std::string> env,
     return env;
 }
 
+std::string cgroupPath(const std::string &id) { return "mobileops/" + id; }
+
+// The service's JSON output of `fn`; throws Error with its message.
+template <typename Fn> json cgroupOutput(const Host &host, Fn &&fn) {
+    mo_buffer buf = MO_BUFFER_INIT;
+    mo_error err = MO_ERROR_INIT;
+    int rc = fn(&buf, &err);
+    std::string text(buf.data ? buf.data : "", buf.len);
+    host.api()->buffer_free(&buf);
+    if (rc < 0) throw Error(rc, err.message);
+    try {
+        return json::parse(text);
+    } catch (const json::exception &e) {
+        throw Error(MO_E_INTERNAL, std::string("the cgroup service's output: ") + e.what());
+    }
+}
+
+std::function<void(pid_t)> attacher(const mo_cgroup_service *svc, const std::string &path) {
+    return [svc, path](pid_t pid) {
+        mo_error e = MO_ERROR_INIT;
+        if (int rc = svc->attach(svc->self, path.c_str(), pid, &e); rc < 0)
+            throw Error(rc, "cgroup " + quote(path) + ": " + e.message);
+    };
+}
+
+// After the init exited: was it the OOM killer? Then nothing may stay behind.
+json finishCgroup(const Host &host, const mo_cgroup_service *svc, const std::string &path,
+                  int signal) {
+    json out = json::object();
+    if (signal == SIGKILL && svc->stats) {
+        try {
+            json st = cgroupOutput(host, [&](mo_buffer *b, mo_error *e) {
+                return svc->stats(svc->self, path.c_str(), b, e);
+            });
+            const json &oom = st["memory"]["oom_kills"];
+            if (oom.is_number() && oom.get<int64_t>() > 0) out["oom_killed"] = true;
+        } catch (const std::exception &e) {
+            host.log(MO_LOG_WARNING, "cgroup " + quote(path) + ": " + e.what());
+        }
+    }
+    mo_error err = MO_ERROR_INIT;
+    if (svc->kill) svc->kill(svc->self, path.c_str(), SIGKILL, &err);
+    err = MO_ERROR_INIT;
+    if (svc->destroy && svc->destroy(svc->self, path.c_str(), &err) < 0)
+        host.log(MO_LOG_WARNING, "cgroup " + quote(path) + ": " + err.message);
+    return out;
+}
+
 } // namespace
 
 void checkName(const std::string &name) {
@@ -256,6 +304,8 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         }
     } cleanup{*this, id};
 
+    LaunchOptions options = launchOptions(spec, id, record);
+    if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release
     int signal = 0;
     int exitStatus;
     try {
@@ -272,8 +322,9 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
                 record["started"] = nowTimestamp();
                 _host.put(kContainerKind, id, name, record);
             },
-            &signal, launchOptions(spec, id, record));
+            &signal, options);
     } catch (const LaunchError &e) {
+        if (options.afterExit) options.afterExit(0);
         if (!autoremove) {
             record.erase("creator");
             markStopped(record, e.exitStatus(), 0);
@@ -283,8 +334,10 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         }
         throw;
     }
+    json exit = options.afterExit ? options.afterExit(signal) : json::object();
     if (!autoremove) {
         markStopped(record, exitStatus, signal);
+        record.update(exit);
         _host.put(kContainerKind, id, name, record);
         cleanup.active = false;
     }
@@ -299,6 +352,7 @@ void Runtime::kill(const std::string &ref, int signal, bool all) {
     PidFd init(pid);
     if (!init.valid() || !processAlive(pid, f.record.value("pid_start", uint64_t(0))))
         throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    if (all && killCgroup(f.record, signal)) return;
     if (all && specOf(f.record).namespaces.pid) {
         uint64_t ns = namespaceInode(pid, "pid");
         for (pid_t p : processesInPidNamespace(ns))
@@ -343,9 +397,15 @@ void Runtime::stop(const std::string &ref, uint32_t timeoutSeconds) {
     PidFd init(pid);
     if (init.valid() && processAlive(pid, f.record.value("pid_start", uint64_t(0)))) {
         ContainerSpec spec = specOf(f.record);
+        if (st == status::paused) {
+            // A frozen init would sit on the stop signal until the timeout.
+            const mo_cgroup_service *svc = cgroupService();
+            mo_error err = MO_ERROR_INIT;
+            if (svc && svc->thaw) svc->thaw(svc->self, f.record.value("cgroup", "").c_str(), &err);
+        }
         if (init.signal(spec.stopSignal) < 0 ||
             !init.waitExit(static_cast<int>(timeoutSeconds) * 1000)) {
-            init.signal(SIGKILL);
+            if (!killCgroup(f.record, SIGKILL)) init.signal(SIGKILL);
             if (!init.waitExit(10000))
                 throw Error(MO_E_INTERNAL, "container " + display(f.record) + " survived SIGKILL");
         }
@@ -368,7 +428,7 @@ void Runtime::remove(const std::string &ref, bool force) {
         pid_t pid = f.record.value("pid", 0);
         PidFd init(pid);
         if (init.valid() && processAlive(pid, f.record.value("pid_start", uint64_t(0)))) {
-            init.signal(SIGKILL);
+            if (!killCgroup(f.record, SIGKILL)) init.signal(SIGKILL);
             init.waitExit(10000);
         }
     }
@@ -422,8 +482,12 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
         process.additionalGroups = spec.process.additionalGroups;
     }
     prepareProcess(process, spec.rootfs);
+    std::function<void(pid_t)> join;
+    if (f.record.contains("cgroup"))
+        if (const mo_cgroup_service *svc = cgroupService())
+            join = attacher(svc, f.record.value("cgroup", ""));
     return execInContainer(_sys, f.record.value("pid", 0), f.record.value("pid_start", uint64_t(0)),
-                           process, stdio);
+                           process, stdio, join);
 }
 
 void Runtime::attach(const std::string &ref, const Stdio &stdio) {
@@ -491,9 +555,10 @@ int Runtime::wait(const std::string &ref) {
         PidFd init(f.record.value("pid", 0));
         init.waitExit(-1);
         f.record = awaitRecordedExit(f.id, 5000);
-    } else if (exitPending(f.id)) {
+    } else if (!f.record.contains("exit_code") || exitPending(f.id)) {
         // The init already exited (a zombie its monitor has not reaped yet, or the monitor
-        // is still draining output): find() shows "stopped" without the exit status.
+        // is still draining output): find() shows "stopped" without the exit status. The
+        // monitor may have recorded it since find(): read again.
         f.record = awaitRecordedExit(f.id, 5000);
     }
     return f.record.value("exit_code", -1);
@@ -515,6 +580,7 @@ json Runtime::gc() {
         json rec = r;
         if (reconcile(rec) == Reconciled::changed) {
             reconciled(id, r);
+            releaseCgroup(r); // its monitor is gone: nobody else will
             released.push_back({{"container", id},
                                 {"name", r.value("name", "")},
                                 {"what", "stale running state: marked stopped"}});
@@ -525,6 +591,7 @@ json Runtime::gc() {
         std::string id = entry.path().filename();
         if (id.size() != 64 || !isHex(id)) continue;
         if (_host.get(kContainerKind, id)) continue;
+        releaseCgroup({{"cgroup", cgroupPath(id)}});
         std::error_code rm;
         std::filesystem::remove_all(entry.path(), rm);
         released.push_back({{"container", id}, {"what", "orphaned run directory"}});
@@ -532,25 +599,43 @@ json Runtime::gc() {
     return {{"released", released}};
 }
 
+const mo_cgroup_service *Runtime::cgroupService() const {
+    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
+    return svc && svc->create && svc->attach ? svc : nullptr;
+}
+
 LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::string &id,
                                      json &record) const {
     LaunchOptions options;
-    auto res = spec.raw.find("resources");
-    if (res == spec.raw.end() || !res->is_object() || res->empty()) return options;
-    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
-    if (!svc || !svc->create || !svc->attach) return options; // listed as unapplied by the core
-    const std::string path = "mobileops/" + id;
+    const mo_cgroup_service *svc = cgroupService();
+    if (!svc) return options; // the core lists requested resources as unapplied
+    const std::string path = cgroupPath(id);
+    std::string text;
+    if (auto res = spec.raw.find("resources"); res != spec.raw.end() && res->is_object())
+        text = res->dump();
     mo_error err = MO_ERROR_INIT;
-    std::string text = res->dump();
-    if (int rc = svc->create(svc->self, path.c_str(), text.c_str(), &err); rc < 0)
+    if (int rc = svc->create(svc->self, path.c_str(), text.empty() ? nullptr : text.c_str(), &err);
+        rc < 0)
         throw Error(rc, "cgroup " + quote(path) + ": " + err.message);
     record["cgroup"] = path;
-    options.afterClone = [svc, path](pid_t pid) {
-        mo_error e = MO_ERROR_INIT;
-        if (int rc = svc->attach(svc->self, path.c_str(), pid, &e); rc < 0)
-            throw Error(rc, "cgroup " + quote(path) + ": " + e.message);
+    options.afterClone = attacher(svc, path);
+    Host host = _host;
+    options.afterExit = [host, svc, path](int signal) {
+        return finishCgroup(host, svc, path, signal);
     };
     return options;
+}
+
+bool Runtime::killCgroup(const json &record, int signal) const {
+    std::string path = record.value("cgroup", "");
+    if (path.empty()) return false;
+    const mo_cgroup_service *svc = cgroupService();
+    if (!svc || !svc->kill) return false;
+    mo_error err = MO_ERROR_INIT;
+    int rc = svc->kill(svc->self, path.c_str(), signal, &err);
+    if (rc == MO_E_NOT_FOUND) return false;
+    if (rc < 0) throw Error(rc, "kill " + display(record) + ": " + err.message);
+    return true;
 }
 
 void Runtime::releaseCgroup(const json &record) const {
@@ -559,6 +644,8 @@ void Runtime::releaseCgroup(const json &record) const {
     auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
     if (!svc || !svc->destroy) return;
     mo_error err = MO_ERROR_INIT;
+    if (svc->kill) svc->kill(svc->self, path.c_str(), SIGKILL, &err);
+    err = MO_ERROR_INIT;
     if (svc->destroy(svc->self, path.c_str(), &err) < 0)
         _host.log(MO_LOG_WARNING, "cgroup " + quote(path) + ": " + err.message);
 }
@@ -571,40 +658,103 @@ const mo_cgroup_service *Runtime::cgroup(const char *what) const {
 }
 
 namespace {
-void callCgroup(const Host &host, int (*fn)(void *, const char *, mo_error *), void *self,
-                const std::string &path, const char *what) {
-    if (!fn)
-        throw Error(MO_E_UNSUPPORTED,
-                    std::string(what) + " is not supported by the cgroup service");
+
+void callCgroup(int (*fn)(void *, const char *, mo_error *), void *self, const std::string &path,
+                const std::string &what) {
+    if (!fn) throw Error(MO_E_UNSUPPORTED, what + " is not supported by the cgroup service");
     mo_error err = MO_ERROR_INIT;
-    if (int rc = fn(self, path.c_str(), &err); rc < 0) throw Error(rc, err.message);
-    (void)host;
+    if (int rc = fn(self, path.c_str(), &err); rc < 0) throw Error(rc, what + ": " + err.message);
 }
+
+std::string cgroupOf(const json &record, const char *what) {
+    std::string path = record.value("cgroup", "");
+    if (path.empty())
+        throw Error(MO_E_UNSUPPORTED,
+                    std::string(what) + ": container " + display(record) + " has no cgroup");
+    return path;
+}
+
 } // namespace
+
+void Runtime::setStatus(const std::string &id, pid_t pid, const char *st) const {
+    Host::Transaction tx(_host);
+    auto rec = _host.get(kContainerKind, id);
+    if (!rec || rec->value("pid", 0) != pid) return; // it exited meanwhile
+    std::string now = rec->value("status", "");
+    if (now != status::running && now != status::paused) return;
+    (*rec)["status"] = st;
+    _host.put(kContainerKind, id, rec->value("name", ""), *rec);
+    tx.commit();
+}
 
 void Runtime::pause(const std::string &ref) {
     const mo_cgroup_service *svc = cgroup("pause");
-    Found f = findRunning(ref);
-    if (!f.record.contains("cgroup"))
-        throw Error(MO_E_UNSUPPORTED, "pause: container " + display(f.record) + " has no cgroup");
-    callCgroup(_host, svc->freeze, svc->self, "mobileops/" + f.id, "pause");
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = findRunning(f.id);
+    if (f.record.value("status", "") == status::paused)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is already paused");
+    callCgroup(svc->freeze, svc->self, cgroupOf(f.record, "pause"), "pause");
+    setStatus(f.id, f.record.value("pid", 0), status::paused);
+    _host.event("container.pause", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
 
 void Runtime::resume(const std::string &ref) {
     const mo_cgroup_service *svc = cgroup("resume");
-    Found f = findRunning(ref);
-    callCgroup(_host, svc->thaw, svc->self, "mobileops/" + f.id, "resume");
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = findRunning(f.id);
+    if (f.record.value("status", "") != status::paused)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not paused");
+    callCgroup(svc->thaw, svc->self, cgroupOf(f.record, "resume"), "resume");
+    setStatus(f.id, f.record.value("pid", 0), status::running);
+    _host.event("container.resume", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
 
 void Runtime::update(const std::string &ref, const json &resources) {
     const mo_cgroup_service *svc = cgroup("update");
-    Found f = findRunning(ref);
+    if (!resources.is_object())
+        throw Error(MO_E_INVALID, "invalid resources: expected a JSON object");
+    Found f = find(ref);
+    auto lock = _host.lock("container/" + f.id);
+    f = findRunning(f.id);
+    std::string path = cgroupOf(f.record, "update");
     if (!svc->update)
         throw Error(MO_E_UNSUPPORTED, "update is not supported by the cgroup service");
     mo_error err = MO_ERROR_INIT;
     std::string text = resources.dump();
-    if (int rc = svc->update(svc->self, ("mobileops/" + f.id).c_str(), text.c_str(), &err); rc < 0)
-        throw Error(rc, err.message);
+    if (int rc = svc->update(svc->self, path.c_str(), text.c_str(), &err); rc < 0)
+        throw Error(rc, "update " + display(f.record) + ": " + err.message);
+    // The next start applies the same limits.
+    Host::Transaction tx(_host);
+    auto rec = _host.get(kContainerKind, f.id);
+    if (!rec) return;
+    json &spec = (*rec)["spec"];
+    if (!spec.contains("resources") || !spec["resources"].is_object())
+        spec["resources"] = json::object();
+    spec["resources"].merge_patch(resources);
+    _host.put(kContainerKind, f.id, rec->value("name", ""), *rec);
+    tx.commit();
+    _host.event("container.update", {{"id", f.id}, {"name", f.record.value("name", "")}});
+}
+
+json Runtime::stats(const std::string &ref) {
+    const mo_cgroup_service *svc = cgroup("stats");
+    Found f = findRunning(ref);
+    std::string path = cgroupOf(f.record, "stats");
+    if (!svc->stats) throw Error(MO_E_UNSUPPORTED, "stats is not supported by the cgroup service");
+    json out;
+    try {
+        out = cgroupOutput(_host, [&](mo_buffer *b, mo_error *e) {
+            return svc->stats(svc->self, path.c_str(), b, e);
+        });
+    } catch (const Error &e) {
+        throw Error(e.code(), "stats " + display(f.record) + ": " + e.what());
+    }
+    if (!out.is_object()) out = json::object();
+    out["id"] = f.id;
+    out["name"] = f.record.value("name", "");
+    return out;
 }
 
 } // namespace mobileops::nsruntime

@@ -37,7 +37,11 @@ public:
     // Need the cgroup service; MO_E_UNSUPPORTED without it.
     void pause(const std::string &ref);
     void resume(const std::string &ref);
+    // Applies `resources` (spec.resources form, merged as a JSON merge patch) to the live
+    // cgroup and keeps the result in the record's spec.resources.
     void update(const std::string &ref, const nlohmann::json &resources);
+    // The cgroup service's usage JSON plus {id, name}.
+    nlohmann::json stats(const std::string &ref);
 
     std::string containerDir(const std::string &id) const;
     std::string logPath(const std::string &id) const { return containerDir(id) + "/output.log"; }
@@ -62,13 +66,24 @@ private:
     // "stopped", without exit_code or finished.
     bool exitPending(const std::string &id) const;
     void release(const std::string &id) const;
+    // The cgroup service, or MO_E_UNSUPPORTED "<what> needs the cgroup service".
     const struct mo_cgroup_service *cgroup(const char *what) const;
-    // The hook for the cgroup service: when the spec asks for resources and a cgroup
-    // service exists, create the container's cgroup and attach the child before it runs.
-    // Records the cgroup path in `record`. No lookup (no plugin load) otherwise.
+    // The cgroup service when one is installed and can create and attach, else nullptr.
+    const struct mo_cgroup_service *cgroupService() const;
+    // The hooks for the cgroup service: when one exists, create the container's cgroup
+    // `mobileops/<id>` with the spec's resources, attach the child before it makes its
+    // cgroup namespace, and after the exit note an OOM kill and release the cgroup.
+    // Records the cgroup path in `record`. Without the service, no hooks.
     LaunchOptions launchOptions(const ContainerSpec &spec, const std::string &id,
                                 nlohmann::json &record) const;
+    // Signal every process in the container's cgroup (SIGKILL: returns once all are gone).
+    // False when the container has no cgroup (or it is gone): the caller signals the
+    // processes it knows.
+    bool killCgroup(const nlohmann::json &record, int signal) const;
+    // Kill what is left in the record's cgroup and remove it.
     void releaseCgroup(const nlohmann::json &record) const;
+    // Record the status (paused / running) of a container whose init is still `pid`.
+    void setStatus(const std::string &id, pid_t pid, const char *status) const;
 
     Host _host;
     Syscalls &_sys;

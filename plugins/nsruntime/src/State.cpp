@@ -106,6 +106,7 @@ void markStopped(json &record, int exitCode, int signal) {
     record["exit_code"] = exitCode;
     record["signal"] = signal;
     record["finished"] = nowTimestamp();
+    record.erase("oom_killed");
 }
 
 } // namespace mobileops::nsruntime
