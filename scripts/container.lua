@@ -230,7 +230,8 @@ wf:verb{
       { key = "pid", format = function(v) return (v and v > 0) and tostring(v) or "" end },
       { key = "created" },
       { key = "exit_code", title = "EXIT", format = function(v, row)
-          return row.status == "stopped" and v and tostring(v) or "" end },
+          if row.status ~= "stopped" or not v then return "" end
+          return row.oom_killed and (tostring(v) .. " (OOMKilled)") or tostring(v) end },
     })
   end,
 }

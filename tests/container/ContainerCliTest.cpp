@@ -424,4 +424,39 @@ TEST_F(ContainerCli, TtyHasTheUsersWindowSize) {
     EXPECT_EQ(r.out, "40 120\r\n");
 }
 
+TEST_F(ContainerCli, LimitsStatsPauseUpdateAndOom) {
+    if (mo({"system", "doctor"}).out.find("ok   cgroup") == std::string::npos)
+        GTEST_SKIP() << "no usable cgroup plugin here";
+    ASSERT_EQ(mo({"container", "boot", "busy", "--memory", "64Mi", "--pids-limit", "50", _rootfs,
+                  "/bin/sh", "-c", "while :; do :; done"})
+                  .status,
+              0);
+    auto stats =
+        nlohmann::json::parse(mo({"container", "stats", "--no-stream", "--json", "busy"}).out);
+    ASSERT_EQ(stats.size(), 1u);
+    EXPECT_EQ(stats[0]["memory_limit"], 64 * 1024 * 1024);
+    EXPECT_GT(stats[0]["memory_usage"].get<double>(), 0);
+    EXPECT_GT(stats[0]["cpu_percent"].get<double>(), 10) << stats.dump();
+    EXPECT_EQ(stats[0]["pids"], 1);
+    ASSERT_EQ(mo({"container", "pause", "busy"}).status, 0);
+    EXPECT_EQ(nlohmann::json::parse(mo({"container", "inspect", "busy"}).out)["status"], "paused");
+    stats = nlohmann::json::parse(mo({"container", "stats", "--no-stream", "--json", "busy"}).out);
+    EXPECT_LT(stats[0]["cpu_percent"].get<double>(), 5) << "frozen: no CPU";
+    ASSERT_EQ(mo({"container", "resume", "busy"}).status, 0);
+    ASSERT_EQ(mo({"container", "update", "busy", "--memory", "128Mi"}).status, 0);
+    stats = nlohmann::json::parse(mo({"container", "stats", "--no-stream", "--json", "busy"}).out);
+    EXPECT_EQ(stats[0]["memory_limit"], 128 * 1024 * 1024);
+    EXPECT_EQ(mo({"container", "update", "busy"}).status, 1); // nothing to change
+    EXPECT_EQ(mo({"container", "delete", "--force", "busy"}).status, 0);
+
+    // past --memory 32Mi: killed by the OOM killer, reported as such
+    Result r = mo({"container", "run", "--name", "hog", "--memory", "32Mi", _rootfs, "/bin/sh",
+                   "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"});
+    EXPECT_EQ(r.status, 137) << r.out << r.err;
+    auto state = nlohmann::json::parse(mo({"container", "inspect", "hog"}).out);
+    EXPECT_EQ(state["exit_code"], 137);
+    EXPECT_EQ(state.value("oom_killed", false), true) << state.dump();
+    EXPECT_NE(mo({"container", "list", "--all"}).out.find("137 (OOMKilled)"), std::string::npos);
+}
+
 } // namespace
