@@ -7,6 +7,16 @@ local wf = mo.workflow{
   description = "ROOTFS is a directory holding a root filesystem (the image store comes later).",
 }
 
+-- Resource options of create, boot, run and update.
+local resource_options = {
+  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit, e.g. 512Mi or 1G" },
+  { name = "memory-reservation", type = "string", metavar = "QUANTITY", summary = "memory request (soft limit / memory.low)" },
+  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 or 500m" },
+  { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight (1024 = one CPU's worth)" },
+  { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on, e.g. 0-1" },
+  { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
+}
+
 -- Options shared by create, boot and run; names match mo.spec.apply_options.
 local create_options = {
   { name = "file", short = "f", type = "string", metavar = "SPEC", summary = "VirtualRoot spec (YAML or JSON); flags override it" },
@@ -21,15 +31,11 @@ local create_options = {
   { name = "init", summary = "run a small init as PID 1 that forwards signals and reaps zombies" },
   { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
-  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit, e.g. 512Mi or 1G" },
-  { name = "memory-reservation", type = "string", metavar = "QUANTITY", summary = "memory request (soft limit / memory.low)" },
-  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit, e.g. 1.5 or 500m" },
-  { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight (1024 = one CPU's worth)" },
-  { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on, e.g. 0-1" },
-  { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
   { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
 }
+
+for _, o in ipairs(resource_options) do create_options[#create_options + 1] = o end
 
 local spec_keys = {
   "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
@@ -294,15 +300,6 @@ wf:verb{
   summary = "Thaw a paused container",
   args = ref_arg,
   run = function(_, args) mo.runtime.resume(args.NAME) end,
-}
-
-local resource_options = {
-  { name = "memory", short = "m", type = "string", metavar = "QUANTITY", summary = "memory limit" },
-  { name = "memory-reservation", type = "string", metavar = "QUANTITY", summary = "memory request" },
-  { name = "cpus", type = "string", metavar = "N", summary = "CPU limit" },
-  { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight" },
-  { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on" },
-  { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
 }
 
 wf:verb{

@@ -53,4 +53,13 @@ std::optional<std::uint64_t> Backend::readKey(const std::string &dir, const std:
     return std::nullopt;
 }
 
+void Backend::pidsStats(const std::string &dir, nlohmann::json &out) {
+    nlohmann::json p = nlohmann::json::object();
+    if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;
+    p["limit"] = nlohmann::json();
+    if (auto v = readNumber(dir, "pids.max")) p["limit"] = *v;
+    if (auto v = readKey(dir, "pids.events", "max")) p["limit_hits"] = *v;
+    out["pids"] = p;
+}
+
 } // namespace mobileops::cgroup

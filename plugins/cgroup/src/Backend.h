@@ -39,7 +39,8 @@ public:
     // Fill the stats object's "cpu", "memory", "pids", "io" members for what it owns.
     virtual void cpuStats(const std::string &dir, nlohmann::json &out) = 0;
     virtual void memoryStats(const std::string &dir, nlohmann::json &out) = 0;
-    virtual void pidsStats(const std::string &dir, nlohmann::json &out) = 0;
+    // The pids controller has the same files on v1 and v2.
+    void pidsStats(const std::string &dir, nlohmann::json &out);
     virtual void ioStats(const std::string &dir, nlohmann::json &out) = 0;
 
     // Freezer: v1 freezer.state, v2 cgroup.freeze. Both wait until the kernel reports

@@ -114,15 +114,6 @@ public:
         out["memory"] = m;
     }
 
-    void pidsStats(const std::string &dir, json &out) override {
-        json p = json::object();
-        if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;
-        p["limit"] = json();
-        if (auto v = readNumber(dir, "pids.max")) p["limit"] = *v;
-        if (auto v = readKey(dir, "pids.events", "max")) p["limit_hits"] = *v;
-        out["pids"] = p;
-    }
-
     void ioStats(const std::string &dir, json &out) override {
         // "MAJ:MIN Read N" lines, summed over devices; "Total N" closes the file.
         auto sum = [&](const char *file, const char *op) -> std::optional<std::uint64_t> {

@@ -113,15 +113,6 @@ public:
         out["memory"] = m;
     }
 
-    void pidsStats(const std::string &dir, json &out) override {
-        json p = json::object();
-        if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;
-        p["limit"] = json();
-        if (auto v = readNumber(dir, "pids.max")) p["limit"] = *v;
-        if (auto v = readKey(dir, "pids.events", "max")) p["limit_hits"] = *v;
-        out["pids"] = p;
-    }
-
     void ioStats(const std::string &dir, json &out) override {
         // "MAJ:MIN rbytes=N wbytes=N rios=N wios=N dbytes=N dios=N" per device.
         auto text = read(dir, "io.stat");
