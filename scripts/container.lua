@@ -15,6 +15,20 @@ local resource_options = {
   { name = "cpu-shares", type = "int", metavar = "N", summary = "relative CPU weight (1024 = one CPU's worth)" },
   { name = "cpuset-cpus", type = "string", metavar = "LIST", summary = "CPUs to run on, e.g. 0-1" },
   { name = "pids-limit", type = "int", summary = "maximum number of processes (-1: none)" },
+  { name = "memory-swap", type = "string", metavar = "QUANTITY", summary = "memory plus swap limit (-1: unlimited swap); needs --memory" },
+  { name = "memory-swappiness", type = "int", metavar = "0..100", summary = "swap tendency (cgroup v1 only)" },
+  { name = "blkio-weight", type = "int", metavar = "10..1000", summary = "relative block I/O weight" },
+  { name = "device-read-bps", type = "list", metavar = "DEVICE:RATE", summary = "read rate limit of a block device, e.g. /dev/vda:1mb" },
+  { name = "device-write-bps", type = "list", metavar = "DEVICE:RATE", summary = "write rate limit of a block device, e.g. /dev/vda:1mb" },
+  { name = "device-read-iops", type = "list", metavar = "DEVICE:N", summary = "read operations per second limit of a block device" },
+  { name = "device-write-iops", type = "list", metavar = "DEVICE:N", summary = "write operations per second limit of a block device" },
+}
+
+-- Their keys as mo.spec.apply_options names them.
+local resource_keys = {
+  "memory", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus", "pids_limit",
+  "memory_swap", "memory_swappiness", "blkio_weight",
+  "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
 }
 
 -- Options shared by create, boot and run; names match mo.spec.apply_options.
@@ -41,6 +55,8 @@ local spec_keys = {
   "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
   "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
   "memory_reservation", "cpu_shares", "cpuset_cpus",
+  "memory_swap", "memory_swappiness", "blkio_weight",
+  "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
   "runtime",
 }
 
@@ -54,6 +70,9 @@ end
 local cgroup_flags = {
   ["--memory"] = true, ["--memory-reservation"] = true, ["--cpus"] = true,
   ["--cpu-shares"] = true, ["--cpuset-cpus"] = true, ["--pids-limit"] = true,
+  ["--memory-swap"] = true, ["--memory-swappiness"] = true, ["--blkio-weight"] = true,
+  ["--device-read-bps"] = true, ["--device-write-bps"] = true,
+  ["--device-read-iops"] = true, ["--device-write-iops"] = true,
 }
 
 local function providers_of(kind)
@@ -309,8 +328,9 @@ wf:verb{
   args = ref_arg,
   run = function(opts, args)
     local o, given = {}, false
-    for _, k in ipairs({ "memory", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus", "pids_limit" }) do
-      if opts[k] ~= nil then o[k] = opts[k]; given = true end
+    for _, k in ipairs(resource_keys) do
+      local v = opts[k]
+      if v ~= nil and not (type(v) == "table" and #v == 0) then o[k] = v; given = true end
     end
     if not given then mo.error("update: give at least one resource option; see `mobileops container update --help`") end
     local spec = mo.spec.apply_options(nil, o)

@@ -2,8 +2,14 @@
 // VirtualRoot file they may come with.
 #include "mobileops/core/Spec.h"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 namespace mobileops::core::spec {
@@ -158,6 +164,129 @@ void setLimit(json &spec, const char *key, const std::string &text, const char *
     if (!limits.is_object()) limits = json::object();
     limits[field] = value;
     addUnapplied(spec, flagName(key));
+}
+
+json &resourcesOf(json &spec) {
+    json &resources = spec["resources"];
+    if (!resources.is_object()) resources = json::object();
+    return resources;
+}
+
+// A rate in bytes as docker reads it: a number with an optional unit b, k, kb, kib, m,
+// mb, mib, g, ... in any case, all powers of 1024 ("1mb", "10MiB", "512k", "4096").
+std::uint64_t parseRate(const char *key, const std::string &flag, const std::string &text) {
+    size_t end = 0;
+    while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.'))
+        ++end;
+    std::string number = text.substr(0, end), unit = text.substr(end);
+    std::transform(unit.begin(), unit.end(), unit.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (unit.size() > 1 && unit.back() == 'b') unit.pop_back();
+    if (unit.size() > 1 && unit.back() == 'i') unit.pop_back();
+    static const std::string kUnits = "kmgtp";
+    int power = 0;
+    if (unit.size() == 1 && unit != "b") {
+        auto at = kUnits.find(unit[0]);
+        if (at == std::string::npos) power = -1;
+        else power = static_cast<int>(at) + 1;
+    } else if (!unit.empty() && unit != "b") {
+        power = -1;
+    }
+    bool numeric = !number.empty() && number != "." &&
+                   std::count(number.begin(), number.end(), '.') <= 1 && number.size() <= 20;
+    if (!numeric || power < 0)
+        badFlag(key, flag, quote(text) + " is not a rate in bytes such as `1mb` or `10MiB`");
+    double bytes = std::ceil(std::stod(number) * std::pow(1024.0, power));
+    if (bytes < 1) badFlag(key, flag, "a rate of at least 1 byte per second is needed");
+    if (bytes > static_cast<double>(kMaxStorage))
+        badFlag(key, flag, quote(text) + " is above the maximum `8Pi`");
+    return static_cast<std::uint64_t>(bytes);
+}
+
+// --device-read-bps /dev/vda:1mb -> the device's throttle entry (one per device, the
+// runtime spec's resources.deviceThrottle) gets readBps.
+void addDeviceThrottle(json &spec, const char *key, const char *field, bool bytes,
+                       const std::string &text) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+        badFlag(key, text, "expected DEVICE:RATE such as `/dev/vda:1mb`");
+    std::string device = text.substr(0, colon), rate = text.substr(colon + 1);
+    if (device[0] != '/') badFlag(key, text, quote(device) + " is not an absolute path");
+    struct stat st {};
+    if (::stat(device.c_str(), &st) != 0)
+        badFlag(key, text, quote(device) + ": " + std::strerror(errno));
+    if (!S_ISBLK(st.st_mode)) badFlag(key, text, quote(device) + " is not a block device");
+    std::int64_t value;
+    if (bytes) {
+        value = static_cast<std::int64_t>(parseRate(key, text, rate));
+    } else {
+        bool digits = rate.size() <= 15 && std::all_of(rate.begin(), rate.end(), [](char c) {
+                          return c >= '0' && c <= '9';
+                      });
+        if (!digits || std::stoll(rate) < 1)
+            badFlag(key, text, quote(rate) + " is not a positive number of operations");
+        value = std::stoll(rate);
+    }
+    json &list = resourcesOf(spec)["deviceThrottle"];
+    if (!list.is_array()) list = json::array();
+    std::int64_t major = ::major(st.st_rdev), minor = ::minor(st.st_rdev);
+    for (auto &entry : list) {
+        if (entry.is_object() && entry.value("major", -1) == major &&
+            entry.value("minor", -1) == minor) {
+            entry[field] = value;
+            addUnapplied(spec, flagName(key));
+            return;
+        }
+    }
+    list.push_back({{"device", device}, {"major", major}, {"minor", minor}, {field, value}});
+    addUnapplied(spec, flagName(key));
+}
+
+void applyResourceExtras(json &spec, const Options &o) {
+    if (auto swap = o.numberText("memory_swap")) {
+        json &resources = resourcesOf(spec);
+        auto limits = resources.find("limits");
+        bool haveMemory = limits != resources.end() && limits->is_object() &&
+                          limits->contains("memory") && (*limits)["memory"].is_number();
+        if (!haveMemory)
+            badFlag("memory_swap", *swap, "needs a memory limit (--memory) as well");
+        if (*swap == "-1") {
+            resources["memorySwap"] = -1;
+        } else {
+            std::uint64_t bytes = 0;
+            try {
+                bytes = parseQuantity(*swap);
+            } catch (const InvalidValue &e) {
+                badFlag("memory_swap", e);
+            }
+            if (bytes > kMaxMemory) badFlag("memory_swap", *swap, "above the maximum `1Pi`");
+            auto memory = (*limits)["memory"].get<std::int64_t>();
+            if (static_cast<std::int64_t>(bytes) < memory)
+                badFlag("memory_swap", *swap,
+                        "below the memory limit (" + std::to_string(memory) +
+                            "); --memory-swap is memory plus swap, or -1 for unlimited swap");
+            resources["memorySwap"] = bytes;
+        }
+        addUnapplied(spec, "--memory-swap");
+    }
+    if (auto swappiness = o.numberText("memory_swappiness")) {
+        resourcesOf(spec)["memorySwappiness"] =
+            integerFlag("memory_swappiness", *swappiness, 0, 100, "expected 0 to 100");
+        addUnapplied(spec, "--memory-swappiness");
+    }
+    if (auto weight = o.numberText("blkio_weight")) {
+        resourcesOf(spec)["blkioWeight"] =
+            integerFlag("blkio_weight", *weight, 10, 1000, "expected 10 to 1000");
+        addUnapplied(spec, "--blkio-weight");
+    }
+    for (const auto &t : o.strings("device_read_bps"))
+        addDeviceThrottle(spec, "device_read_bps", "readBps", true, t);
+    for (const auto &t : o.strings("device_write_bps"))
+        addDeviceThrottle(spec, "device_write_bps", "writeBps", true, t);
+    for (const auto &t : o.strings("device_read_iops"))
+        addDeviceThrottle(spec, "device_read_iops", "readIops", false, t);
+    for (const auto &t : o.strings("device_write_iops"))
+        addDeviceThrottle(spec, "device_write_iops", "writeIops", false, t);
 }
 
 void applyNetwork(json &spec, const std::string &mode) {
@@ -361,6 +490,7 @@ void applyAll(json &spec, const Options &o) {
         removeUnapplied(spec, "spec.resources.cpuset");
         addUnapplied(spec, "--cpuset-cpus");
     }
+    applyResourceExtras(spec, o);
     if (auto timeout = o.numberText("stop_timeout"))
         spec["stopTimeout"] = integerFlag("stop_timeout", *timeout, 0, kMaxStopTimeout,
                                           "expected seconds from 0 to 86400");

@@ -150,13 +150,18 @@ int FakeCgroupFs::mkdir(const std::string &path) {
             files["memory.current"] = "4096";
             files["memory.peak"] = "8192";
             files["memory.events"] = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0";
+            files["memory.swap.max"] = "max";
         }
         if (enabled.count("pids")) {
             files["pids.max"] = "max";
             files["pids.current"] = "0";
         }
         if (enabled.count("cpuset")) files["cpuset.cpus"] = "";
-        if (enabled.count("io")) files["io.stat"] = "";
+        if (enabled.count("io")) {
+            files["io.stat"] = "";
+            files["io.max"] = "";
+            files["io.bfq.weight"] = "default 100"; // a bfq host: no blk-iocost io.weight
+        }
     } else {
         files["tasks"] = "";
         const auto &c = m->controllers;
@@ -176,6 +181,8 @@ int FakeCgroupFs::mkdir(const std::string &path) {
             files["memory.usage_in_bytes"] = "4096";
             files["memory.max_usage_in_bytes"] = "8192";
             files["memory.oom_control"] = "oom_kill_disable 0\nunder_oom 0\noom_kill 0";
+            files["memory.memsw.limit_in_bytes"] = "9223372036854771712";
+            files["memory.swappiness"] = "60";
         }
         if (c.count("pids")) {
             files["pids.max"] = "max";
@@ -190,6 +197,9 @@ int FakeCgroupFs::mkdir(const std::string &path) {
             files["blkio.throttle.io_service_bytes_recursive"] =
                 "8:0 Read 4096\n8:0 Write 8192\nTotal 12288";
             files["blkio.throttle.io_serviced_recursive"] = "8:0 Read 1\n8:0 Write 2\nTotal 3";
+            files["blkio.bfq.weight"] = "100"; // a bfq host: no cfq blkio.weight
+            for (const char *f : {"read_bps", "write_bps", "read_iops", "write_iops"})
+                files[std::string("blkio.throttle.") + f + "_device"] = "";
         }
     }
     for (const auto &[name, value] : files)

@@ -97,6 +97,90 @@ TEST(FakeTree, UnifiedEnablesControllersDownThePath) {
     EXPECT_FALSE(std::filesystem::exists(d));
 }
 
+Settings swapAndIo(const char *extra = "") {
+    return parseResources(json::parse(std::string(R"({
+        "limits": {"memory": 67108864}, "memorySwap": 134217728, "blkioWeight": 300,
+        "deviceThrottle": [{"device": "/dev/vda", "major": 254, "minor": 0, "readBps": 1048576,
+                            "writeBps": 2097152, "readIops": 100, "writeIops": 0}])") +
+                                      extra + "}"));
+}
+
+TEST(FakeTree, HybridSwapSwappinessAndBlkio) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", swapAndIo(R"(, "memorySwappiness": 10)"));
+    std::string r = fake.root() + "/sys/fs/cgroup";
+    std::string m = r + "/memory/mobileops/ct", b = r + "/blkio/mobileops/ct";
+    EXPECT_EQ(fake.get(m + "/memory.limit_in_bytes"), "67108864");
+    EXPECT_EQ(fake.get(m + "/memory.memsw.limit_in_bytes"), "134217728");
+    EXPECT_EQ(fake.get(m + "/memory.swappiness"), "10");
+    EXPECT_EQ(fake.get(b + "/blkio.bfq.weight"), "300");
+    EXPECT_EQ(fake.get(b + "/blkio.throttle.read_bps_device"), "254:0 1048576");
+    EXPECT_EQ(fake.get(b + "/blkio.throttle.write_bps_device"), "254:0 2097152");
+    EXPECT_EQ(fake.get(b + "/blkio.throttle.read_iops_device"), "254:0 100");
+    EXPECT_EQ(fake.get(b + "/blkio.throttle.write_iops_device"), "254:0 0"); // 0: no limit
+
+    // memory+swap grows first, shrinks last: memory <= memory+swap at every step
+    fake.writes.clear();
+    cg.update("ct", parseResources(json::parse(
+                        R"({"limits": {"memory": 268435456}, "memorySwap": 536870912})")));
+    ASSERT_EQ(fake.writes.size(), 2u);
+    EXPECT_EQ(fake.writes[0].second, "536870912");
+    EXPECT_EQ(fake.writes[1].second, "268435456");
+    fake.writes.clear();
+    cg.update("ct", parseResources(json::parse(
+                        R"({"limits": {"memory": 33554432}, "memorySwap": 67108864})")));
+    ASSERT_EQ(fake.writes.size(), 2u);
+    EXPECT_EQ(fake.writes[0].second, "33554432");
+    EXPECT_EQ(fake.writes[1].second, "67108864");
+    cg.update("ct", parseResources(json::parse(R"({"memorySwap": -1})")));
+    EXPECT_EQ(fake.get(m + "/memory.memsw.limit_in_bytes"), "-1");
+
+    // a host whose I/O scheduler has no weight (mq-deadline, kyber, none)
+    std::filesystem::remove(b + "/blkio.bfq.weight");
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.update("ct", parseResources(json::parse(R"({"blkioWeight": 50})"))); },
+                     &msg),
+              MO_E_UNSUPPORTED);
+    EXPECT_EQ(msg, "update cgroup `ct`: blkio weight: neither `blkio.weight` nor "
+                   "`blkio.bfq.weight` exists (they need the bfq or cfq I/O scheduler)");
+    cg.destroy("ct");
+}
+
+TEST(FakeTree, UnifiedSwapAndIoMax) {
+    FakeCgroupFs fake(testing::unifiedMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", swapAndIo());
+    std::string d = fake.root() + "/sys/fs/cgroup/mobileops/ct";
+    EXPECT_EQ(fake.get(d + "/memory.max"), "67108864");
+    EXPECT_EQ(fake.get(d + "/memory.swap.max"), "67108864"); // 128Mi total minus 64Mi memory
+    EXPECT_EQ(fake.get(d + "/io.bfq.weight"), "300");
+    EXPECT_EQ(fake.get(d + "/io.max"), "254:0 rbps=1048576 wbps=2097152 riops=100 wiops=max");
+    // swap alone: the memory part comes from memory.max
+    cg.update("ct", parseResources(json::parse(R"({"memorySwap": 100663296})")));
+    EXPECT_EQ(fake.get(d + "/memory.swap.max"), "33554432");
+    cg.update("ct", parseResources(json::parse(R"({"memorySwap": -1})")));
+    EXPECT_EQ(fake.get(d + "/memory.swap.max"), "max");
+
+    std::string msg;
+    EXPECT_EQ(codeOf([&] {
+                  cg.update("ct", parseResources(json::parse(R"({"memorySwappiness": 0})")));
+              },
+                     &msg),
+              MO_E_UNSUPPORTED);
+    EXPECT_EQ(msg, "update cgroup `ct`: --memory-swappiness: cgroup v2 has no swappiness (memory "
+                   "is on the v2 hierarchy `" +
+                       fake.root() + "/sys/fs/cgroup`)");
+    cg.destroy("ct");
+
+    // refused on create before anything is made
+    EXPECT_EQ(codeOf([&] {
+                  cg.create("ct2", parseResources(json::parse(R"({"memorySwappiness": 0})")));
+              }),
+              MO_E_UNSUPPORTED);
+    EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/mobileops/ct2"));
+}
+
 TEST(FakeTree, RelativeParentNestsBelowOwnCgroup) {
     FakeCgroupFs fake(testing::hybridMounts());
     Cgroups cg(fake.layout(), fake, {"mobileops-test"});

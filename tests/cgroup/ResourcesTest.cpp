@@ -68,6 +68,48 @@ TEST(Resources, BadValuesNameTheField) {
     EXPECT_EQ(errorOf(json::parse("[]")), "invalid `resources`: expected an object, not an array");
 }
 
+TEST(Resources, SwapBlkioAndDeviceThrottle) {
+    Settings s = parseResources(json::parse(R"({
+        "limits": {"memory": 67108864}, "memorySwap": 134217728, "memorySwappiness": 0,
+        "blkioWeight": 500,
+        "deviceThrottle": [{"device": "/dev/vda", "major": 254, "minor": 0, "readBps": 1048576,
+                            "writeIops": 50}]})"));
+    EXPECT_EQ(**s.memorySwap, 134217728);
+    EXPECT_EQ(**s.memorySwappiness, 0);
+    EXPECT_EQ(**s.blkioWeight, 500);
+    ASSERT_EQ(s.deviceThrottle->size(), 1u);
+    const DeviceThrottle &t = s.deviceThrottle->front();
+    EXPECT_EQ(t.device, "/dev/vda");
+    EXPECT_EQ(t.major, 254u);
+    EXPECT_EQ(t.minor, 0u);
+    EXPECT_EQ(*t.readBps, 1048576u);
+    EXPECT_EQ(*t.writeIops, 50u);
+    EXPECT_FALSE(t.writeBps || t.readIops);
+    EXPECT_TRUE(s.io());
+
+    Settings unlimited = parseResources(json::parse(R"({"memorySwap": -1})"));
+    ASSERT_TRUE(unlimited.memorySwap.has_value());
+    EXPECT_FALSE(unlimited.memorySwap->has_value());
+
+    EXPECT_EQ(errorOf(json::parse(R"({"limits": {"memory": 67108864}, "memorySwap": 33554432})")),
+              "invalid `memorySwap`: `33554432` is below the memory limit `67108864` (it is "
+              "memory plus swap)");
+    EXPECT_EQ(errorOf(json::parse(R"({"memorySwappiness": 101})")),
+              "invalid `memorySwappiness`: `101` is above the maximum `100`");
+    EXPECT_EQ(errorOf(json::parse(R"({"blkioWeight": 5})")),
+              "invalid `blkioWeight`: `5` is below the `10` minimum");
+    EXPECT_EQ(errorOf(json::parse(R"({"deviceThrottle": {}})")),
+              "invalid `deviceThrottle`: expected an array, not an object");
+    EXPECT_EQ(errorOf(json::parse(R"({"deviceThrottle": [{"major": 8}]})")),
+              "invalid `deviceThrottle[0]`: expected `major` and `minor` device numbers");
+    EXPECT_EQ(errorOf(json::parse(R"({"deviceThrottle": [{"major": 8, "minor": 0, "rbps": 1}]})")),
+              "unknown resources field `deviceThrottle[0].rbps`");
+    EXPECT_EQ(errorOf(json::parse(R"({"deviceThrottle": [{"major": 8, "minor": 0,
+                                                          "readBps": "1mb"}]})")),
+              "invalid `deviceThrottle[0].readBps`: expected an integer number of bytes per "
+              "second, not a string");
+}
+
 TEST(Resources, CpuConversions) {
     EXPECT_EQ(sharesFromMillis(1000), 1024u);
     EXPECT_EQ(sharesFromMillis(500), 512u);

@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -215,6 +219,78 @@ TEST_F(CgroupRoot, LimitsReadBackFromTheKernelFiles) {
     json s = _cg->stats(kPath);
     EXPECT_EQ(s["memory"]["limit"], 134217728);
     EXPECT_TRUE(s["pids"]["limit"].is_null());
+}
+
+TEST_F(CgroupRoot, SwapLimitLandsOrIsUnsupported) {
+    if (!_layout.owner("memory")) GTEST_SKIP() << "no memory controller here";
+    Settings s = parseResources(json::parse(
+        R"({"limits": {"memory": 67108864}, "memorySwap": 134217728})"));
+    std::string msg;
+    int rc = codeOf([&] { _cg->create(kPath, s); }, &msg);
+    if (rc == MO_E_UNSUPPORTED) {
+        EXPECT_NE(msg.find(v1("memory") ? "memory.memsw.limit_in_bytes" : "memory.swap.max"),
+                  std::string::npos)
+            << msg;
+        return;
+    }
+    ASSERT_EQ(rc, 0) << msg;
+    if (v1("memory")) {
+        EXPECT_EQ(file("memory", "memory.memsw.limit_in_bytes"), "134217728");
+        _cg->update(kPath, parseResources(json::parse(R"({"memorySwappiness": 7})")));
+        EXPECT_EQ(file("memory", "memory.swappiness"), "7");
+        // both grow: memory+swap must go first or the kernel refuses the memory limit
+        _cg->update(kPath, parseResources(json::parse(
+                               R"({"limits": {"memory": 268435456}, "memorySwap": 536870912})")));
+        EXPECT_EQ(file("memory", "memory.limit_in_bytes"), "268435456");
+        EXPECT_EQ(file("memory", "memory.memsw.limit_in_bytes"), "536870912");
+    } else {
+        EXPECT_EQ(file("memory", "memory.swap.max"), "67108864");
+        EXPECT_EQ(codeOf([&] {
+                      _cg->update(kPath, parseResources(json::parse(R"({"memorySwappiness": 7})")));
+                  }),
+                  MO_E_UNSUPPORTED);
+    }
+}
+
+TEST_F(CgroupRoot, BlkioWeightAndThrottleLandOrAreUnsupported) {
+    if (!_layout.owner("blkio")) GTEST_SKIP() << "no blkio / io controller here";
+    // The disk holding `/`; throttles take whole disks only.
+    struct stat st {};
+    ASSERT_EQ(::stat("/", &st), 0);
+    std::string dev = std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev));
+    if (major(st.st_dev) == 0 || ::access(("/sys/dev/block/" + dev).c_str(), F_OK) != 0 ||
+        ::access(("/sys/dev/block/" + dev + "/partition").c_str(), F_OK) == 0)
+        GTEST_SKIP() << "`/` is not on a whole block device (" << dev << ")";
+    json throttle = {{"major", major(st.st_dev)}, {"minor", minor(st.st_dev)},
+                     {"readBps", 1048576}, {"writeIops", 100}};
+    _cg->create(kPath, parseResources(json{{"deviceThrottle", {throttle}}}));
+    if (v1("blkio")) {
+        EXPECT_EQ(file("blkio", "blkio.throttle.read_bps_device"), dev + " 1048576");
+        EXPECT_EQ(file("blkio", "blkio.throttle.write_iops_device"), dev + " 100");
+    } else {
+        std::string max = file("blkio", "io.max");
+        EXPECT_NE(max.find(dev + " rbps=1048576 wbps=max riops=max wiops=100"), std::string::npos)
+            << max;
+    }
+
+    std::string msg;
+    int rc = codeOf([&] { _cg->update(kPath, parseResources(json{{"blkioWeight", 300}})); }, &msg);
+    if (rc == MO_E_UNSUPPORTED) {
+        EXPECT_NE(msg.find(v1("blkio") ? "`blkio.weight` nor `blkio.bfq.weight`"
+                                       : "`io.weight` nor `io.bfq.weight`"),
+                  std::string::npos)
+            << msg;
+        return;
+    }
+    ASSERT_EQ(rc, 0) << msg;
+    for (const char *f : {"blkio.weight", "blkio.bfq.weight", "io.weight", "io.bfq.weight"}) {
+        std::string text = file("blkio", f);
+        if (!text.empty()) {
+            EXPECT_NE(text.find("300"), std::string::npos) << f << ": " << text;
+            return;
+        }
+    }
+    ADD_FAILURE() << "no weight file holds 300";
 }
 
 TEST_F(CgroupRoot, AttachPutsTheProcessInEveryHierarchy) {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -337,4 +339,99 @@ TEST(SpecOptionsTest, CgroupRequestFlags) {
     EXPECT_EQ(refused(R"({"memory": "16Mi", "memory_reservation": "32Mi"})"),
               "invalid --memory-reservation `32Mi`: above the limit spec.resources.limits.memory "
               "(16777216)");
+}
+
+namespace {
+
+// Any block device of this machine, for the device throttle flags.
+std::string someBlockDevice(unsigned *major = nullptr, unsigned *minor = nullptr) {
+    std::error_code ec;
+    for (const auto &entry : std::filesystem::directory_iterator("/dev", ec)) {
+        struct stat st {};
+        if (::stat(entry.path().c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+            if (major) *major = ::major(st.st_rdev);
+            if (minor) *minor = ::minor(st.st_rdev);
+            return entry.path().string();
+        }
+    }
+    return {};
+}
+
+} // namespace
+
+TEST(SpecOptionsTest, SwapSwappinessAndBlkioWeight) {
+    json s = applied(R"({"memory": "64Mi", "memory_swap": "128Mi", "memory_swappiness": 0,
+                         "blkio_weight": "500"})");
+    EXPECT_EQ(s["resources"]["memorySwap"], 128 * 1024 * 1024);
+    EXPECT_EQ(s["resources"]["memorySwappiness"], 0);
+    EXPECT_EQ(s["resources"]["blkioWeight"], 500);
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--memory", "--memory-swap",
+                                              "--memory-swappiness", "--blkio-weight"])"));
+    EXPECT_EQ(applied(R"({"memory": "64Mi", "memory_swap": -1})")["resources"]["memorySwap"], -1);
+    // the memory limit may come from the spec file
+    json spec = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\n"
+                                 "spec: { resources: { limits: { memory: 64Mi } } }\n",
+                                 "app.yaml");
+    EXPECT_EQ(applied(R"({"memory_swap": "1Gi"})", spec)["resources"]["memorySwap"], 1 << 30);
+
+    EXPECT_EQ(optionError(R"({"memory_swap": "128Mi"})"),
+              "invalid --memory-swap `128Mi`: needs a memory limit (--memory) as well");
+    EXPECT_EQ(optionError(R"({"memory": "64Mi", "memory_swap": "32Mi"})"),
+              "invalid --memory-swap `32Mi`: below the memory limit (67108864); --memory-swap is "
+              "memory plus swap, or -1 for unlimited swap");
+    EXPECT_EQ(optionError(R"({"memory": "64Mi", "memory_swap": "lots"})"),
+              "invalid --memory-swap `lots`: not a quantity");
+    EXPECT_EQ(optionError(R"({"memory_swappiness": 101})"),
+              "invalid --memory-swappiness `101`: expected 0 to 100");
+    EXPECT_EQ(optionError(R"({"blkio_weight": 5})"),
+              "invalid --blkio-weight `5`: expected 10 to 1000");
+    EXPECT_EQ(optionError(R"({"blkio_weight": 1001})"),
+              "invalid --blkio-weight `1001`: expected 10 to 1000");
+}
+
+TEST(SpecOptionsTest, DeviceThrottleFlags) {
+    unsigned major = 0, minor = 0;
+    std::string dev = someBlockDevice(&major, &minor);
+    if (dev.empty()) GTEST_SKIP() << "no block device in /dev";
+    json s = applied(json({{"device_read_bps", {dev + ":1mb"}},
+                           {"device_write_bps", dev + ":10MiB"},
+                           {"device_read_iops", {dev + ":100", dev + ":200"}},
+                           {"device_write_iops", {dev + ":50"}}})
+                         .dump());
+    json expected = {{{"device", dev},         {"major", major},          {"minor", minor},
+                      {"readBps", 1048576},    {"writeBps", 10485760},    {"readIops", 200},
+                      {"writeIops", 50}}};
+    EXPECT_EQ(s["resources"]["deviceThrottle"], expected);
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--device-read-bps", "--device-write-bps",
+                                              "--device-read-iops", "--device-write-iops"])"));
+    auto bps = [&](const std::string &rate) {
+        return applied(json({{"device_read_bps", dev + ":" + rate}}).dump())["resources"]
+                           ["deviceThrottle"][0]["readBps"]
+                               .get<std::uint64_t>();
+    };
+    EXPECT_EQ(bps("4096"), 4096u);
+    EXPECT_EQ(bps("512k"), 512u * 1024);
+    EXPECT_EQ(bps("1.5KB"), 1536u);
+    EXPECT_EQ(bps("2g"), 2ull << 30);
+    EXPECT_EQ(bps("3Mi"), 3u << 20);
+
+    auto error = [](const std::string &key, const std::string &value) {
+        return optionError(json({{key, value}}).dump());
+    };
+    EXPECT_EQ(error("device_read_bps", "/dev/null:1mb"),
+              "invalid --device-read-bps `/dev/null:1mb`: `/dev/null` is not a block device");
+    EXPECT_EQ(error("device_write_bps", "/dev/nope-nothing:1mb"),
+              "invalid --device-write-bps `/dev/nope-nothing:1mb`: `/dev/nope-nothing`: No such "
+              "file or directory");
+    EXPECT_EQ(error("device_read_bps", dev),
+              "invalid --device-read-bps `" + dev +
+                  "`: expected DEVICE:RATE such as `/dev/vda:1mb`");
+    EXPECT_EQ(error("device_read_bps", dev + ":fast"),
+              "invalid --device-read-bps `" + dev +
+                  ":fast`: `fast` is not a rate in bytes such as `1mb` or `10MiB`");
+    EXPECT_EQ(error("device_read_iops", dev + ":1.5"),
+              "invalid --device-read-iops `" + dev +
+                  ":1.5`: `1.5` is not a positive number of operations");
+    EXPECT_EQ(error("device_read_bps", "vda:1mb"),
+              "invalid --device-read-bps `vda:1mb`: `vda` is not an absolute path");
 }

@@ -33,6 +33,10 @@ public:
     virtual void setCpu(const std::string &dir, const Settings &s) = 0;
     virtual void setMemory(const std::string &dir, const Settings &s) = 0;
     virtual void setPids(const std::string &dir, const Settings &s) = 0;
+    // blkio (v1) / io (v2): weight and per-device throttles.
+    virtual void setIo(const std::string &dir, const Settings &s) = 0;
+    // Refuse settings this version has no file for, before anything is made or written.
+    virtual void check(const Settings &) {}
     virtual void setCpuset(const std::string &parent, const std::string &dir,
                            const Settings &s) = 0;
 

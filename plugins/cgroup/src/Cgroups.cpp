@@ -132,28 +132,40 @@ void Cgroups::create(const std::string &path, const Settings &s) {
     if (s.memoryRequest) owner(path, "memory", "memory request");
     if (s.pidsLimit) owner(path, "pids", "pids limit");
     if (s.cpuset) owner(path, "cpuset", "cpuset");
+    if (s.memorySwap) owner(path, "memory", "memory swap limit").backend->check(s);
+    if (s.memorySwappiness) owner(path, "memory", "memory swappiness").backend->check(s);
+    if (s.blkioWeight) owner(path, "blkio", "blkio weight");
+    if (s.deviceThrottle) owner(path, "blkio", "device throttle");
 
     std::vector<std::string> made;
     try {
         for (const Place &p : where) {
-            // Walk down from the mount, making what is missing.
-            std::string dir = p.hierarchy->mountpoint;
-            std::string rel = p.dir.substr(p.hierarchy->mountpoint.size());
-            for (const std::string &part : components(rel)) {
-                std::string child = dir + "/" + part;
-                // v2: every ancestor must hand our controllers down, also existing ones
-                // made before a controller was enabled.
-                p.backend->beforeChild(dir);
-                if (!_fs.exists(child)) {
-                    int rc = _fs.mkdir(child);
-                    if (rc == 0) {
-                        made.push_back(child);
-                        p.backend->afterCreate(dir, child);
-                    } else if (rc != -EEXIST) {
-                        throw sysError("mkdir " + quote(child), -rc);
+            // Walk down from the mount, making what is missing. A shared parent such as
+            // `mobileops` is removed by destroy once empty, so another command may remove
+            // it between our steps: start the walk again on ENOENT.
+            for (int attempt = 0;; ++attempt) {
+                std::string dir = p.hierarchy->mountpoint;
+                std::string rel = p.dir.substr(p.hierarchy->mountpoint.size());
+                int rc = 0;
+                for (const std::string &part : components(rel)) {
+                    std::string child = dir + "/" + part;
+                    // v2: every ancestor must hand our controllers down, also existing
+                    // ones made before a controller was enabled.
+                    p.backend->beforeChild(dir);
+                    if (!_fs.exists(child)) {
+                        rc = _fs.mkdir(child);
+                        if (rc == 0) {
+                            made.push_back(child);
+                            p.backend->afterCreate(dir, child);
+                        } else if (rc == -ENOENT && attempt < 5) {
+                            break;
+                        } else if (rc != -EEXIST) {
+                            throw sysError("mkdir " + quote(child), -rc);
+                        }
                     }
+                    dir = child;
                 }
-                dir = child;
+                if (rc != -ENOENT) break;
             }
         }
         apply(path, s);
@@ -172,9 +184,17 @@ void Cgroups::apply(const std::string &path, const Settings &s) {
         Place p = owner(path, "cpu", s.cpuLimit ? "cpu limit" : "cpu request");
         p.backend->setCpu(p.dir, s);
     }
-    if (s.memoryLimit || s.memoryRequest) {
-        Place p = owner(path, "memory", s.memoryLimit ? "memory limit" : "memory request");
+    if (s.memoryLimit || s.memoryRequest || s.memorySwap || s.memorySwappiness) {
+        Place p = owner(path, "memory",
+                        s.memoryLimit     ? "memory limit"
+                        : s.memorySwap    ? "memory swap limit"
+                        : s.memoryRequest ? "memory request"
+                                          : "memory swappiness");
         p.backend->setMemory(p.dir, s);
+    }
+    if (s.io()) {
+        Place p = owner(path, "blkio", s.blkioWeight ? "blkio weight" : "device throttle");
+        p.backend->setIo(p.dir, s);
     }
     if (s.pidsLimit) {
         Place p = owner(path, "pids", "pids limit");
@@ -410,6 +430,13 @@ void Cgroups::destroy(const std::string &path) {
                                                                     " processes remain") +
                                             ": " + pidList(left));
             throw sysError("destroy cgroup " + quote(path) + ": rmdir " + quote(p.dir), -rc);
+        }
+        // Shared parents of `path` (`mobileops` of `mobileops/<id>`) go once empty; one
+        // still in use refuses with EBUSY or ENOTEMPTY, which is fine.
+        std::string dir = p.dir;
+        for (size_t levels = components(path).size(); levels > 1; --levels) {
+            dir = dir.substr(0, dir.rfind('/'));
+            if (_fs.rmdir(dir) < 0) break;
         }
     }
 }

@@ -46,6 +46,52 @@ void unknown(const std::string &field) {
     throw Error(MO_E_INVALID, "unknown resources field " + quote(field));
 }
 
+std::vector<DeviceThrottle> deviceThrottle(const json &value) {
+    std::vector<DeviceThrottle> out;
+    if (value.is_null()) return out;
+    if (!value.is_array())
+        invalid("deviceThrottle", std::string("expected an array, not ") + kindOf(value));
+    for (size_t i = 0; i < value.size(); ++i) {
+        const json &item = value[i];
+        std::string at = "deviceThrottle[" + std::to_string(i) + "]";
+        object(item, at);
+        DeviceThrottle t;
+        bool major = false, minor = false;
+        auto rate = [&](const json &v, const std::string &field, const char *unit) {
+            Setting n = integer(v, field, unit, 0, INT64_MAX, "`0`");
+            return *n ? std::optional<std::uint64_t>(static_cast<std::uint64_t>(**n))
+                      : std::optional<std::uint64_t>();
+        };
+        for (const auto &[name, v] : item.items()) {
+            std::string field = at + "." + name;
+            if (name == "device") {
+                if (!v.is_string())
+                    invalid(field, std::string("expected a device path, not ") + kindOf(v));
+                t.device = v.get<std::string>();
+            } else if (name == "major" || name == "minor") {
+                Setting n = integer(v, field, "device numbers", 0, 0xfffff, "`0`");
+                if (!*n) invalid(field, "expected a device number, not null");
+                (name == "major" ? t.major : t.minor) = static_cast<std::uint32_t>(**n);
+                (name == "major" ? major : minor) = true;
+            } else if (name == "readBps") {
+                t.readBps = rate(v, field, "bytes per second");
+            } else if (name == "writeBps") {
+                t.writeBps = rate(v, field, "bytes per second");
+            } else if (name == "readIops") {
+                t.readIops = rate(v, field, "operations per second");
+            } else if (name == "writeIops") {
+                t.writeIops = rate(v, field, "operations per second");
+            } else {
+                unknown(field);
+            }
+        }
+        if (!major || !minor) invalid(at, "expected `major` and `minor` device numbers");
+        if (t.device.empty()) t.device = std::to_string(t.major) + ":" + std::to_string(t.minor);
+        out.push_back(t);
+    }
+    return out;
+}
+
 } // namespace
 
 bool isCpuList(const std::string &text) {
@@ -103,10 +149,27 @@ Settings parseResources(const json &resources) {
             std::string list = value.get<std::string>();
             if (!isCpuList(list)) invalid(key, quote(list) + " is not a CPU list such as `0-3,6`");
             s.cpuset = list;
+        } else if (key == "memorySwap") {
+            if (value.is_number_integer() && value.get<std::int64_t>() == -1)
+                s.memorySwap = std::optional<std::int64_t>();
+            else
+                s.memorySwap = integer(value, key, "bytes", kMinMemory, INT64_MAX, "4Mi");
+        } else if (key == "memorySwappiness") {
+            s.memorySwappiness = integer(value, key, "percent", 0, 100, "`0`");
+        } else if (key == "blkioWeight") {
+            s.blkioWeight = integer(value, key, "weight units", 10, 1000, "`10`");
+        } else if (key == "deviceThrottle") {
+            s.deviceThrottle = deviceThrottle(value);
         } else {
             unknown(key);
         }
     }
+    if (s.memorySwap && *s.memorySwap && s.memoryLimit && *s.memoryLimit &&
+        **s.memorySwap < **s.memoryLimit)
+        invalid("memorySwap", quote(std::to_string(**s.memorySwap)) +
+                                  " is below the memory limit " +
+                                  quote(std::to_string(**s.memoryLimit)) +
+                                  " (it is memory plus swap)");
     return s;
 }
 

@@ -3,7 +3,10 @@
 //
 //   {"requests": {"cpu": 500, "memory": 1073741824, "storage": ...},
 //    "limits": {"cpu": 2000, "memory": 4294967296, "storage": ..., "pids": 100},
-//    "cpuset": "0-3,6"}
+//    "cpuset": "0-3,6", "memorySwap": 8589934592 (memory plus swap; -1 unlimited),
+//    "memorySwappiness": 10, "blkioWeight": 500,
+//    "deviceThrottle": [{"device": "/dev/vda", "major": 254, "minor": 0, "readBps": 1048576,
+//                        "writeBps": ..., "readIops": ..., "writeIops": ...}]}
 //
 // A field left out is left as it is (create: the kernel's default); on update a field
 // given as null is reset to "no limit" (cpu weight back to the default).
@@ -16,12 +19,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mobileops::cgroup {
 
 // Absent: leave alone. Present and nullopt: no limit / the default. Present with a value:
 // set it.
 using Setting = std::optional<std::optional<std::int64_t>>;
+
+// Rate limits of one block device: v1 blkio.throttle.{read,write}_{bps,iops}_device, v2
+// io.max. A rate left out is left as it is.
+struct DeviceThrottle {
+    std::string device; // the path it was given as, for messages
+    std::uint32_t major = 0, minor = 0;
+    std::optional<std::uint64_t> readBps, writeBps, readIops, writeIops;
+};
 
 struct Settings {
     Setting cpuLimit;      // millicores: CFS quota over period (v1 cfs_quota_us, v2 cpu.max)
@@ -30,10 +42,18 @@ struct Settings {
     Setting memoryRequest; // bytes: v1 memory.soft_limit_in_bytes, v2 memory.low
     Setting pidsLimit;     // v1 and v2 pids.max
     std::optional<std::string> cpuset; // cpuset.cpus
+    // bytes of memory plus swap: v1 memory.memsw.limit_in_bytes, v2 memory.swap.max (the
+    // swap part alone: this minus the memory limit)
+    Setting memorySwap;
+    Setting memorySwappiness; // v1 memory.swappiness; cgroup v2 has none
+    Setting blkioWeight;      // v1 blkio.weight or blkio.bfq.weight, v2 io.weight or io.bfq.weight
+    std::optional<std::vector<DeviceThrottle>> deviceThrottle;
 
     bool empty() const {
-        return !cpuLimit && !cpuRequest && !memoryLimit && !memoryRequest && !pidsLimit && !cpuset;
+        return !cpuLimit && !cpuRequest && !memoryLimit && !memoryRequest && !pidsLimit &&
+               !cpuset && !memorySwap && !memorySwappiness && !blkioWeight && !deviceThrottle;
     }
+    bool io() const { return blkioWeight || deviceThrottle; }
 };
 
 inline constexpr std::int64_t kMinMemory =

@@ -1,6 +1,8 @@
 // cgroup v1: one hierarchy per controller (or a few co-mounted), files named after their
 // controller. Limits: cpu.cfs_quota_us/cfs_period_us, cpu.shares, memory.limit_in_bytes,
-// memory.soft_limit_in_bytes, pids.max, cpuset.cpus; freezer.state for freeze.
+// memory.soft_limit_in_bytes, memory.memsw.limit_in_bytes, memory.swappiness, pids.max,
+// cpuset.cpus, blkio.weight / blkio.bfq.weight, blkio.throttle.*_device; freezer.state
+// for freeze.
 #include "Backend.h"
 #include "Errors.h"
 
@@ -53,9 +55,30 @@ public:
     }
 
     void setMemory(const std::string &dir, const Settings &s) override {
-        if (s.memoryLimit)
-            write(dir, "memory.limit_in_bytes",
-                  *s.memoryLimit ? std::to_string(**s.memoryLimit) : std::string("-1"));
+        if (s.memorySwap && !_fs.exists(dir + "/memory.memsw.limit_in_bytes"))
+            throw Error(MO_E_UNSUPPORTED,
+                        "memory swap limit: `memory.memsw.limit_in_bytes` is missing (swap "
+                        "accounting is off: boot with `swapaccount=1`)");
+        if (s.memorySwappiness && !_fs.exists(dir + "/memory.swappiness"))
+            throw Error(MO_E_UNSUPPORTED, "memory swappiness: `memory.swappiness` is missing");
+        auto limit = [](const Setting &v) {
+            return *v ? std::to_string(**v) : std::string("-1");
+        };
+        if (s.memorySwap) {
+            // The kernel keeps memory <= memory+swap at every step: when memory+swap grows,
+            // it goes first; when it shrinks, memory goes first.
+            auto current = readNumber(dir, "memory.memsw.limit_in_bytes");
+            bool growing = !*s.memorySwap ||
+                           (current && static_cast<std::uint64_t>(**s.memorySwap) >= *current);
+            if (growing) write(dir, "memory.memsw.limit_in_bytes", limit(*s.memorySwap));
+            if (s.memoryLimit) write(dir, "memory.limit_in_bytes", limit(*s.memoryLimit));
+            if (!growing) write(dir, "memory.memsw.limit_in_bytes", limit(*s.memorySwap));
+        } else if (s.memoryLimit) {
+            write(dir, "memory.limit_in_bytes", limit(*s.memoryLimit));
+        }
+        if (s.memorySwappiness)
+            write(dir, "memory.swappiness",
+                  std::to_string(*s.memorySwappiness ? **s.memorySwappiness : 60));
         if (s.memoryRequest)
             write(dir, "memory.soft_limit_in_bytes",
                   *s.memoryRequest ? std::to_string(**s.memoryRequest) : std::string("-1"));
@@ -65,6 +88,38 @@ public:
         if (s.pidsLimit)
             write(dir, "pids.max",
                   *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    }
+
+    void setIo(const std::string &dir, const Settings &s) override {
+        if (s.blkioWeight) {
+            // cfq had blkio.weight; with bfq (Linux 5.0+) the file is blkio.bfq.weight, and
+            // neither exists under mq-deadline, kyber or none.
+            const char *file = _fs.exists(dir + "/blkio.weight")       ? "blkio.weight"
+                               : _fs.exists(dir + "/blkio.bfq.weight") ? "blkio.bfq.weight"
+                                                                        : nullptr;
+            if (!file)
+                throw Error(MO_E_UNSUPPORTED,
+                            "blkio weight: neither `blkio.weight` nor `blkio.bfq.weight` exists "
+                            "(they need the bfq or cfq I/O scheduler)");
+            write(dir, file, std::to_string(*s.blkioWeight ? **s.blkioWeight : 100));
+        }
+        if (!s.deviceThrottle) return;
+        for (const DeviceThrottle &t : *s.deviceThrottle) {
+            std::string dev = std::to_string(t.major) + ":" + std::to_string(t.minor) + " ";
+            const std::pair<const char *, const std::optional<std::uint64_t> &> rates[] = {
+                {"blkio.throttle.read_bps_device", t.readBps},
+                {"blkio.throttle.write_bps_device", t.writeBps},
+                {"blkio.throttle.read_iops_device", t.readIops},
+                {"blkio.throttle.write_iops_device", t.writeIops}};
+            for (const auto &[file, rate] : rates) {
+                if (!rate) continue;
+                try {
+                    write(dir, file, dev + std::to_string(*rate)); // 0 removes the limit
+                } catch (const Error &e) {
+                    throw wrap(e, "device " + quote(t.device));
+                }
+            }
+        }
     }
 
     void setCpuset(const std::string &parent, const std::string &dir, const Settings &s) override {

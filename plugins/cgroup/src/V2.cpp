@@ -1,6 +1,6 @@
 // cgroup v2: one hierarchy; a controller's files appear in a cgroup once its parent lists
 // the controller in cgroup.subtree_control. Limits: cpu.max, cpu.weight, memory.max,
-// memory.low, pids.max, cpuset.cpus; cgroup.freeze and cgroup.kill are core files, present
+// memory.low, memory.swap.max, pids.max, cpuset.cpus, io.weight / io.bfq.weight, io.max; cgroup.freeze and cgroup.kill are core files, present
 // in every non-root cgroup (also on a hybrid host's cgroup2 mount without controllers).
 #include "Backend.h"
 #include "Errors.h"
@@ -58,7 +58,36 @@ public:
                                                : 100));
     }
 
+    void check(const Settings &s) override {
+        if (s.memorySwappiness)
+            throw Error(MO_E_UNSUPPORTED,
+                        "--memory-swappiness: cgroup v2 has no swappiness (memory is on the v2 "
+                        "hierarchy " + quote(_h.mountpoint) + ")");
+    }
+
     void setMemory(const std::string &dir, const Settings &s) override {
+        check(s);
+        if (s.memorySwap) {
+            if (!_fs.exists(dir + "/memory.swap.max"))
+                throw Error(MO_E_UNSUPPORTED,
+                            "memory swap limit: `memory.swap.max` is missing (kernel without "
+                            "swap accounting)");
+            std::string swap = "max";
+            if (*s.memorySwap) {
+                // memory.swap.max holds the swap part alone.
+                std::optional<std::int64_t> memory;
+                if (s.memoryLimit && *s.memoryLimit) memory = **s.memoryLimit;
+                else if (!s.memoryLimit)
+                    if (auto v = readNumber(dir, "memory.max"))
+                        memory = static_cast<std::int64_t>(*v);
+                if (!memory)
+                    throw Error(MO_E_INVALID, "memory swap limit " +
+                                                  quote(std::to_string(**s.memorySwap)) +
+                                                  ": needs a memory limit as well");
+                swap = std::to_string(std::max<std::int64_t>(0, **s.memorySwap - *memory));
+            }
+            write(dir, "memory.swap.max", swap);
+        }
         if (s.memoryLimit)
             write(dir, "memory.max",
                   *s.memoryLimit ? std::to_string(**s.memoryLimit) : std::string("max"));
@@ -71,6 +100,39 @@ public:
         if (s.pidsLimit)
             write(dir, "pids.max",
                   *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    }
+
+    void setIo(const std::string &dir, const Settings &s) override {
+        if (s.blkioWeight) {
+            // io.weight is blk-iocost's (needs io.cost enabled to act), io.bfq.weight bfq's.
+            const char *file = _fs.exists(dir + "/io.weight")       ? "io.weight"
+                               : _fs.exists(dir + "/io.bfq.weight") ? "io.bfq.weight"
+                                                                     : nullptr;
+            if (!file)
+                throw Error(MO_E_UNSUPPORTED,
+                            "blkio weight: neither `io.weight` nor `io.bfq.weight` exists (the "
+                            "io controller needs the bfq scheduler or blk-iocost)");
+            write(dir, file, std::to_string(*s.blkioWeight ? **s.blkioWeight : 100));
+        }
+        if (!s.deviceThrottle) return;
+        for (const DeviceThrottle &t : *s.deviceThrottle) {
+            std::string line = std::to_string(t.major) + ":" + std::to_string(t.minor);
+            const std::pair<const char *, const std::optional<std::uint64_t> &> rates[] = {
+                {"rbps", t.readBps}, {"wbps", t.writeBps}, {"riops", t.readIops},
+                {"wiops", t.writeIops}};
+            bool any = false;
+            for (const auto &[key, rate] : rates) {
+                if (!rate) continue;
+                line += std::string(" ") + key + "=" + (*rate ? std::to_string(*rate) : "max");
+                any = true;
+            }
+            if (!any) continue;
+            try {
+                write(dir, "io.max", line);
+            } catch (const Error &e) {
+                throw wrap(e, "device " + quote(t.device));
+            }
+        }
     }
 
     void setCpuset(const std::string &, const std::string &dir, const Settings &s) override {

@@ -31,7 +31,11 @@ nlohmann::json parseVirtualRoot(const std::string &text, const std::string &sour
 // Apply CLI flags on top of `spec` (flags win). `opts` is the object the dispatcher builds:
 // {"name", "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only",
 // "network", "init", "ulimit", "userns", "interactive", "tty", "rootfs", "command",
-// "memory", "cpus", "pids_limit", "stop_timeout", "runtime"}. Other keys are ignored.
+// "memory", "cpus", "pids_limit", "memory_reservation", "cpu_shares", "cpuset_cpus",
+// "memory_swap", "memory_swappiness", "blkio_weight", "device_read_bps",
+// "device_write_bps", "device_read_iops", "device_write_iops", "stop_timeout", "runtime"}.
+// Other keys are ignored. The device flags ("/dev/vda:1mb") are resolved with stat(2) to
+// resources.deviceThrottle [{"device", "major", "minor", "readBps", ...}].
 void applyOptions(nlohmann::json &spec, const nlohmann::json &opts);
 
 // Fill defaults, check the rootfs (exists, is a directory; made canonical), the name, the
