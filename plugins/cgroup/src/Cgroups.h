@@ -27,7 +27,7 @@ struct Options {
     // Longest wait for processes to leave after SIGKILL, and for rmdir to stop failing
     // with EBUSY while the kernel finishes tearing exited tasks down.
     unsigned killTimeoutMs = 5000;
-    unsigned destroyRetryMs = 1000;
+    unsigned destroyRetryMs = 5000; // v1 cpu cgroups can stay busy for a while after heavy load
 };
 
 class Cgroups {
