@@ -182,7 +182,7 @@ wf:verb{
     { name = "interactive", short = "i", summary = "keep stdin open" },
     { name = "tty", short = "t", summary = "allocate a terminal" },
   },
-  args = { { name = "ROOTFS", summary = "root filesystem directory" },
+  args = { { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f)", optional = true },
            { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
   run = function(opts, args)
     local spec = build_spec(opts, opts.name, args.ROOTFS, args.CMD)

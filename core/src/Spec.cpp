@@ -777,6 +777,23 @@ void Checker::resources(const Doc &value, const std::string &path) {
         {{"requests",
           [&](const Doc &v, const std::string &p) { quantities(v, p, "requests", false); }},
          {"limits", [&](const Doc &v, const std::string &p) { quantities(v, p, "limits", true); }},
+         {"memorySwap",
+          [&](const Doc &v, const std::string &p) {
+              // memory + swap, as docker's --memory-swap; -1 is unlimited
+              if (v.is_number_integer() && v.get<std::int64_t>() == -1) {
+                  out["memorySwap"] = -1;
+                  return;
+              }
+              out["memorySwap"] = bytes(v, p, kMinMemory, kMaxMemory);
+          }},
+         {"memorySwappiness",
+          [&](const Doc &v, const std::string &p) {
+              out["memorySwappiness"] = integer(v, p, 0, 100);
+          }},
+         {"blkioWeight",
+          [&](const Doc &v, const std::string &p) {
+              out["blkioWeight"] = integer(v, p, 10, 1000);
+          }},
          {"cpuset", [&](const Doc &v, const std::string &p) {
               std::string set = string(v, p);
               bool ok = isValidCpuList(set);

@@ -706,3 +706,14 @@ TEST(SpecParseTest, RefusesBadMetadata) {
 }
 
 } // namespace
+
+TEST(SpecParseTest, SwapSwappinessAndBlkioWeight) {
+    json s = parseSpec("  resources: { memorySwap: 256Mi, memorySwappiness: 10, blkioWeight: 300,\n"
+                       "               limits: { memory: 128Mi } }\n");
+    EXPECT_EQ(s["resources"]["memorySwap"], 256 * 1024 * 1024);
+    EXPECT_EQ(s["resources"]["memorySwappiness"], 10);
+    EXPECT_EQ(s["resources"]["blkioWeight"], 300);
+    EXPECT_EQ(parseSpec("  resources: { memorySwap: -1 }\n")["resources"]["memorySwap"], -1);
+    EXPECT_THROW(parseSpec("  resources: { blkioWeight: 5 }\n"), mobileops::core::Error);
+    EXPECT_THROW(parseSpec("  resources: { memorySwappiness: 101 }\n"), mobileops::core::Error);
+}
