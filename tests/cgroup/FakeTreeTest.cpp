@@ -40,6 +40,23 @@ int codeOf(const std::function<void()> &fn, std::string *message = nullptr) {
     return 0;
 }
 
+TEST(FakeTree, V1CpusetFillsAParentAnotherCommandMadeButDidNotFillYet) {
+    // Shared parents come and go with their last container: a parent made a moment ago by
+    // a concurrent create may still have empty cpus/mems, and a child copying them would
+    // refuse every task (ENOSPC on cgroup.procs).
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    std::string r = fake.root() + "/sys/fs/cgroup/cpuset";
+    ASSERT_EQ(fake.mkdir(r + "/mobileops"), 0);
+    fake.put(r + "/mobileops/cpuset.cpus", "");
+    fake.put(r + "/mobileops/cpuset.mems", "");
+    cg.create("ct1", parseResources(json::object()));
+    EXPECT_EQ(fake.get(r + "/mobileops/cpuset.cpus"), "0-3");
+    EXPECT_EQ(fake.get(r + "/mobileops/cpuset.mems"), "0");
+    EXPECT_EQ(fake.get(r + "/mobileops/ct1/cpuset.cpus"), "0-3");
+    EXPECT_EQ(fake.get(r + "/mobileops/ct1/cpuset.mems"), "0");
+}
+
 TEST(FakeTree, HybridCreateAppliesOnOwnersAndTracksOnUnified) {
     FakeCgroupFs fake(testing::hybridMounts());
     Cgroups cg(fake.layout(), fake, {"/mobileops"});
@@ -139,9 +156,10 @@ TEST(FakeTree, HybridSwapSwappinessAndBlkio) {
     // a host whose I/O scheduler has no weight (mq-deadline, kyber, none)
     std::filesystem::remove(b + "/blkio.bfq.weight");
     std::string msg;
-    EXPECT_EQ(codeOf([&] { cg.update("ct", parseResources(json::parse(R"({"blkioWeight": 50})"))); },
-                     &msg),
-              MO_E_UNSUPPORTED);
+    EXPECT_EQ(
+        codeOf([&] { cg.update("ct", parseResources(json::parse(R"({"blkioWeight": 50})"))); },
+               &msg),
+        MO_E_UNSUPPORTED);
     EXPECT_EQ(msg, "update cgroup `ct`: blkio weight: neither `blkio.weight` nor "
                    "`blkio.bfq.weight` exists (they need the bfq or cfq I/O scheduler)");
     cg.destroy("ct");
@@ -163,11 +181,10 @@ TEST(FakeTree, UnifiedSwapAndIoMax) {
     EXPECT_EQ(fake.get(d + "/memory.swap.max"), "max");
 
     std::string msg;
-    EXPECT_EQ(codeOf([&] {
-                  cg.update("ct", parseResources(json::parse(R"({"memorySwappiness": 0})")));
-              },
-                     &msg),
-              MO_E_UNSUPPORTED);
+    EXPECT_EQ(
+        codeOf([&] { cg.update("ct", parseResources(json::parse(R"({"memorySwappiness": 0})"))); },
+               &msg),
+        MO_E_UNSUPPORTED);
     EXPECT_EQ(msg, "update cgroup `ct`: --memory-swappiness: cgroup v2 has no swappiness (memory "
                    "is on the v2 hierarchy `" +
                        fake.root() + "/sys/fs/cgroup`)");

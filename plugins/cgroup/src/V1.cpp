@@ -26,12 +26,20 @@ public:
         // A new cpuset starts with no CPUs and no memory nodes and refuses tasks until both
         // are set (unless cgroup.clone_children); copy them from the parent as runc does.
         if (!_h.has("cpuset")) return;
-        for (const char *file : {"cpuset.cpus", "cpuset.mems"}) {
-            auto mine = read(dir, file);
-            if (mine && !mine->empty()) continue;
-            auto theirs = read(parent, file);
-            if (theirs && !theirs->empty()) write(dir, file, *theirs);
+        for (const char *file : {"cpuset.cpus", "cpuset.mems"}) fillCpuset(parent, dir, file);
+    }
+
+    // The parent may itself be new and not filled yet: another command made it a moment
+    // ago (shared parents come and go with their last container). Fill upwards first.
+    void fillCpuset(const std::string &parent, const std::string &dir, const char *file) {
+        auto mine = read(dir, file);
+        if (mine && !mine->empty()) return;
+        auto theirs = read(parent, file);
+        if ((!theirs || theirs->empty()) && parent.size() > _h.mountpoint.size()) {
+            fillCpuset(parent.substr(0, parent.rfind('/')), parent, file);
+            theirs = read(parent, file);
         }
+        if (theirs && !theirs->empty()) write(dir, file, *theirs);
     }
 
     void setCpu(const std::string &dir, const Settings &s) override {
@@ -61,9 +69,7 @@ public:
                         "accounting is off: boot with `swapaccount=1`)");
         if (s.memorySwappiness && !_fs.exists(dir + "/memory.swappiness"))
             throw Error(MO_E_UNSUPPORTED, "memory swappiness: `memory.swappiness` is missing");
-        auto limit = [](const Setting &v) {
-            return *v ? std::to_string(**v) : std::string("-1");
-        };
+        auto limit = [](const Setting &v) { return *v ? std::to_string(**v) : std::string("-1"); };
         if (s.memorySwap) {
             // The kernel keeps memory <= memory+swap at every step: when memory+swap grows,
             // it goes first; when it shrinks, memory goes first.
@@ -96,7 +102,7 @@ public:
             // neither exists under mq-deadline, kyber or none.
             const char *file = _fs.exists(dir + "/blkio.weight")       ? "blkio.weight"
                                : _fs.exists(dir + "/blkio.bfq.weight") ? "blkio.bfq.weight"
-                                                                        : nullptr;
+                                                                       : nullptr;
             if (!file)
                 throw Error(MO_E_UNSUPPORTED,
                             "blkio weight: neither `blkio.weight` nor `blkio.bfq.weight` exists "
