@@ -91,6 +91,19 @@ protected:
         return out;
     }
 
+    // Container cgroups (mobileops/<64 hex>) on every hierarchy of this host.
+    static size_t containerCgroups() {
+        size_t n = 0;
+        std::error_code ec;
+        for (const auto &h : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+            std::error_code ec2;
+            for (auto it = std::filesystem::directory_iterator(h.path() / "mobileops", ec2);
+                 !ec2 && it != std::filesystem::directory_iterator(); ++it)
+                if (it->is_directory() && it->path().filename().string().size() == 64) ++n;
+        }
+        return n;
+    }
+
     size_t entries(const std::string &dir) {
         std::error_code ec;
         size_t n = 0;
@@ -260,6 +273,7 @@ TEST_F(ContainerCli, TwentyParallelBootsLeaveTwentyConsistentContainers) {
 TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
     // Kill `boot` at several points of its work; afterwards gc must leave only complete
     // containers, and deleting those must leave nothing at all.
+    size_t cgroupsBefore = containerCgroups();
     for (int delayMs : {0, 1, 2, 4, 8, 12, 20, 40}) {
         pid_t pid = spawn(
             {"container", "boot", "k" + std::to_string(delayMs), _rootfs, "/bin/sleep", "1000"});
@@ -276,6 +290,7 @@ TEST_F(ContainerCli, SystemGcRepairsWhatAKilledCreateLeft) {
     EXPECT_TRUE(names().empty());
     EXPECT_EQ(mo({"system", "gc", "--json"}).out, "{\n  \"released\": []\n}\n");
     EXPECT_EQ(entries(_tmp.path() + "/root/containers"), 0u);
+    EXPECT_EQ(containerCgroups(), cgroupsBefore) << "a killed create left its cgroup";
     // no container process survives: nothing runs from this test's rootfs
     for (const auto &proc : std::filesystem::directory_iterator("/proc")) {
         std::error_code ec;

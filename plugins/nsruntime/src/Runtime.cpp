@@ -613,11 +613,14 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
     std::string text;
     if (auto res = spec.raw.find("resources"); res != spec.raw.end() && res->is_object())
         text = res->dump();
+    // Recorded before it exists: a command killed while creating it leaves a record that
+    // release and gc follow to the cgroup (destroy skips what was never made).
+    record["cgroup"] = path;
+    _host.put(kContainerKind, id, record.value("name", ""), record);
     mo_error err = MO_ERROR_INIT;
     if (int rc = svc->create(svc->self, path.c_str(), text.empty() ? nullptr : text.c_str(), &err);
         rc < 0)
         throw Error(rc, "cgroup " + quote(path) + ": " + err.message);
-    record["cgroup"] = path;
     options.afterClone = attacher(svc, path);
     Host host = _host;
     options.afterExit = [host, svc, path](int signal) {
