@@ -22,6 +22,7 @@ local resource_options = {
   { name = "device-write-bps", type = "list", metavar = "DEVICE:RATE", summary = "write rate limit of a block device, e.g. /dev/vda:1mb" },
   { name = "device-read-iops", type = "list", metavar = "DEVICE:N", summary = "read operations per second limit of a block device" },
   { name = "device-write-iops", type = "list", metavar = "DEVICE:N", summary = "write operations per second limit of a block device" },
+  { name = "ignore-unsupported", summary = "warn about limits this host cannot apply instead of failing" },
 }
 
 -- Their keys as mo.spec.apply_options names them.
@@ -29,6 +30,7 @@ local resource_keys = {
   "memory", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus", "pids_limit",
   "memory_swap", "memory_swappiness", "blkio_weight",
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
+  "ignore_unsupported",
 }
 
 -- Options shared by create, boot and run; names match mo.spec.apply_options.
@@ -57,7 +59,7 @@ local spec_keys = {
   "memory_reservation", "cpu_shares", "cpuset_cpus",
   "memory_swap", "memory_swappiness", "blkio_weight",
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
-  "runtime",
+  "ignore_unsupported", "runtime",
 }
 
 local function with(extra)
@@ -330,7 +332,10 @@ wf:verb{
     local o, given = {}, false
     for _, k in ipairs(resource_keys) do
       local v = opts[k]
-      if v ~= nil and not (type(v) == "table" and #v == 0) then o[k] = v; given = true end
+      if v ~= nil and v ~= false and not (type(v) == "table" and #v == 0) then
+        o[k] = v
+        given = given or k ~= "ignore_unsupported"
+      end
     end
     if not given then mo.error("update: give at least one resource option; see `mobileops container update --help`") end
     local spec = mo.spec.apply_options(nil, o)

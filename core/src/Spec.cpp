@@ -777,6 +777,11 @@ void Checker::resources(const Doc &value, const std::string &path) {
         {{"requests",
           [&](const Doc &v, const std::string &p) { quantities(v, p, "requests", false); }},
          {"limits", [&](const Doc &v, const std::string &p) { quantities(v, p, "limits", true); }},
+         {"ignoreUnsupported",
+          [&](const Doc &v, const std::string &p) {
+              // what the host cannot apply is left out with a warning instead of failing
+              out["ignoreUnsupported"] = boolean(v, p);
+          }},
          {"memorySwap",
           [&](const Doc &v, const std::string &p) {
               // memory + swap, as docker's --memory-swap; -1 is unlimited

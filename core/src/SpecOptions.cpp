@@ -279,6 +279,8 @@ void applyResourceExtras(json &spec, const Options &o) {
             integerFlag("blkio_weight", *weight, 10, 1000, "expected 10 to 1000");
         addUnapplied(spec, "--blkio-weight");
     }
+    if (auto ignore = o.boolean("ignore_unsupported"); ignore && *ignore)
+        resourcesOf(spec)["ignoreUnsupported"] = true;
     for (const auto &t : o.strings("device_read_bps"))
         addDeviceThrottle(spec, "device_read_bps", "readBps", true, t);
     for (const auto &t : o.strings("device_write_bps"))

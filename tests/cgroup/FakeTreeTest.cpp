@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+
+#include <unistd.h>
 
 namespace mobileops::cgroup {
 namespace {
@@ -219,6 +222,84 @@ TEST(FakeTree, UnsupportedControllerRefusedBeforeAnythingIsMade) {
               std::string::npos)
         << msg;
     EXPECT_FALSE(std::filesystem::exists(fake.root() + "/sys/fs/cgroup/mobileops"));
+}
+
+TEST(FakeTree, IgnoreUnsupportedLeavesOutWhatTheHostCannotApply) {
+    auto mounts = testing::unifiedMounts();
+    mounts[0].controllers = {"cpu", "pids"};
+    FakeCgroupFs fake(mounts);
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    Settings s = full();
+    s.ignoreUnsupported = true;
+    std::vector<Unsupported> skipped;
+    cg.create("ct", s, &skipped);
+    std::string d = fake.root() + "/sys/fs/cgroup/mobileops/ct";
+    EXPECT_EQ(fake.get(d + "/cpu.max"), "150000 100000");
+    EXPECT_EQ(fake.get(d + "/pids.max"), "20");
+    std::vector<std::string> fields;
+    for (const Unsupported &u : skipped) fields.push_back(u.field);
+    EXPECT_EQ(fields, (std::vector<std::string>{"limits.memory", "requests.memory", "cpuset"}));
+    EXPECT_NE(skipped[0].reason.find("the `memory` controller is not available"),
+              std::string::npos);
+
+    // requested against applied names what was left out and why
+    json report = cg.report("ct", s);
+    ASSERT_EQ(report["fields"].size(), 6u) << report.dump(2);
+    for (const json &f : report["fields"]) {
+        std::string field = f["field"];
+        if (field == "limits.cpu") {
+            EXPECT_EQ(f["requested"], 1500);
+            EXPECT_EQ(f["applied"], 1500);
+            EXPECT_FALSE(f.contains("note")) << f.dump();
+        } else if (field == "limits.memory" || field == "cpuset") {
+            EXPECT_TRUE(f["applied"].is_null());
+            EXPECT_NE(f["note"].get<std::string>().find("not applied: the `"), std::string::npos);
+        }
+    }
+    cg.destroy("ct");
+}
+
+TEST(FakeTree, ReportSaysWhyAppliedDiffers) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", full());
+    std::string r = fake.root() + "/sys/fs/cgroup";
+    // what a kernel does: round to pages; and a value changed behind our back
+    fake.put(r + "/memory/mobileops/ct/memory.limit_in_bytes", std::to_string(67108864 - 100));
+    fake.put(r + "/pids/mobileops/ct/pids.max", "30");
+    json report = cg.report("ct", full());
+    std::map<std::string, json> by;
+    for (const json &f : report["fields"]) by[f["field"]] = f;
+    EXPECT_EQ(by["limits.cpu"]["applied"], 1500);
+    EXPECT_EQ(by["limits.cpu"]["file"], r + "/cpu/mobileops/ct/cpu.cfs_quota_us");
+    EXPECT_EQ(by["requests.cpu"]["applied"], 500); // 512 shares
+    EXPECT_FALSE(by["requests.cpu"].contains("note"));
+    EXPECT_EQ(by["requests.memory"]["applied"], 33554432);
+    EXPECT_NE(by["limits.pids"]["note"].get<std::string>().find("changed outside mobileops"),
+              std::string::npos);
+    if (::sysconf(_SC_PAGESIZE) > 4096) return;
+    EXPECT_NE(by["limits.memory"]["note"].get<std::string>().find("whole pages"), std::string::npos)
+        << by["limits.memory"].dump();
+    EXPECT_EQ(by["cpuset"]["applied"], "1");
+    EXPECT_EQ(report["layout"], cg.layout().summary());
+    cg.destroy("ct");
+}
+
+TEST(FakeTree, PlacementAtCloneTimeOnlyCompleteOnPureV2) {
+    FakeCgroupFs unified(testing::unifiedMounts());
+    Cgroups v2(unified.layout(), unified, {"/mobileops"});
+    Cgroups::Placement p = v2.placement("ct");
+    EXPECT_EQ(p.unifiedDir, unified.root() + "/sys/fs/cgroup/mobileops/ct");
+    EXPECT_TRUE(p.complete);
+
+    FakeCgroupFs hybrid(testing::hybridMounts());
+    Cgroups h(hybrid.layout(), hybrid, {"/mobileops"});
+    p = h.placement("ct");
+    EXPECT_EQ(p.unifiedDir, hybrid.root() + "/sys/fs/cgroup/unified/mobileops/ct");
+    EXPECT_FALSE(p.complete);
+
+    Cgroups v1(hybrid.layout().withoutUnified(), hybrid, {"/mobileops"});
+    EXPECT_TRUE(v1.placement("ct").unifiedDir.empty());
 }
 
 TEST(FakeTree, KernelRefusalNamesFileValueAndErrno) {

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -221,10 +222,88 @@ TEST_F(CgroupRoot, LimitsReadBackFromTheKernelFiles) {
     EXPECT_TRUE(s["pids"]["limit"].is_null());
 }
 
+TEST_F(CgroupRoot, ReportComparesRequestWithTheKernelsValues) {
+    for (const char *c : {"cpu", "memory", "pids"})
+        if (!_layout.owner(c)) GTEST_SKIP() << "no " << c << " controller here";
+    // 100 bytes past 64Mi: the kernel keeps whole pages
+    Settings s = parseResources(json::parse(R"({
+        "requests": {"cpu": 500},
+        "limits": {"cpu": 1500, "memory": 67108964, "pids": 50}})"));
+    _cg->create(kPath, s);
+    json report = _cg->report(kPath, s);
+    std::map<std::string, json> by;
+    for (const json &f : report["fields"]) by[f["field"]] = f;
+    ASSERT_EQ(by.size(), 4u) << report.dump(2);
+    EXPECT_EQ(by["limits.memory"]["requested"], 67108964);
+    EXPECT_EQ(by["limits.memory"]["applied"], 67108864);
+    EXPECT_NE(by["limits.memory"].value("note", "").find("whole pages"), std::string::npos)
+        << by["limits.memory"].dump();
+    EXPECT_EQ(by["limits.cpu"]["applied"], 1500);
+    EXPECT_FALSE(by["limits.cpu"].contains("note")) << by["limits.cpu"].dump();
+    EXPECT_EQ(by["limits.pids"]["applied"], 50);
+    EXPECT_EQ(by["limits.pids"]["file"], _cg->dirFor(kPath, "pids") + "/pids.max");
+    if (v1("cpu")) {
+        EXPECT_EQ(by["requests.cpu"]["applied"], 500); // 512 shares
+    } else {
+        // cpu.weight 20 maps back to a little less
+        EXPECT_LT(by["requests.cpu"]["applied"].get<int>(), 500);
+        EXPECT_NE(by["requests.cpu"].value("note", "").find("cpu.weight"), std::string::npos);
+    }
+    // changed behind our back
+    _cg->update(kPath, parseResources(json::parse(R"({"limits": {"pids": 60}})")));
+    report = _cg->report(kPath, s);
+    for (const json &f : report["fields"]) {
+        if (f["field"] != "limits.pids") continue;
+        EXPECT_NE(f.value("note", "").find("changed outside mobileops"), std::string::npos);
+    }
+}
+
+TEST_F(CgroupRoot, IgnoreUnsupportedRunsWithoutWhatTheHostLacks) {
+    // v1 memory: this host's hierarchies with the memory one left out, as on a host that
+    // lacks it. v2 memory: swappiness, which cgroup v2 does not have.
+    const Hierarchy *memory = _layout.owner("memory");
+    if (!memory || !_layout.owner("pids")) GTEST_SKIP() << "no memory or pids controller here";
+    Layout layout = _layout;
+    std::string field = "memorySwappiness", expect = "cgroup v2 has no swappiness";
+    Settings s = parseResources(
+        json::parse(R"({"limits": {"memory": 67108864, "pids": 30}, "memorySwappiness": 5})"));
+    if (memory->version == 1) {
+        std::istringstream in(readFile("/proc/self/mountinfo"));
+        std::string kept;
+        for (std::string line; std::getline(in, line);)
+            if (line.find(" " + memory->mountpoint + " ") == std::string::npos) kept += line + "\n";
+        layout = Layout::parse(kept, readFile("/proc/self/cgroup"));
+        ASSERT_EQ(layout.owner("memory"), nullptr);
+        field = "limits.memory";
+        expect = "memory limit: the `memory` controller is not available";
+        s = parseResources(json::parse(R"({"limits": {"memory": 67108864, "pids": 30}})"));
+    }
+    Cgroups cg(layout, realFs(), Options{_parent});
+
+    std::string msg;
+    EXPECT_EQ(codeOf([&] { cg.create(kPath, s); }, &msg), MO_E_UNSUPPORTED);
+    EXPECT_NE(msg.find(expect), std::string::npos) << msg;
+    EXPECT_FALSE(cg.exists(kPath));
+
+    s.ignoreUnsupported = true;
+    std::vector<Unsupported> skipped;
+    cg.create(kPath, s, &skipped);
+    ASSERT_EQ(skipped.size(), 1u);
+    EXPECT_EQ(skipped[0].field, field);
+    EXPECT_EQ(readFile(cg.dirFor(kPath, "pids") + "/pids.max"), "30");
+    json report = cg.report(kPath, s);
+    for (const json &f : report["fields"]) {
+        if (f["field"] != field) continue;
+        EXPECT_TRUE(f["applied"].is_null());
+        EXPECT_NE(f.value("note", "").find("not applied"), std::string::npos);
+    }
+    cg.destroy(kPath);
+}
+
 TEST_F(CgroupRoot, SwapLimitLandsOrIsUnsupported) {
     if (!_layout.owner("memory")) GTEST_SKIP() << "no memory controller here";
-    Settings s = parseResources(json::parse(
-        R"({"limits": {"memory": 67108864}, "memorySwap": 134217728})"));
+    Settings s =
+        parseResources(json::parse(R"({"limits": {"memory": 67108864}, "memorySwap": 134217728})"));
     std::string msg;
     int rc = codeOf([&] { _cg->create(kPath, s); }, &msg);
     if (rc == MO_E_UNSUPPORTED) {
@@ -261,8 +340,10 @@ TEST_F(CgroupRoot, BlkioWeightAndThrottleLandOrAreUnsupported) {
     if (major(st.st_dev) == 0 || ::access(("/sys/dev/block/" + dev).c_str(), F_OK) != 0 ||
         ::access(("/sys/dev/block/" + dev + "/partition").c_str(), F_OK) == 0)
         GTEST_SKIP() << "`/` is not on a whole block device (" << dev << ")";
-    json throttle = {{"major", major(st.st_dev)}, {"minor", minor(st.st_dev)},
-                     {"readBps", 1048576}, {"writeIops", 100}};
+    json throttle = {{"major", major(st.st_dev)},
+                     {"minor", minor(st.st_dev)},
+                     {"readBps", 1048576},
+                     {"writeIops", 100}};
     _cg->create(kPath, parseResources(json{{"deviceThrottle", {throttle}}}));
     if (v1("blkio")) {
         EXPECT_EQ(file("blkio", "blkio.throttle.read_bps_device"), dev + " 1048576");

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sys/wait.h>
 #include <thread>
@@ -95,9 +96,12 @@ protected:
     static size_t containerCgroups() {
         size_t n = 0;
         std::error_code ec;
-        for (const auto &h : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+        std::vector<std::filesystem::path> hierarchies = {"/sys/fs/cgroup"}; // pure v2
+        for (const auto &h : std::filesystem::directory_iterator("/sys/fs/cgroup", ec))
+            hierarchies.push_back(h.path());
+        for (const auto &h : hierarchies) {
             std::error_code ec2;
-            for (auto it = std::filesystem::directory_iterator(h.path() / "mobileops", ec2);
+            for (auto it = std::filesystem::directory_iterator(h / "mobileops", ec2);
                  !ec2 && it != std::filesystem::directory_iterator(); ++it)
                 if (it->is_directory() && it->path().filename().string().size() == 64) ++n;
         }
@@ -472,6 +476,53 @@ TEST_F(ContainerCli, LimitsStatsPauseUpdateAndOom) {
     EXPECT_EQ(state["exit_code"], 137);
     EXPECT_EQ(state.value("oom_killed", false), true) << state.dump();
     EXPECT_NE(mo({"container", "list", "--all"}).out.find("137 (OOMKilled)"), std::string::npos);
+}
+
+TEST_F(ContainerCli, InspectShowsRequestedAgainstAppliedAndIgnoreUnsupported) {
+    if (mo({"system", "doctor"}).out.find("ok   cgroup") == std::string::npos)
+        GTEST_SKIP() << "no usable cgroup plugin here";
+    // swappiness exists on cgroup v1 only: applied here, refused on a v2 host unless asked
+    bool v2Memory = std::filesystem::exists("/sys/fs/cgroup/cgroup.controllers") &&
+                    !std::filesystem::exists("/sys/fs/cgroup/memory");
+    std::vector<std::string> boot = {"container", "boot",   "lim",   "--memory",
+                                     "67108964",  "--cpus", "1.5",   "--memory-swappiness",
+                                     "10",        _rootfs,  "sleep", "100"};
+    if (v2Memory) {
+        Result r = mo(boot);
+        EXPECT_EQ(r.status, 1);
+        EXPECT_NE(r.err.find("swappiness"), std::string::npos) << r.err;
+        EXPECT_EQ(containerCgroups(), 0u);
+        boot.insert(boot.begin() + 3, "--ignore-unsupported");
+        r = mo(boot);
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_NE(r.err.find("resources.memorySwappiness not applied"), std::string::npos) << r.err;
+    } else {
+        ASSERT_EQ(mo(boot).status, 0);
+    }
+    auto state = nlohmann::json::parse(mo({"container", "inspect", "lim"}).out);
+    std::map<std::string, nlohmann::json> by;
+    for (const auto &f : state["resources"]["fields"]) by[f["field"]] = f;
+    ASSERT_EQ(by.size(), 3u) << state["resources"].dump(2);
+    EXPECT_EQ(by["limits.cpu"]["applied"], 1500);
+    EXPECT_EQ(by["limits.memory"]["requested"], 67108964);
+    EXPECT_EQ(by["limits.memory"]["applied"], 67108864);
+    EXPECT_NE(by["limits.memory"].value("note", "").find("whole pages"), std::string::npos);
+    if (v2Memory) {
+        EXPECT_TRUE(by["memorySwappiness"]["applied"].is_null());
+        EXPECT_NE(by["memorySwappiness"].value("note", "").find("not applied"), std::string::npos);
+    } else {
+        EXPECT_EQ(by["memorySwappiness"]["applied"], 10);
+    }
+    ASSERT_EQ(
+        mo({"container", "update", "lim", "--memory", "128Mi", "--ignore-unsupported"}).status, 0);
+    state = nlohmann::json::parse(mo({"container", "inspect", "lim"}).out);
+    for (const auto &f : state["resources"]["fields"]) {
+        if (f["field"] != "limits.memory") continue;
+        EXPECT_EQ(f["requested"], 128 * 1024 * 1024);
+        EXPECT_EQ(f["applied"], 128 * 1024 * 1024);
+    }
+    EXPECT_EQ(mo({"container", "delete", "--force", "lim"}).status, 0);
+    EXPECT_EQ(containerCgroups(), 0u);
 }
 
 } // namespace

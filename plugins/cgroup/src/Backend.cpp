@@ -62,4 +62,27 @@ void Backend::pidsStats(const std::string &dir, nlohmann::json &out) {
     out["pids"] = p;
 }
 
+nlohmann::json Backend::appliedEntry(const std::string &field, const std::string &dir,
+                                     const std::string &file, const nlohmann::json &applied) {
+    auto text = read(dir, file);
+    return {{"field", field},
+            {"file", dir + "/" + file},
+            {"value", text ? nlohmann::json(*text) : nlohmann::json()},
+            {"applied", applied}};
+}
+
+std::optional<std::uint64_t> Backend::readWeight(const std::string &dir, const std::string &file) {
+    auto text = read(dir, file);
+    if (!text) return std::nullopt;
+    std::istringstream in(*text);
+    std::string first;
+    if (!(in >> first)) return std::nullopt;
+    if (first == "default" && !(in >> first)) return std::nullopt;
+    try {
+        return std::stoull(first);
+    } catch (const std::exception &) {
+        return std::nullopt;
+    }
+}
+
 } // namespace mobileops::cgroup

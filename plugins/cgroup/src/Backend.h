@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mobileops::cgroup {
 
@@ -37,6 +38,13 @@ public:
     virtual void setIo(const std::string &dir, const Settings &s) = 0;
     // Refuse settings this version has no file for, before anything is made or written.
     virtual void check(const Settings &) {}
+    // The fields of `s` (of controllers this hierarchy owns) that `dir`, an existing
+    // cgroup, has no file for, each with why.
+    virtual std::vector<Unsupported> unsupported(const std::string &dir, const Settings &s) = 0;
+    // What the kernel holds for each field of `s` this hierarchy owns: objects
+    // {field, file, value (the file's text), applied (in the request's unit: millicores,
+    // bytes, count; null for "no limit")}, appended to `out`.
+    virtual void applied(const std::string &dir, const Settings &s, nlohmann::json &out) = 0;
     virtual void setCpuset(const std::string &parent, const std::string &dir,
                            const Settings &s) = 0;
 
@@ -59,6 +67,11 @@ public:
     virtual void killAll(const std::string &) {}
 
     // --- shared helpers ---
+    // One entry of applied(): `value` the file's text (null when unreadable).
+    nlohmann::json appliedEntry(const std::string &field, const std::string &dir,
+                                const std::string &file, const nlohmann::json &applied);
+    // A weight file: "100", or "default 100" followed by per-device lines.
+    std::optional<std::uint64_t> readWeight(const std::string &dir, const std::string &file);
     // Throws "write `file` = `value`: strerror" with -errno.
     void write(const std::string &dir, const std::string &file, const std::string &value);
     // Trimmed contents, or nullopt when the file is missing or unreadable.

@@ -123,19 +123,83 @@ void Cgroups::requireExists(const std::string &path) {
     if (!exists(path)) throw Error(MO_E_NOT_FOUND, "cgroup " + quote(path) + " does not exist");
 }
 
-void Cgroups::create(const std::string &path, const Settings &s) {
+namespace {
+
+// How messages name a field.
+const char *labelOf(const std::string &field) {
+    static const std::pair<const char *, const char *> labels[] = {
+        {"limits.cpu", "cpu limit"},         {"requests.cpu", "cpu request"},
+        {"limits.memory", "memory limit"},   {"requests.memory", "memory request"},
+        {"limits.pids", "pids limit"},       {"cpuset", "cpuset"},
+        {"memorySwap", "memory swap limit"}, {"memorySwappiness", "memory swappiness"},
+        {"blkioWeight", "blkio weight"},     {"deviceThrottle", "device throttle"}};
+    for (const auto &[name, label] : labels)
+        if (field == name) return label;
+    return "resource";
+}
+
+} // namespace
+
+std::vector<Unsupported> Cgroups::unsupported(const std::string &path, const Settings &s) {
+    std::vector<Unsupported> out;
+    std::vector<const Hierarchy *> owners;
+    for (const std::string &field : fieldsOf(s)) {
+        const char *controller = controllerOf(field);
+        const Hierarchy *h = _layout.owner(controller);
+        if (!h || !backendOf(h)) {
+            out.push_back({field, "the " + quote(controller) +
+                                      " controller is not available on this host (" +
+                                      _layout.summary() + ")"});
+        } else if (std::find(owners.begin(), owners.end(), h) == owners.end()) {
+            owners.push_back(h);
+        }
+    }
+    for (const Hierarchy *h : owners) {
+        Place p = placeOf(path, h);
+        try {
+            p.backend->check(s);
+        } catch (const Error &e) {
+            if (e.code() != MO_E_UNSUPPORTED) throw;
+            // Only v2 swappiness today; named by the backend's own message.
+            if (s.memorySwappiness && h == _layout.owner("memory"))
+                out.push_back({"memorySwappiness", e.what()});
+        }
+        // File-level checks need the cgroup to exist.
+        if (!_fs.exists(p.dir)) continue;
+        for (Unsupported &u : p.backend->unsupported(p.dir, s))
+            if (std::none_of(out.begin(), out.end(),
+                             [&](const Unsupported &o) { return o.field == u.field; }))
+                out.push_back(std::move(u));
+    }
+    return out;
+}
+
+Settings Cgroups::settle(const std::string &path, const Settings &s,
+                         std::vector<Unsupported> *skipped) {
+    std::vector<Unsupported> missing = unsupported(path, s);
+    if (missing.empty()) return s;
+    if (!s.ignoreUnsupported) {
+        const Unsupported &u = missing.front();
+        std::string reason = u.reason;
+        // The backend's message may already name the setting.
+        if (reason.rfind("--", 0) != 0) reason = std::string(labelOf(u.field)) + ": " + reason;
+        throw Error(MO_E_UNSUPPORTED, reason);
+    }
+    Settings kept = s;
+    for (Unsupported &u : missing) {
+        clearField(kept, u.field);
+        if (skipped && std::none_of(skipped->begin(), skipped->end(),
+                                    [&](const Unsupported &o) { return o.field == u.field; }))
+            skipped->push_back(std::move(u));
+    }
+    return kept;
+}
+
+void Cgroups::create(const std::string &path, const Settings &requested,
+                     std::vector<Unsupported> *skipped) {
     std::vector<Place> where = places(path);
-    // Refuse what this host cannot apply before touching anything.
-    if (s.cpuLimit) owner(path, "cpu", "cpu limit");
-    if (s.cpuRequest) owner(path, "cpu", "cpu request");
-    if (s.memoryLimit) owner(path, "memory", "memory limit");
-    if (s.memoryRequest) owner(path, "memory", "memory request");
-    if (s.pidsLimit) owner(path, "pids", "pids limit");
-    if (s.cpuset) owner(path, "cpuset", "cpuset");
-    if (s.memorySwap) owner(path, "memory", "memory swap limit").backend->check(s);
-    if (s.memorySwappiness) owner(path, "memory", "memory swappiness").backend->check(s);
-    if (s.blkioWeight) owner(path, "blkio", "blkio weight");
-    if (s.deviceThrottle) owner(path, "blkio", "device throttle");
+    // Refuse (or drop, when asked) what this host cannot apply before touching anything.
+    Settings s = settle(path, requested, skipped);
 
     std::vector<std::string> made;
     try {
@@ -168,6 +232,8 @@ void Cgroups::create(const std::string &path, const Settings &s) {
                 if (rc != -ENOENT) break;
             }
         }
+        // Files only a made cgroup shows (v1 memsw, a scheduler's weight).
+        s = settle(path, s, skipped);
         apply(path, s);
     } catch (const Error &e) {
         for (auto it = made.rbegin(); it != made.rend(); ++it) _fs.rmdir(*it);
@@ -218,13 +284,123 @@ void Cgroups::attach(const std::string &path, pid_t pid) {
     }
 }
 
-void Cgroups::update(const std::string &path, const Settings &s) {
+void Cgroups::update(const std::string &path, const Settings &requested,
+                     std::vector<Unsupported> *skipped) {
     requireExists(path);
     try {
-        apply(path, s);
+        apply(path, settle(path, requested, skipped));
     } catch (const Error &e) {
         throw wrap(e, "update cgroup " + quote(path));
     }
+}
+
+namespace {
+
+json requestedValue(const Settings &s, const std::string &field) {
+    auto setting = [](const Setting &v) { return v && *v ? json(**v) : json(); };
+    if (field == "limits.cpu") return setting(s.cpuLimit);
+    if (field == "requests.cpu") return setting(s.cpuRequest);
+    if (field == "limits.memory") return setting(s.memoryLimit);
+    if (field == "requests.memory") return setting(s.memoryRequest);
+    if (field == "limits.pids") return setting(s.pidsLimit);
+    if (field == "cpuset") return s.cpuset ? json(*s.cpuset) : json();
+    if (field == "memorySwap") return setting(s.memorySwap);
+    if (field == "memorySwappiness") return setting(s.memorySwappiness);
+    if (field == "blkioWeight") return setting(s.blkioWeight);
+    json out = json::array();
+    for (const DeviceThrottle &t : s.deviceThrottle.value_or(std::vector<DeviceThrottle>{})) {
+        json d = {{"device", t.device}};
+        if (t.readBps) d["readBps"] = *t.readBps;
+        if (t.writeBps) d["writeBps"] = *t.writeBps;
+        if (t.readIops) d["readIops"] = *t.readIops;
+        if (t.writeIops) d["writeIops"] = *t.writeIops;
+        out.push_back(d);
+    }
+    return out;
+}
+
+// Why the kernel's value differs from the request, or "" when it does not.
+std::string difference(const std::string &field, const json &requested, const json &applied,
+                       const json &entry) {
+    if (field == "deviceThrottle") return ""; // listed as the kernel holds them
+    if (requested == applied) return "";
+    // A request for "no limit" reads back as the kernel's default.
+    if (requested.is_null() && field != "limits.cpu" && field != "limits.memory" &&
+        field != "limits.pids" && field != "memorySwap")
+        return "reset to the kernel's default";
+    std::string file = entry.value("file", "");
+    file = file.substr(file.rfind('/') + 1);
+    if (requested.is_number() && applied.is_number()) {
+        auto r = requested.get<std::int64_t>(), a = applied.get<std::int64_t>();
+        bool bytes =
+            field == "limits.memory" || field == "requests.memory" || field == "memorySwap";
+        long page = ::sysconf(_SC_PAGESIZE);
+        if (bytes && a <= r && r - a < page)
+            return "the kernel rounds down to whole pages (" + std::to_string(page) + " bytes)";
+        if (field == "requests.cpu")
+            return file == "cpu.weight"
+                       ? "`cpu.weight` is coarser (1..10000, 100 by default); it maps back to "
+                         "about " +
+                             std::to_string(a) + "m"
+                       : "cpu.shares keeps 1024 for a whole CPU";
+        if (field == "limits.cpu" && a < r + 1 && a > r - 2)
+            return "the quota is kept in whole microseconds";
+    }
+    if (field == "cpuset" && applied.is_string())
+        return "the kernel writes the CPU list in its own form";
+    return "the kernel holds " + entry.value("value", json("nothing")).dump() + " in `" + file +
+           "` (changed outside mobileops?)";
+}
+
+} // namespace
+
+json Cgroups::report(const std::string &path, const Settings &requested) {
+    requireExists(path);
+    std::vector<Unsupported> missing = unsupported(path, requested);
+    json applied = json::array();
+    for (const auto &[h, backend] : _backends) {
+        // Each field is read on the hierarchy owning it only.
+        Settings mine = requested;
+        for (const std::string &field : fieldsOf(requested))
+            if (_layout.owner(controllerOf(field)) != h) clearField(mine, field);
+        for (const Unsupported &u : missing) clearField(mine, u.field);
+        if (!mine.empty()) backend->applied(placeOf(path, h).dir, mine, applied);
+    }
+    json fields = json::array();
+    for (const std::string &field : fieldsOf(requested)) {
+        json entry = {{"field", field}, {"requested", requestedValue(requested, field)}};
+        auto gone = std::find_if(missing.begin(), missing.end(),
+                                 [&](const Unsupported &u) { return u.field == field; });
+        auto have = std::find_if(applied.begin(), applied.end(),
+                                 [&](const json &a) { return a.value("field", "") == field; });
+        if (gone != missing.end()) {
+            entry["applied"] = json();
+            entry["note"] = "not applied: " + gone->reason;
+        } else if (have != applied.end()) {
+            for (const char *key : {"applied", "file", "value"})
+                if (have->contains(key)) entry[key] = (*have)[key];
+            std::string why = difference(field, entry["requested"], entry["applied"], *have);
+            if (field == "memorySwappiness" && !have->contains("file"))
+                why = "not applied: cgroup v2 has no swappiness";
+            if (!why.empty()) entry["note"] = why;
+        } else {
+            entry["applied"] = json();
+            entry["note"] = "not applied";
+        }
+        fields.push_back(entry);
+    }
+    return {{"layout", _layout.summary()}, {"fields", fields}};
+}
+
+Cgroups::Placement Cgroups::placement(const std::string &path) {
+    checkPath(path);
+    Placement out;
+    const Hierarchy *u = _layout.unified();
+    if (!u || !backendOf(u)) return out;
+    out.unifiedDir = placeOf(path, u).dir;
+    out.complete = std::all_of(_backends.begin(), _backends.end(),
+                               [&](const auto &b) { return b.first == u; });
+    return out;
 }
 
 json Cgroups::stats(const std::string &path) {

@@ -38,10 +38,27 @@ public:
     const Options &options() const { return _options; }
 
     // Make the cgroup on every hierarchy we use (idempotent) and apply `s`. On failure
-    // removes what it made.
-    void create(const std::string &path, const Settings &s);
+    // removes what it made. A field this host cannot apply is an error (MO_E_UNSUPPORTED)
+    // unless s.ignoreUnsupported; then it is left out and listed in `skipped`.
+    void create(const std::string &path, const Settings &s,
+                std::vector<Unsupported> *skipped = nullptr);
     void attach(const std::string &path, pid_t pid);
-    void update(const std::string &path, const Settings &s);
+    void update(const std::string &path, const Settings &s,
+                std::vector<Unsupported> *skipped = nullptr);
+    // Requested against applied, field by field: {layout, fields: [{field, requested,
+    // applied, file, value, note}]}; `note` says why the two differ.
+    nlohmann::json report(const std::string &path, const Settings &requested);
+    // Where a new process can be placed at clone time (clone3 CLONE_INTO_CGROUP): the
+    // cgroup's directory on the cgroup2 hierarchy and whether joining it alone puts the
+    // process into every hierarchy we use (a pure v2 host).
+    struct Placement {
+        std::string unifiedDir;
+        bool complete = false;
+    };
+    Placement placement(const std::string &path);
+    // The fields of `s` this host cannot apply to `path`: controller missing; once the
+    // cgroup exists, a file missing too.
+    std::vector<Unsupported> unsupported(const std::string &path, const Settings &s);
     nlohmann::json stats(const std::string &path);
     void freeze(const std::string &path);
     void thaw(const std::string &path);
@@ -83,6 +100,8 @@ private:
     // The backend owning `controller`, or MO_E_UNSUPPORTED naming `what`.
     Place owner(const std::string &path, const char *controller, const std::string &what);
     void apply(const std::string &path, const Settings &s);
+    // `s` without what this host cannot apply, or MO_E_UNSUPPORTED naming the first.
+    Settings settle(const std::string &path, const Settings &s, std::vector<Unsupported> *skipped);
     Place freezer(const std::string &path);
     void requireExists(const std::string &path);
     void collect(const std::string &dir, std::vector<pid_t> &out);

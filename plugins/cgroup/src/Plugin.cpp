@@ -34,6 +34,8 @@ public:
         _iface.kill = &kill;
         _iface.pids = &pids;
         _iface.destroy = &destroy;
+        _iface.report = &report;
+        _iface.placement = &placement;
         service(MO_SERVICE_CGROUP, "cgroup", &_iface);
         for (const std::string &f : _cgroups->features()) feature(f.c_str());
         method(
@@ -93,14 +95,42 @@ private:
         return parseResources(doc);
     }
 
+    // A field left out under ignoreUnsupported is said once, as a warning.
+    static void warnSkipped(CgroupPlugin &plugin, const std::string &cg,
+                            const std::vector<Unsupported> &skipped) {
+        for (const Unsupported &u : skipped)
+            plugin.log(MO_LOG_WARNING, "cgroup " + quote(cg) + ": resources." + u.field +
+                                           " not applied: " + u.reason);
+    }
+
     static int create(void *p, const char *cg, const char *res, mo_error *err) {
-        return guard(p, err, [&](Cgroups &c) { c.create(path(cg), resources(res)); });
+        return guard(p, err, [&](Cgroups &c) {
+            std::vector<Unsupported> skipped;
+            c.create(path(cg), resources(res), &skipped);
+            warnSkipped(self(p), cg, skipped);
+        });
     }
     static int attach(void *p, const char *cg, int pid, mo_error *err) {
         return guard(p, err, [&](Cgroups &c) { c.attach(path(cg), pid); });
     }
     static int update(void *p, const char *cg, const char *res, mo_error *err) {
-        return guard(p, err, [&](Cgroups &c) { c.update(path(cg), resources(res)); });
+        return guard(p, err, [&](Cgroups &c) {
+            std::vector<Unsupported> skipped;
+            c.update(path(cg), resources(res), &skipped);
+            warnSkipped(self(p), cg, skipped);
+        });
+    }
+    static int report(void *p, const char *cg, const char *res, mo_buffer *out, mo_error *err) {
+        return guard(p, err,
+                     [&](Cgroups &c) { output(self(p), out, c.report(path(cg), resources(res))); });
+    }
+    static int placement(void *p, const char *cg, mo_buffer *out, mo_error *err) {
+        return guard(p, err, [&](Cgroups &c) {
+            Cgroups::Placement where = c.placement(path(cg));
+            output(self(p), out,
+                   {{"unified", where.unifiedDir.empty() ? json() : json(where.unifiedDir)},
+                    {"complete", where.complete}});
+        });
     }
     static int stats(void *p, const char *cg, mo_buffer *out, mo_error *err) {
         return guard(p, err, [&](Cgroups &c) { output(self(p), out, c.stats(path(cg))); });

@@ -160,17 +160,66 @@ Settings parseResources(const json &resources) {
             s.blkioWeight = integer(value, key, "weight units", 10, 1000, "`10`");
         } else if (key == "deviceThrottle") {
             s.deviceThrottle = deviceThrottle(value);
+        } else if (key == "ignoreUnsupported") {
+            if (!value.is_boolean())
+                invalid(key, std::string("expected true or false, not ") + kindOf(value));
+            s.ignoreUnsupported = value.get<bool>();
         } else {
             unknown(key);
         }
     }
     if (s.memorySwap && *s.memorySwap && s.memoryLimit && *s.memoryLimit &&
         **s.memorySwap < **s.memoryLimit)
-        invalid("memorySwap", quote(std::to_string(**s.memorySwap)) +
-                                  " is below the memory limit " +
-                                  quote(std::to_string(**s.memoryLimit)) +
-                                  " (it is memory plus swap)");
+        invalid("memorySwap",
+                quote(std::to_string(**s.memorySwap)) + " is below the memory limit " +
+                    quote(std::to_string(**s.memoryLimit)) + " (it is memory plus swap)");
     return s;
+}
+
+std::vector<std::string> fieldsOf(const Settings &s) {
+    std::vector<std::string> out;
+    if (s.cpuLimit) out.push_back("limits.cpu");
+    if (s.cpuRequest) out.push_back("requests.cpu");
+    if (s.memoryLimit) out.push_back("limits.memory");
+    if (s.memoryRequest) out.push_back("requests.memory");
+    if (s.pidsLimit) out.push_back("limits.pids");
+    if (s.cpuset) out.push_back("cpuset");
+    if (s.memorySwap) out.push_back("memorySwap");
+    if (s.memorySwappiness) out.push_back("memorySwappiness");
+    if (s.blkioWeight) out.push_back("blkioWeight");
+    if (s.deviceThrottle) out.push_back("deviceThrottle");
+    return out;
+}
+
+void clearField(Settings &s, const std::string &field) {
+    if (field == "limits.cpu")
+        s.cpuLimit.reset();
+    else if (field == "requests.cpu")
+        s.cpuRequest.reset();
+    else if (field == "limits.memory")
+        s.memoryLimit.reset();
+    else if (field == "requests.memory")
+        s.memoryRequest.reset();
+    else if (field == "limits.pids")
+        s.pidsLimit.reset();
+    else if (field == "cpuset")
+        s.cpuset.reset();
+    else if (field == "memorySwap")
+        s.memorySwap.reset();
+    else if (field == "memorySwappiness")
+        s.memorySwappiness.reset();
+    else if (field == "blkioWeight")
+        s.blkioWeight.reset();
+    else if (field == "deviceThrottle")
+        s.deviceThrottle.reset();
+}
+
+const char *controllerOf(const std::string &field) {
+    if (field == "limits.cpu" || field == "requests.cpu") return "cpu";
+    if (field == "limits.pids") return "pids";
+    if (field == "cpuset") return "cpuset";
+    if (field == "blkioWeight" || field == "deviceThrottle") return "blkio";
+    return "memory";
 }
 
 std::uint64_t sharesFromMillis(std::int64_t millis) {

@@ -48,6 +48,8 @@ struct Settings {
     Setting memorySwappiness; // v1 memory.swappiness; cgroup v2 has none
     Setting blkioWeight;      // v1 blkio.weight or blkio.bfq.weight, v2 io.weight or io.bfq.weight
     std::optional<std::vector<DeviceThrottle>> deviceThrottle;
+    // Not a setting: skip (with a warning) what this host cannot apply instead of failing.
+    bool ignoreUnsupported = false;
 
     bool empty() const {
         return !cpuLimit && !cpuRequest && !memoryLimit && !memoryRequest && !pidsLimit &&
@@ -60,6 +62,21 @@ inline constexpr std::int64_t kMinMemory =
     4 << 20; // what the core accepts, and more than any kernel needs
 inline constexpr std::int64_t kMaxPids = 4194304;
 inline constexpr std::int64_t kMaxMillicores = 4096 * 1000;
+
+// The fields of `s` that are set, named as in spec.resources: "limits.cpu",
+// "requests.cpu", "limits.memory", "requests.memory", "limits.pids", "cpuset",
+// "memorySwap", "memorySwappiness", "blkioWeight", "deviceThrottle".
+std::vector<std::string> fieldsOf(const Settings &s);
+// Leave the field named as above alone (as if absent).
+void clearField(Settings &s, const std::string &field);
+// The controller applying a field ("cpu", "memory", "pids", "cpuset", "blkio").
+const char *controllerOf(const std::string &field);
+
+// A field of a request this host cannot apply, and why.
+struct Unsupported {
+    std::string field;
+    std::string reason;
+};
 
 // Throws Error(MO_E_INVALID) naming the field: "invalid `limits.memory`: ...".
 Settings parseResources(const nlohmann::json &resources);

@@ -128,6 +128,80 @@ public:
         }
     }
 
+    std::vector<Unsupported> unsupported(const std::string &dir, const Settings &s) override {
+        std::vector<Unsupported> out;
+        if (s.memorySwap && _h.has("memory") && !_fs.exists(dir + "/memory.memsw.limit_in_bytes"))
+            out.push_back({"memorySwap", "`memory.memsw.limit_in_bytes` is missing (swap "
+                                         "accounting is off: boot with `swapaccount=1`)"});
+        if (s.memorySwappiness && _h.has("memory") && !_fs.exists(dir + "/memory.swappiness"))
+            out.push_back({"memorySwappiness", "`memory.swappiness` is missing"});
+        if (s.blkioWeight && _h.has("blkio") && !_fs.exists(dir + "/blkio.weight") &&
+            !_fs.exists(dir + "/blkio.bfq.weight"))
+            out.push_back({"blkioWeight", "neither `blkio.weight` nor `blkio.bfq.weight` exists "
+                                          "(they need the bfq or cfq I/O scheduler)"});
+        return out;
+    }
+
+    void applied(const std::string &dir, const Settings &s, json &out) override {
+        if (_h.has("cpu")) {
+            if (s.cpuLimit) {
+                auto quota = read(dir, "cpu.cfs_quota_us");
+                auto period = readNumber(dir, "cpu.cfs_period_us");
+                long long q = quota ? std::atoll(quota->c_str()) : -1;
+                json millis;
+                if (q > 0 && period && *period > 0)
+                    millis = static_cast<std::uint64_t>(q) * 1000 / *period;
+                json e = appliedEntry("limits.cpu", dir, "cpu.cfs_quota_us", millis);
+                if (period)
+                    e["value"] = e["value"].get<std::string>() + " " + std::to_string(*period);
+                out.push_back(e);
+            }
+            if (s.cpuRequest) {
+                auto shares = readNumber(dir, "cpu.shares");
+                out.push_back(appliedEntry("requests.cpu", dir, "cpu.shares",
+                                           shares ? json(*shares * 1000 / 1024) : json()));
+            }
+        }
+        if (_h.has("memory")) {
+            auto number = [&](const char *field, const char *file) {
+                auto v = readNumber(dir, file);
+                out.push_back(appliedEntry(field, dir, file, v ? json(*v) : json()));
+            };
+            if (s.memoryLimit) number("limits.memory", "memory.limit_in_bytes");
+            if (s.memoryRequest) number("requests.memory", "memory.soft_limit_in_bytes");
+            if (s.memorySwap) number("memorySwap", "memory.memsw.limit_in_bytes");
+            if (s.memorySwappiness) number("memorySwappiness", "memory.swappiness");
+        }
+        if (_h.has("pids") && s.pidsLimit) {
+            auto v = readNumber(dir, "pids.max");
+            out.push_back(appliedEntry("limits.pids", dir, "pids.max", v ? json(*v) : json()));
+        }
+        if (_h.has("cpuset") && s.cpuset)
+            out.push_back(
+                appliedEntry("cpuset", dir, "cpuset.cpus", read(dir, "cpuset.cpus").value_or("")));
+        if (_h.has("blkio")) {
+            if (s.blkioWeight) {
+                const char *file =
+                    _fs.exists(dir + "/blkio.weight") ? "blkio.weight" : "blkio.bfq.weight";
+                auto v = readWeight(dir, file);
+                out.push_back(appliedEntry("blkioWeight", dir, file, v ? json(*v) : json()));
+            }
+            if (s.deviceThrottle) {
+                json lines = json::array();
+                for (const char *file :
+                     {"blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device",
+                      "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device"}) {
+                    std::istringstream in(read(dir, file).value_or(""));
+                    for (std::string line; std::getline(in, line);)
+                        if (!line.empty()) lines.push_back(std::string(file + 15) + " " + line);
+                }
+                json e = appliedEntry("deviceThrottle", dir, "blkio.throttle.*_device", lines);
+                e["value"] = json();
+                out.push_back(e);
+            }
+        }
+    }
+
     void setCpuset(const std::string &parent, const std::string &dir, const Settings &s) override {
         if (!s.cpuset) return;
         std::string cpus = *s.cpuset;

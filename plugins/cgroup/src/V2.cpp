@@ -1,7 +1,8 @@
 // cgroup v2: one hierarchy; a controller's files appear in a cgroup once its parent lists
 // the controller in cgroup.subtree_control. Limits: cpu.max, cpu.weight, memory.max,
-// memory.low, memory.swap.max, pids.max, cpuset.cpus, io.weight / io.bfq.weight, io.max; cgroup.freeze and cgroup.kill are core files, present
-// in every non-root cgroup (also on a hybrid host's cgroup2 mount without controllers).
+// memory.low, memory.swap.max, pids.max, cpuset.cpus, io.weight / io.bfq.weight, io.max;
+// cgroup.freeze and cgroup.kill are core files, present in every non-root cgroup (also on a hybrid
+// host's cgroup2 mount without controllers).
 #include "Backend.h"
 #include "Errors.h"
 
@@ -62,7 +63,8 @@ public:
         if (s.memorySwappiness)
             throw Error(MO_E_UNSUPPORTED,
                         "--memory-swappiness: cgroup v2 has no swappiness (memory is on the v2 "
-                        "hierarchy " + quote(_h.mountpoint) + ")");
+                        "hierarchy " +
+                            quote(_h.mountpoint) + ")");
     }
 
     void setMemory(const std::string &dir, const Settings &s) override {
@@ -76,7 +78,8 @@ public:
             if (*s.memorySwap) {
                 // memory.swap.max holds the swap part alone.
                 std::optional<std::int64_t> memory;
-                if (s.memoryLimit && *s.memoryLimit) memory = **s.memoryLimit;
+                if (s.memoryLimit && *s.memoryLimit)
+                    memory = **s.memoryLimit;
                 else if (!s.memoryLimit)
                     if (auto v = readNumber(dir, "memory.max"))
                         memory = static_cast<std::int64_t>(*v);
@@ -107,7 +110,7 @@ public:
             // io.weight is blk-iocost's (needs io.cost enabled to act), io.bfq.weight bfq's.
             const char *file = _fs.exists(dir + "/io.weight")       ? "io.weight"
                                : _fs.exists(dir + "/io.bfq.weight") ? "io.bfq.weight"
-                                                                     : nullptr;
+                                                                    : nullptr;
             if (!file)
                 throw Error(MO_E_UNSUPPORTED,
                             "blkio weight: neither `io.weight` nor `io.bfq.weight` exists (the "
@@ -118,7 +121,9 @@ public:
         for (const DeviceThrottle &t : *s.deviceThrottle) {
             std::string line = std::to_string(t.major) + ":" + std::to_string(t.minor);
             const std::pair<const char *, const std::optional<std::uint64_t> &> rates[] = {
-                {"rbps", t.readBps}, {"wbps", t.writeBps}, {"riops", t.readIops},
+                {"rbps", t.readBps},
+                {"wbps", t.writeBps},
+                {"riops", t.readIops},
                 {"wiops", t.writeIops}};
             bool any = false;
             for (const auto &[key, rate] : rates) {
@@ -131,6 +136,83 @@ public:
                 write(dir, "io.max", line);
             } catch (const Error &e) {
                 throw wrap(e, "device " + quote(t.device));
+            }
+        }
+    }
+
+    std::vector<Unsupported> unsupported(const std::string &dir, const Settings &s) override {
+        std::vector<Unsupported> out;
+        if (s.memorySwappiness && _h.has("memory"))
+            out.push_back({"memorySwappiness", "cgroup v2 has no swappiness (memory is on the v2 "
+                                               "hierarchy " +
+                                                   quote(_h.mountpoint) + ")"});
+        if (s.memorySwap && _h.has("memory") && !_fs.exists(dir + "/memory.swap.max"))
+            out.push_back({"memorySwap", "`memory.swap.max` is missing (kernel without swap "
+                                         "accounting)"});
+        if (s.blkioWeight && _h.has("io") && !_fs.exists(dir + "/io.weight") &&
+            !_fs.exists(dir + "/io.bfq.weight"))
+            out.push_back({"blkioWeight", "neither `io.weight` nor `io.bfq.weight` exists (the io "
+                                          "controller needs the bfq scheduler or blk-iocost)"});
+        return out;
+    }
+
+    void applied(const std::string &dir, const Settings &s, json &out) override {
+        if (_h.has("cpu")) {
+            if (s.cpuLimit) {
+                std::istringstream in(read(dir, "cpu.max").value_or(""));
+                std::string quota;
+                std::uint64_t period = 0;
+                json millis;
+                if (in >> quota >> period && quota != "max" && period > 0)
+                    millis = std::stoull(quota) * 1000 / period;
+                out.push_back(appliedEntry("limits.cpu", dir, "cpu.max", millis));
+            }
+            if (s.cpuRequest) {
+                // Back through runc's mapping: weight -> shares -> millicores (lossy).
+                auto w = readNumber(dir, "cpu.weight");
+                json millis;
+                if (w && *w >= 1) millis = (2 + (*w - 1) * 262142 / 9999) * 1000 / 1024;
+                out.push_back(appliedEntry("requests.cpu", dir, "cpu.weight", millis));
+            }
+        }
+        if (_h.has("memory")) {
+            auto number = [&](const char *field, const char *file) {
+                auto v = readNumber(dir, file);
+                out.push_back(appliedEntry(field, dir, file, v ? json(*v) : json()));
+            };
+            if (s.memoryLimit) number("limits.memory", "memory.max");
+            if (s.memoryRequest) number("requests.memory", "memory.low");
+            if (s.memorySwap) {
+                // memory.swap.max holds the swap part alone.
+                auto swap = readNumber(dir, "memory.swap.max");
+                auto memory = readNumber(dir, "memory.max");
+                out.push_back(appliedEntry("memorySwap", dir, "memory.swap.max",
+                                           swap && memory ? json(*swap + *memory) : json()));
+            }
+            if (s.memorySwappiness)
+                out.push_back({{"field", "memorySwappiness"}, {"applied", json()}});
+        }
+        if (_h.has("pids") && s.pidsLimit) {
+            auto v = readNumber(dir, "pids.max");
+            out.push_back(appliedEntry("limits.pids", dir, "pids.max", v ? json(*v) : json()));
+        }
+        if (_h.has("cpuset") && s.cpuset)
+            out.push_back(
+                appliedEntry("cpuset", dir, "cpuset.cpus", read(dir, "cpuset.cpus").value_or("")));
+        if (_h.has("io")) {
+            if (s.blkioWeight) {
+                const char *file = _fs.exists(dir + "/io.weight") ? "io.weight" : "io.bfq.weight";
+                auto v = readWeight(dir, file);
+                out.push_back(appliedEntry("blkioWeight", dir, file, v ? json(*v) : json()));
+            }
+            if (s.deviceThrottle) {
+                json lines = json::array();
+                std::istringstream in(read(dir, "io.max").value_or(""));
+                for (std::string line; std::getline(in, line);)
+                    if (!line.empty()) lines.push_back(line);
+                json e = appliedEntry("deviceThrottle", dir, "io.max", lines);
+                e["value"] = json();
+                out.push_back(e);
             }
         }
     }

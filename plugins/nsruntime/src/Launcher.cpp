@@ -221,18 +221,35 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     const pid_t parent = ::getpid();
 
     // Cloned straight into a new cgroup namespace, the child would see the cgroup of
-    // its parent (the monitor) as its root rather than its own.
-    const bool lateCgroupNs = options.afterClone && spec.namespaces.cgroup;
+    // its parent (the monitor) as its root rather than its own: unless it is born in its
+    // cgroup, it makes the namespace only once the parent moved it.
     int pidfd = -1;
-    struct clone_args args = {};
-    args.flags = (cloneFlags(spec) & ~(lateCgroupNs ? CLONE_NEWCGROUP : 0UL)) | CLONE_PIDFD;
-    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-    args.exit_signal = SIGCHLD;
-    long pid = sys.clone3(&args);
-    if (pid == 0) {
-        report.read.release();
-        containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
-                       options.dieWithParent, parent, lateCgroupNs);
+    bool placed = options.cgroupFd >= 0;
+    bool lateCgroupNs = false;
+    long pid = 0;
+    for (;;) {
+        lateCgroupNs = options.afterClone && spec.namespaces.cgroup && !placed;
+        struct clone_args args = {};
+        args.flags = (cloneFlags(spec) & ~(lateCgroupNs ? CLONE_NEWCGROUP : 0UL)) | CLONE_PIDFD;
+        if (placed) {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = static_cast<uint64_t>(options.cgroupFd);
+        }
+        args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+        args.exit_signal = SIGCHLD;
+        pid = sys.clone3(&args);
+        if (pid == 0) {
+            report.read.release();
+            containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
+                           options.dieWithParent, parent, lateCgroupNs);
+        }
+        // Kernels before 5.7 (E2BIG, EINVAL) or a cgroup the kernel will not place into
+        // (EOPNOTSUPP, EBUSY): move the child after the clone instead.
+        if (placed && pid < 0 && options.afterClone && pid != -ENOMEM && pid != -EAGAIN) {
+            placed = false;
+            continue;
+        }
+        break;
     }
     if (pid < 0) throw sysError("clone the container process", static_cast<int>(-pid));
     ChildProcess child(static_cast<pid_t>(pid), pidfd);
@@ -240,7 +257,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     try {
         if (sync) {
             sync->read.reset();
-            if (options.afterClone) options.afterClone(child.pid());
+            if (options.afterClone && !placed) options.afterClone(child.pid());
         }
         if (spec.userns()) {
             std::string base = "/proc/" + std::to_string(pid) + "/";

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace mobileops::nsruntime {
@@ -43,6 +44,12 @@ struct LaunchOptions {
     // new cgroup namespace is made by the child only after this returned, so its root is
     // the cgroup the child was moved to.
     std::function<void(pid_t)> afterClone;
+    // A cgroup2 directory (O_PATH fd) holding every controller the container uses: the
+    // child is born in it (clone3 CLONE_INTO_CGROUP, Linux 5.7), so no cgroup.procs write
+    // stands between clone and exec. afterClone is then skipped, and used instead when the
+    // kernel refuses to place at clone time.
+    int cgroupFd = -1;
+    std::shared_ptr<void> cgroupFdOwner; // closes cgroupFd with the last copy
     // Called by whoever reaped the container's init (the monitor, a foreground run) with
     // the signal that killed it (0: it exited, or never started); returns fields to add
     // to the recorded exit ({"oom_killed": true}). Releases the container's cgroup.

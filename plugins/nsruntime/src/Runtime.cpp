@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <thread>
 
@@ -443,7 +444,28 @@ void Runtime::remove(const std::string &ref, bool force) {
     _host.event("container.remove", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
 
-json Runtime::state(const std::string &ref) { return publicView(find(ref).record); }
+json Runtime::state(const std::string &ref) {
+    Found f = find(ref);
+    json view = publicView(f.record);
+    // A live container: the limits it asked for against what the kernel holds.
+    std::string st = f.record.value("status", ""), path = f.record.value("cgroup", "");
+    if ((st != status::running && st != status::paused) || path.empty()) return view;
+    auto *svc = static_cast<const mo_cgroup_service *>(_host.lookup(MO_SERVICE_CGROUP));
+    if (!svc || !svc->report) return view;
+    json requested = json::object();
+    if (auto spec = f.record.find("spec"); spec != f.record.end() && spec->is_object())
+        if (auto res = spec->find("resources"); res != spec->end() && res->is_object())
+            requested = *res;
+    std::string text = requested.dump();
+    try {
+        view["resources"] = cgroupOutput(_host, [&](mo_buffer *b, mo_error *e) {
+            return svc->report(svc->self, path.c_str(), text.c_str(), b, e);
+        });
+    } catch (const std::exception &e) {
+        view["resources"] = {{"error", e.what()}};
+    }
+    return view;
+}
 
 json Runtime::list(bool all) {
     json out = json::array();
@@ -604,6 +626,32 @@ const mo_cgroup_service *Runtime::cgroupService() const {
     return svc && svc->create && svc->attach ? svc : nullptr;
 }
 
+// On a pure cgroup2 host the child can be born in its cgroup (clone3 CLONE_INTO_CGROUP):
+// that skips the cgroup.procs write, whose first use after an idle gap waits out an RCU
+// grace period (milliseconds) on every start.
+void Runtime::placeAtClone(const mo_cgroup_service *svc, const std::string &path,
+                           LaunchOptions &options) const {
+    if (svc->size < offsetof(mo_cgroup_service, placement) + sizeof svc->placement ||
+        !svc->placement)
+        return;
+    json where;
+    try {
+        where = cgroupOutput(_host, [&](mo_buffer *b, mo_error *e) {
+            return svc->placement(svc->self, path.c_str(), b, e);
+        });
+    } catch (const std::exception &e) {
+        _host.log(MO_LOG_DEBUG,
+                  "cgroup " + quote(path) + ": no placement at clone time: " + e.what());
+        return;
+    }
+    if (!where.value("complete", false) || !where["unified"].is_string()) return;
+    std::string dir = where["unified"];
+    int fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return; // attach after the clone as on other hosts
+    options.cgroupFd = fd;
+    options.cgroupFdOwner = std::shared_ptr<void>(nullptr, [fd](void *) { ::close(fd); });
+}
+
 LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::string &id,
                                      json &record) const {
     LaunchOptions options;
@@ -622,6 +670,7 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
         rc < 0)
         throw Error(rc, "cgroup " + quote(path) + ": " + err.message);
     options.afterClone = attacher(svc, path);
+    placeAtClone(svc, path, options);
     Host host = _host;
     options.afterExit = [host, svc, path](int signal) {
         return finishCgroup(host, svc, path, signal);

@@ -74,6 +74,8 @@ private:
     // `mobileops/<id>` with the spec's resources, attach the child before it makes its
     // cgroup namespace, and after the exit note an OOM kill and release the cgroup.
     // Records the cgroup path in `record`. Without the service, no hooks.
+    void placeAtClone(const mo_cgroup_service *svc, const std::string &path,
+                      LaunchOptions &options) const;
     LaunchOptions launchOptions(const ContainerSpec &spec, const std::string &id,
                                 nlohmann::json &record) const;
     // Signal every process in the container's cgroup (SIGKILL: returns once all are gone).

@@ -115,7 +115,9 @@ typedef struct mo_runtime_service {
 typedef struct mo_cgroup_service {
     uint32_t size;
     void *self;
-    /* Create the cgroup and apply resources_json (spec.resources); idempotent. */
+    /* Create the cgroup and apply resources_json (spec.resources); idempotent. A limit the
+     * host cannot apply fails with MO_E_UNSUPPORTED, unless resources_json has
+     * "ignoreUnsupported": true: then it is left out with a warning (update alike). */
     int (*create)(void *self, const char *path, const char *resources_json, mo_error *err);
     /* Move pid into the cgroup on every hierarchy. */
     int (*attach)(void *self, const char *path, int pid, mo_error *err);
@@ -130,6 +132,16 @@ typedef struct mo_cgroup_service {
     int (*pids)(void *self, const char *path, mo_buffer *out, mo_error *err);
     /* Remove the cgroup; fails with MO_E_STATE while processes remain. */
     int (*destroy)(void *self, const char *path, mo_error *err);
+    /* Appended in ABI 1.0 before the first release; check for NULL.
+     * Requested against applied, field by field, for resources_json as create takes it:
+     * JSON {layout, fields: [{field, requested, applied, file, value, note}]}, `note`
+     * saying why a value differs or was not applied. */
+    int (*report)(void *self, const char *path, const char *resources_json, mo_buffer *out,
+                  mo_error *err);
+    /* Where a new process can be put at clone time (clone3 CLONE_INTO_CGROUP): JSON
+     * {unified: the cgroup's cgroup2 directory or null, complete: true when joining that
+     * directory alone places the process in every hierarchy the service uses}. */
+    int (*placement)(void *self, const char *path, mo_buffer *out, mo_error *err);
 } mo_cgroup_service;
 
 /* Network service (ABI 1.0, declared; provided by plugins/bridge). */

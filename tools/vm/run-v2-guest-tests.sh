@@ -1,10 +1,11 @@
 #!/bin/sh
-# run-cgroup-v2-tests.sh BUILD_DIR [GTEST_ARGS...]
+# run-v2-guest-tests.sh BUILD_DIR [GTEST_ARGS...]
 #
-# Run the cgroup plugin's root integration tests (cgroup_root_tests) in a qemu guest booted
-# with Debian's linux-image-amd64 kernel and `cgroup_no_v1=all`, so the v2 code path runs
-# on a real, pure cgroup2 hierarchy whatever this host mounts. The guest sees the host
-# root read-only over virtio-9p and chroots into it, so the test binary runs unchanged.
+# Run a root test binary (default: the cgroup plugin's cgroup_root_tests; the container
+# CLI suite too, see tests/vm) in a qemu guest booted with Debian's linux-image-amd64
+# kernel and `cgroup_no_v1=all`, so the v2 code paths run on a real, pure cgroup2
+# hierarchy whatever this host mounts. The guest sees the host root read-only over
+# virtio-9p and makes it its root mount, so the test binary runs unchanged.
 # Prints the guest's output; exits with the test binary's status, 77 when something it
 # needs is missing (ctest SKIP_RETURN_CODE), 1 when the guest fails to report.
 #
@@ -22,7 +23,7 @@ skip() {
     exit 77
 }
 die() {
-    echo "run-cgroup-v2-tests: $*" >&2
+    echo "run-v2-guest-tests: $*" >&2
     exit 1
 }
 
@@ -57,8 +58,9 @@ busybox=${MO_VM_BUSYBOX:-/bin/busybox}
 
 vm=$build/vm
 mkdir -p "$vm"
+# One guest at a time per build (they share the initramfs and two cores).
 exec 9> "$vm/.lock"
-flock -n 9 || die "another guest run is using \`$vm\`"
+flock 9
 
 # The initramfs is rebuilt when the kernel, busybox or the guest scripts change.
 initrd=$vm/initramfs-$kver.cpio.gz
@@ -72,10 +74,11 @@ if [ ! -f "$initrd" ] || [ "$(cat "$initrd.key" 2>/dev/null)" != "$key" ]; then
     echo "$key" > "$initrd.key"
 fi
 
-results=$vm/results
+name=$(basename "$bin")
+results=$vm/results-$name
 rm -rf "$results"
 mkdir -p "$results"
-xml=$results/cgroup_root_tests.xml
+xml=$results/$name.xml
 # The job: sourced by the guest's /init. JOB_ARGV holds one argument per line.
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 # The guest's console is a terminal whatever ours is: colour only when ours is one too.
@@ -115,5 +118,5 @@ echo "guest ran $(($(date +%s) - start))s"
 [ -f "$results/guest-error" ] && die "guest setup failed: $(cat "$results/guest-error")"
 [ -f "$results/status" ] || die "the guest did not report the tests' status"
 status=$(cat "$results/status")
-echo "cgroup_root_tests in the v2 guest exited with $status (report: $xml)"
+echo "$name in the v2 guest exited with $status (report: $xml)"
 exit "$status"
