@@ -168,6 +168,29 @@ TEST(FakeTree, HybridSwapSwappinessAndBlkio) {
     cg.destroy("ct");
 }
 
+TEST(FakeTree, MemoryLimitAloneAllowsAsMuchSwapAgain) {
+    for (bool unified : {false, true}) {
+        FakeCgroupFs fake(unified ? testing::unifiedMounts() : testing::hybridMounts());
+        Cgroups cg(fake.layout(), fake, {"/mobileops"});
+        std::string d = fake.root() + (unified ? "/sys/fs/cgroup/mobileops/ct"
+                                               : "/sys/fs/cgroup/memory/mobileops/ct");
+        const char *swapFile = unified ? "/memory.swap.max" : "/memory.memsw.limit_in_bytes";
+        auto swap = [&] { return fake.get(d + swapFile); };
+        cg.create("ct", parseResources(json::parse(R"({"limits": {"memory": 67108864}})")));
+        // docker's and podman's default: memory plus swap is twice the limit
+        EXPECT_EQ(swap(), unified ? "67108864" : "134217728") << unified;
+        // a new limit takes the default along
+        cg.update("ct", parseResources(json::parse(R"({"limits": {"memory": 268435456}})")));
+        EXPECT_EQ(swap(), unified ? "268435456" : "536870912") << unified;
+        // a swap limit of the user's stays (v2 keeps the swap part alone: 32Mi)
+        cg.update("ct", parseResources(json::parse(
+                            R"({"limits": {"memory": 268435456}, "memorySwap": 301989888})")));
+        cg.update("ct", parseResources(json::parse(R"({"limits": {"memory": 134217728}})")));
+        EXPECT_EQ(swap(), unified ? "33554432" : "301989888") << unified;
+        cg.destroy("ct");
+    }
+}
+
 TEST(FakeTree, UnifiedSwapAndIoMax) {
     FakeCgroupFs fake(testing::unifiedMounts());
     Cgroups cg(fake.layout(), fake, {"/mobileops"});

@@ -331,6 +331,19 @@ TEST_F(CgroupRoot, SwapLimitLandsOrIsUnsupported) {
     }
 }
 
+TEST_F(CgroupRoot, MemoryLimitAloneGetsDockersDefaultSwap) {
+    if (!_layout.owner("memory")) GTEST_SKIP() << "no memory controller here";
+    _cg->create(kPath, parseResources(json::parse(R"({"limits": {"memory": 67108864}})")));
+    const char *swapFile = v1("memory") ? "memory.memsw.limit_in_bytes" : "memory.swap.max";
+    if (!realFs().exists(_cg->dirFor(kPath, "memory") + "/" + swapFile))
+        GTEST_SKIP() << "no swap accounting here (" << swapFile << ")";
+    // memory plus swap is twice the limit (v2: the swap part alone equals the limit)
+    EXPECT_EQ(file("memory", swapFile), v1("memory") ? "134217728" : "67108864");
+    // and follows a new limit (growing: the kernel needs memory+swap to go first on v1)
+    _cg->update(kPath, parseResources(json::parse(R"({"limits": {"memory": 268435456}})")));
+    EXPECT_EQ(file("memory", swapFile), v1("memory") ? "536870912" : "268435456");
+}
+
 TEST_F(CgroupRoot, BlkioWeightAndThrottleLandOrAreUnsupported) {
     if (!_layout.owner("blkio")) GTEST_SKIP() << "no blkio / io controller here";
     // The disk holding `/`; throttles take whole disks only.

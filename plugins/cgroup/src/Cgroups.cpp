@@ -234,6 +234,13 @@ void Cgroups::create(const std::string &path, const Settings &requested,
         }
         // Files only a made cgroup shows (v1 memsw, a scheduler's weight).
         s = settle(path, s, skipped);
+        // As docker and podman: a memory limit without a swap limit allows as much swap
+        // again (memory plus swap = twice the limit), where the kernel accounts swap.
+        if (s.memoryLimit && *s.memoryLimit && !s.memorySwap) {
+            Settings swap;
+            swap.memorySwap = std::optional<std::int64_t>(2 * **s.memoryLimit);
+            if (unsupported(path, swap).empty()) s.memorySwap = swap.memorySwap;
+        }
         apply(path, s);
     } catch (const Error &e) {
         for (auto it = made.rbegin(); it != made.rend(); ++it) _fs.rmdir(*it);
@@ -288,7 +295,26 @@ void Cgroups::update(const std::string &path, const Settings &requested,
                      std::vector<Unsupported> *skipped) {
     requireExists(path);
     try {
-        apply(path, settle(path, requested, skipped));
+        Settings s = settle(path, requested, skipped);
+        // A new memory limit takes the default swap (as much again) along, unless the
+        // swap limit was set to something else.
+        if (s.memoryLimit && *s.memoryLimit && !s.memorySwap) {
+            Settings probe;
+            probe.memoryLimit = s.memoryLimit;
+            probe.memorySwap = std::optional<std::int64_t>(0);
+            const Hierarchy *h = _layout.owner("memory");
+            if (h && backendOf(h) && unsupported(path, probe).empty()) {
+                json now = json::array();
+                backendOf(h)->applied(placeOf(path, h).dir, probe, now);
+                json memory, swap;
+                for (const json &e : now)
+                    (e["field"] == "memorySwap" ? swap : memory) = e.value("applied", json());
+                if (memory.is_number() && swap.is_number() &&
+                    swap.get<std::int64_t>() == 2 * memory.get<std::int64_t>())
+                    s.memorySwap = std::optional<std::int64_t>(2 * **s.memoryLimit);
+            }
+        }
+        apply(path, s);
     } catch (const Error &e) {
         throw wrap(e, "update cgroup " + quote(path));
     }
