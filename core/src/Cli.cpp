@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 namespace mobileops::core::cli {
@@ -19,6 +20,9 @@ struct Option {
 struct Arg {
     std::string name, summary;
     bool optional = false, variadic = false;
+    // An option that takes this argument's place: given, the argument is skipped (run's
+    // ROOTFS with --rootfs-img), so the next word starts the command.
+    std::string unless;
 };
 
 bool boolField(lua_State *L, int idx, const char *field) {
@@ -60,7 +64,8 @@ std::vector<Arg> args(lua_State *L, int verbIdx) {
         lua_rawgeti(L, -1, i);
         int a = lua_gettop(L);
         out.push_back({tableString(L, a, "name"), tableString(L, a, "summary"),
-                       boolField(L, a, "optional"), boolField(L, a, "variadic")});
+                       boolField(L, a, "optional"), boolField(L, a, "variadic"),
+                       tableString(L, a, "unless")});
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -163,22 +168,25 @@ bool parseVerbArgs(lua_State *L, int verbIdx, const std::string &command,
     };
 
     std::vector<std::string> positional;
-    size_t fixed = 0; // positional args before a variadic one
-    bool hasVariadic = false;
-    for (const Arg &a : as) {
-        if (a.variadic) {
-            hasVariadic = true;
-            break;
+    std::set<std::string> given; // long names of the options seen
+    auto skipped = [&](const Arg &a) { return !a.unless.empty() && given.count(a.unless) > 0; };
+    bool hasVariadic = std::any_of(as.begin(), as.end(), [](const Arg &a) { return a.variadic; });
+    // Positional args before a variadic one, less those an option given so far replaced.
+    auto fixed = [&] {
+        size_t n = 0;
+        for (const Arg &a : as) {
+            if (a.variadic) break;
+            if (!skipped(a)) ++n;
         }
-        ++fixed;
-    }
+        return n;
+    };
     bool optionsDone = false;
     for (size_t i = 0; i < argv.size(); ++i) {
         const std::string &a = argv[i];
         // Once the variadic part (a command and its arguments) starts, everything is its.
         if (optionsDone || a.size() < 2 || a[0] != '-') {
             positional.push_back(a);
-            if (hasVariadic && positional.size() > fixed) optionsDone = true;
+            if (hasVariadic && positional.size() > fixed()) optionsDone = true;
             continue;
         }
         if (a == "--") {
@@ -207,6 +215,7 @@ bool parseVerbArgs(lua_State *L, int verbIdx, const std::string &command,
             }
             const Option *o = findLong(name);
             if (!o) throw UsageError(command + ": unknown option " + quote("--" + name) + hint);
+            given.insert(o->name);
             if (o->type == "flag") {
                 if (inlineValue)
                     throw UsageError(command + ": option " + quote("--" + name) +
@@ -229,6 +238,7 @@ bool parseVerbArgs(lua_State *L, int verbIdx, const std::string &command,
             std::string s(1, a[j]);
             const Option *o = findShort(s);
             if (!o) throw UsageError(command + ": unknown option " + quote("-" + s) + hint);
+            given.insert(o->name);
             if (o->type == "flag") {
                 lua_pushboolean(L, 1);
                 lua_setfield(L, optsIdx, key(o->name).c_str());
@@ -252,6 +262,7 @@ bool parseVerbArgs(lua_State *L, int verbIdx, const std::string &command,
     int argsIdx = lua_gettop(L);
     size_t p = 0;
     for (const Arg &a : as) {
+        if (skipped(a)) continue;
         if (a.variadic) {
             lua_newtable(L);
             int n = 1;

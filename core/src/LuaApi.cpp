@@ -613,7 +613,8 @@ const std::vector<ApiFunction> kApi = {
      {{"def", "table",
        "{name, summary, description?, hidden?, options = {{name, short?, type = "
        "flag|string|int|number|list, metavar?, summary, default?}}, args = {{name, summary?, "
-       "optional?, variadic?}}, run = function(opts, args) -> exit code?}"}},
+       "optional?, variadic?, unless? (an option whose presence skips this argument)}}, run = "
+       "function(opts, args) -> exit code?}"}},
      "the declaration",
      nullptr},
     {"",

@@ -192,6 +192,28 @@ return wf
     EXPECT_NE(r.out.find("(repeatable)"), std::string::npos) << r.out;
 }
 
+TEST_F(Dispatcher, AnOptionCanTakeAnArgumentsPlace) {
+    // run's ROOTFS with --rootfs-img: the option given, the next word starts the command
+    script("boot", R"(
+local mo = require("mobileops")
+local wf = mo.workflow{ name = "boot", summary = "boot" }
+wf:verb{ name = "run", summary = "run",
+  options = { { name = "img", type = "string", summary = "image" } },
+  args = { { name = "ROOT", optional = true, unless = "img" },
+           { name = "CMD", variadic = true, optional = true } },
+  run = function(opts, args)
+    mo.print(args.ROOT or "-", opts.img or "-", table.concat(args.CMD, " "))
+  end }
+return wf
+)");
+    Result r = mo({"boot", "run", "--img", "x.img", "sh", "-c", "echo hi"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "-\tx.img\tsh -c echo hi\n");
+    r = mo({"boot", "run", "/root", "sh", "-c", "echo hi"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "/root\t-\tsh -c echo hi\n");
+}
+
 TEST_F(Dispatcher, ShadowingABuiltinWorkflowWarns) {
     script("system",
            "local mo = require('mobileops')\n"

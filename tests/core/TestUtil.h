@@ -12,7 +12,8 @@ struct Result {
 };
 
 // Run a program with extra environment variables; stdin is /dev/null.
-Result run(const std::vector<std::string> &argv, const std::map<std::string, std::string> &env = {});
+Result run(const std::vector<std::string> &argv,
+           const std::map<std::string, std::string> &env = {});
 
 // A temporary directory removed (recursively) when the object goes away.
 class TempDir {
