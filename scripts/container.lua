@@ -49,6 +49,16 @@ local create_options = {
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
   { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
+  { name = "init-system", summary = "boot an init system (default command /sbin/init: systemd, OpenRC) as PID 1; `stop` sends SIGRTMIN+3" },
+  { name = "hw-access", summary = "DANGEROUS: give the container the host's devices (/dev is the host's devtmpfs) and a writable /sys device tree" },
+  { name = "volume", short = "v", type = "list", metavar = "HOST:CONTAINER[:OPTS]", summary = "bind a host path (OPTS: ro, rw, rprivate, rshared, rslave, nosuid, nodev, noexec)" },
+  { name = "soft-mounts", summary = "skip a volume whose host path is missing, with a warning" },
+  { name = "volatile", summary = "writes go to memory and vanish at stop; the rootfs is never modified" },
+  { name = "rootfs-img", type = "string", metavar = "FILE.img", summary = "boot an ext4 image (see `image create-img`) instead of ROOTFS" },
+  { name = "cap-add", type = "list", metavar = "CAP", summary = "add a capability (NET_ADMIN, CAP_SYS_TIME, ALL)" },
+  { name = "cap-drop", type = "list", metavar = "CAP", summary = "drop a capability (ALL: every one; then --cap-add what to keep)" },
+  { name = "security-opt", type = "list", metavar = "OPT", summary = "seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges=false" },
+  { name = "privileged", summary = "DANGEROUS: every capability, no seccomp filter, no masked /proc and /sys paths" },
 }
 
 for _, o in ipairs(resource_options) do create_options[#create_options + 1] = o end
@@ -60,6 +70,9 @@ local spec_keys = {
   "memory_swap", "memory_swappiness", "blkio_weight",
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
   "ignore_unsupported", "runtime",
+  "init_system", "hw_access",
+  "volume", "soft_mounts", "volatile", "rootfs_img",
+  "cap_add", "cap_drop", "security_opt", "privileged",
 }
 
 local function with(extra)
@@ -107,6 +120,10 @@ local function build_spec(opts, name, rootfs, command)
   if spec.unapplied and #spec.unapplied > 0 then
     mo.warn("accepted but not applied yet: " .. table.concat(spec.unapplied, ", "))
   end
+  if spec.hardwareAccess then
+    mo.warn("HARDWARE ACCESS: the container gets every device of this host and can change "
+            .. "them (disks, firmware-facing /sys attributes); /dev is the host's own devtmpfs")
+  end
   return spec
 end
 
@@ -133,7 +150,7 @@ end
 
 local create_args = {
   { name = "NAME", summary = "unique container name" },
-  { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f)", optional = true },
+  { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f); none with --rootfs-img", optional = true, unless = "rootfs-img" },
   { name = "CMD", summary = "command and arguments", variadic = true, optional = true },
 }
 
@@ -184,7 +201,7 @@ wf:verb{
     { name = "interactive", short = "i", summary = "keep stdin open" },
     { name = "tty", short = "t", summary = "allocate a terminal" },
   },
-  args = { { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f)", optional = true },
+  args = { { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f); none with --rootfs-img", optional = true, unless = "rootfs-img" },
            { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
   run = function(opts, args)
     local spec = build_spec(opts, opts.name, args.ROOTFS, args.CMD)
@@ -279,11 +296,17 @@ wf:verb{
     { name = "user", short = "u", type = "string", metavar = "UID[:GID]", summary = "run as this user" },
     { name = "env", short = "e", type = "list", metavar = "K=V", summary = "set an environment variable" },
     { name = "workdir", short = "w", type = "string", metavar = "DIR", summary = "working directory" },
+    { name = "cap-add", type = "list", metavar = "CAP", summary = "a capability on top of the container's" },
+    { name = "privileged", summary = "every capability (the container's seccomp filter stays)" },
   },
   args = { { name = "NAME", summary = "container name or id" },
            { name = "CMD", summary = "command and arguments", variadic = true } },
   run = function(opts, args)
     local process = { args = args.CMD, terminal = opts.tty }
+    if opts.privileged or #opts.cap_add > 0 then
+      process.security = { privileged = opts.privileged or nil,
+                           capabilities = #opts.cap_add > 0 and { add = opts.cap_add } or nil }
+    end
     if #opts.env > 0 then process.env = opts.env end
     if opts.workdir then process.cwd = opts.workdir end
     if opts.user then process.user = opts.user end

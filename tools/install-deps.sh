@@ -9,10 +9,10 @@ packages="
   nlohmann-json3-dev libyaml-cpp-dev
   libseccomp-dev libarchive-dev libpoco-dev
   libgtest-dev libgmock-dev googletest
-  busybox-static
+  busybox-static debootstrap
   crun runc hyperfine
   qemu-system-x86 linux-image-amd64 cpio
-  iproute2 util-linux procps
+  iproute2 util-linux procps e2fsprogs
   clang-format clang-tidy
 "
 

@@ -7,6 +7,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cctype>
@@ -14,7 +16,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -31,6 +35,17 @@ namespace {
 
 constexpr std::size_t kMaxNodes = 10000; // ordered_json lookups are linear: keep maps small
 constexpr int kMaxDepth = 64;
+constexpr std::size_t kMaxVolumes = 64; // per container, as finalize() counts bind mounts
+
+// A `..` component ("/a/../b"; not "/a..b").
+bool hasDotDot(const std::string &path) {
+    for (std::size_t at = 0; at <= path.size();) {
+        std::size_t end = std::min(path.find('/', at), path.size());
+        if (path.compare(at, end - at, "..") == 0) return true;
+        at = end + 1;
+    }
+    return false;
+}
 
 // ---------------------------------------------------------------------------------------
 // Reading: YAML (or JSON) text to a document with the line of each field.
@@ -699,6 +714,12 @@ void Checker::specFields(const Doc &value, const std::string &path) {
           })},
          {"rootfs",
           on([&](const Doc &v, const std::string &p) { _out["rootfs"] = hostPath(v, p); })},
+         {"rootfsImage",
+          on([&](const Doc &v, const std::string &p) { _out["rootfsImage"] = hostPath(v, p); })},
+         {"volatile",
+          on([&](const Doc &v, const std::string &p) { _out["volatile"] = boolean(v, p); })},
+         {"softMounts",
+          on([&](const Doc &v, const std::string &p) { _out["softMounts"] = boolean(v, p); })},
          {"command", on([&](const Doc &v, const std::string &p) { _command = strings(v, p); })},
          {"args", on([&](const Doc &v, const std::string &p) { _args = strings(v, p); })},
          {"workingDir", on([&](const Doc &v, const std::string &p) {
@@ -722,6 +743,10 @@ void Checker::specFields(const Doc &value, const std::string &path) {
          {"userns", on([&](const Doc &v, const std::string &p) { userns(v, p); })},
          {"init",
           on([&](const Doc &v, const std::string &p) { _out["process"]["init"] = boolean(v, p); })},
+         {"initSystem",
+          on([&](const Doc &v, const std::string &p) { _out["initSystem"] = boolean(v, p); })},
+         {"hardwareAccess",
+          on([&](const Doc &v, const std::string &p) { _out["hardwareAccess"] = boolean(v, p); })},
          {"stopSignal", on([&](const Doc &v, const std::string &p) {
               if (!v.is_string() && !v.is_number_integer()) invalid(p, v, "is not a signal");
               try {
@@ -799,6 +824,48 @@ void Checker::resources(const Doc &value, const std::string &path) {
           [&](const Doc &v, const std::string &p) {
               out["blkioWeight"] = integer(v, p, 10, 1000);
           }},
+         {"deviceThrottle",
+          [&](const Doc &v, const std::string &p) {
+              // [{device: /dev/vda, readBps: 1Mi, writeBps, readIops: 100, writeIops}]
+              json entries = json::array();
+              std::size_t i = 0;
+              for (const auto &item : list(v, p)) {
+                  std::string ip = indexPath(p, i++);
+                  json entry = json::object();
+                  auto rate = [&](const char *key, bool inBytes) {
+                      return [&, key, inBytes](const Doc &x, const std::string &xp) {
+                          entry[key] = inBytes
+                                           ? static_cast<std::int64_t>(bytes(x, xp, 1, kMaxMemory))
+                                           : integer(x, xp, 1, 1000000000000);
+                      };
+                  };
+                  fields(item, ip,
+                         {{"device",
+                           [&](const Doc &x, const std::string &xp) {
+                               std::string dev = absolutePath(x, xp);
+                               struct stat st {};
+                               if (::stat(dev.c_str(), &st) != 0)
+                                   invalid(xp, x,
+                                           std::string("cannot be read: ") + std::strerror(errno));
+                               if (!S_ISBLK(st.st_mode)) invalid(xp, x, "is not a block device");
+                               entry["device"] = dev;
+                               entry["major"] = ::major(st.st_rdev);
+                               entry["minor"] = ::minor(st.st_rdev);
+                           }},
+                          {"readBps", rate("readBps", true)},
+                          {"writeBps", rate("writeBps", true)},
+                          {"readIops", rate("readIops", false)},
+                          {"writeIops", rate("writeIops", false)}});
+                  if (!entry.contains("device"))
+                      fail(childPath(ip, "device"), "required field is missing");
+                  if (entry.size() == 3)
+                      fail(ip, "needs at least one of `readBps`, `writeBps`, `readIops`, "
+                               "`writeIops`");
+                  entries.push_back(entry);
+              }
+              out["deviceThrottle"] = entries;
+              addUnapplied(_out, p);
+          }},
          {"cpuset", [&](const Doc &v, const std::string &p) {
               std::string set = string(v, p);
               bool ok = isValidCpuList(set);
@@ -842,14 +909,10 @@ void Checker::security(const Doc &value, const std::string &path) {
           }},
          {"allowPrivilegeEscalation",
           [&](const Doc &v, const std::string &p) {
-              // applied by the runtime (no_new_privs)
-              out["allowPrivilegeEscalation"] = boolean(v, p);
+              out["allowPrivilegeEscalation"] = boolean(v, p); // no_new_privs when false
           }},
          {"privileged",
-          [&](const Doc &v, const std::string &p) {
-              out["privileged"] = boolean(v, p);
-              if (out["privileged"].get<bool>()) addUnapplied(_out, p);
-          }},
+          [&](const Doc &v, const std::string &p) { out["privileged"] = boolean(v, p); }},
          {"capabilities",
           [&](const Doc &v, const std::string &p) {
               json caps = json::object();
@@ -865,7 +928,6 @@ void Checker::security(const Doc &value, const std::string &path) {
                       ++i;
                   }
                   caps[xp.substr(xp.rfind('.') + 1)] = list;
-                  if (!list.empty()) addUnapplied(_out, xp);
               };
               fields(v, p, {{"add", names}, {"drop", names}});
               out["capabilities"] = caps;
@@ -893,8 +955,33 @@ void Checker::security(const Doc &value, const std::string &path) {
                        local ? "required with type `Localhost`"
                              : "only allowed with type `Localhost`");
               out["seccompProfile"] = profile;
-              if (profile["type"] != "Unconfined") addUnapplied(_out, p);
           }}});
+
+    // The runtime form (docs/runtime-spec.md): a Localhost profile is read now and carried
+    // in the spec, so the runtime never opens a host path on the user's behalf later.
+    json security = json::object();
+    if (out.contains("privileged")) security["privileged"] = out["privileged"];
+    if (out.contains("allowPrivilegeEscalation"))
+        security["noNewPrivileges"] = !out["allowPrivilegeEscalation"].get<bool>();
+    if (out.contains("capabilities")) security["capabilities"] = out["capabilities"];
+    if (out.contains("seccompProfile")) {
+        const json &profile = out["seccompProfile"];
+        std::string type = profile["type"];
+        if (type == "Localhost") {
+            std::string file = profile["localhostProfile"];
+            std::string lp = childPath(childPath(path, "seccompProfile"), "localhostProfile");
+            std::ifstream in(file);
+            std::stringstream text;
+            if (in) text << in.rdbuf();
+            if (!in || in.bad()) fail(lp, quote(file) + ": " + std::strerror(errno));
+            json parsed = json::parse(text.str(), nullptr, false);
+            if (parsed.is_discarded() || !parsed.is_object())
+                fail(lp, quote(file) + " is not a JSON seccomp profile");
+            security["seccomp"] = {{"mode", "profile"}, {"profile", parsed}, {"source", file}};
+        } else {
+            security["seccomp"] = {{"mode", type == "Unconfined" ? "unconfined" : "default"}};
+        }
+    }
 
     // Who the process runs as. A uid alone leaves the group to the rootfs's /etc/passwd,
     // as docker does, so the runtime gets it as a name to resolve.
@@ -910,7 +997,7 @@ void Checker::security(const Doc &value, const std::string &path) {
     }
     if (out.contains("supplementalGroups"))
         _out["process"]["user"]["additionalGids"] = out["supplementalGroups"];
-    _out["security"] = out;
+    _out["security"] = security;
 }
 
 void Checker::networking(const Doc &value, const std::string &path) {
@@ -1032,6 +1119,9 @@ void Checker::volumes(const Doc &value, const std::string &path) {
     json later = json::array();
     std::map<std::string, std::string> names, destinations; // -> path of the first one
     std::size_t i = 0;
+    if (list(value, path).size() > kMaxVolumes)
+        fail(path, std::to_string(value.size()) + " volumes, at most " +
+                       std::to_string(kMaxVolumes) + " per container");
     for (const auto &item : list(value, path)) {
         std::string vp = indexPath(path, i++);
         json volume = json::object();
@@ -1096,6 +1186,7 @@ void Checker::volumes(const Doc &value, const std::string &path) {
                  }},
                 {"containerPath",
                  [&](const Doc &x, const std::string &xp) {
+                     if (hasDotDot(string(x, xp))) invalid(xp, x, "contains `..`");
                      std::string dest = absolutePath(x, xp);
                      if (dest == "/") invalid(xp, x, "is the container's root");
                      auto [it, fresh] = destinations.emplace(dest, xp);

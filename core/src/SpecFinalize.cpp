@@ -2,8 +2,10 @@
 // that need the host (the rootfs and the bind mount sources exist).
 #include "mobileops/core/Spec.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 
@@ -53,6 +55,20 @@ std::string canonical(const std::string &path, const std::string &what, bool dir
 }
 
 void checkRootfs(json &spec) {
+    if (spec.contains("rootfsImage") && !spec["rootfsImage"].is_null()) {
+        std::string image = stringAt(spec, "rootfsImage", "rootfsImage");
+        if (spec.contains("rootfs") && !spec["rootfs"].is_null())
+            throw invalid("give either a rootfs directory or a rootfs image (rootfsImage), not "
+                          "both");
+        spec.erase("rootfs");
+        image = canonical(image, "rootfs image", false);
+        struct stat st;
+        if (::stat(image.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+            throw invalid("rootfs image " + quote(image) + " is not a regular file");
+        spec["rootfsImage"] = image;
+        byDefault(spec, "image", image); // what `container list` shows
+        return;
+    }
     const json *rootfs = spec.contains("rootfs") ? &spec["rootfs"] : nullptr;
     if (!rootfs || rootfs->is_null() ||
         (rootfs->is_string() && rootfs->get<std::string>().empty())) {
@@ -142,7 +158,33 @@ void finalizeProcess(json &spec) {
     arrayAt(process, "rlimits", "process.rlimits");
 }
 
+// An init system as PID 1 (initSystem): /sbin/init unless a command was given, no
+// --init shim, `container=mobileops` for systemd, and systemd's halt signal SIGRTMIN+3
+// (computed: the C library reserves the first real-time signals) unless one was given.
+void finalizeSystemModes(json &spec) {
+    for (const char *key : {"initSystem", "hardwareAccess"})
+        if (spec.contains(key) && !spec[key].is_null() && !spec[key].is_boolean())
+            throw invalid(std::string(key) + ": expected true or false");
+    if (!spec.contains("initSystem") || !spec["initSystem"].is_boolean() ||
+        !spec["initSystem"].get<bool>())
+        return;
+    json &process = objectAt(spec, "process", "process");
+    json &args = arrayAt(process, "args", "process.args");
+    if (args.empty()) args.push_back("/sbin/init");
+    if (process.contains("init") && process["init"] == true)
+        throw invalid("process.init: the built-in init (--init) cannot run an init system "
+                      "(--init-system): the init system is PID 1");
+    json &env = arrayAt(process, "env", "process.env");
+    bool named = false;
+    for (const auto &entry : env)
+        named =
+            named || (entry.is_string() && entry.get<std::string>().rfind("container=", 0) == 0);
+    if (!named) env.push_back("container=mobileops");
+    byDefault(spec, "stopSignal", SIGRTMIN + 3);
+}
+
 void finalizeMounts(json &spec) {
+    const bool soft = spec.value("softMounts", false);
     for (auto &mount : arrayAt(spec, "mounts", "mounts")) {
         if (!mount.is_object()) throw invalid("mounts: expected a list of objects");
         std::string destination = stringAt(mount, "destination", "mounts[].destination");
@@ -150,6 +192,9 @@ void finalizeMounts(json &spec) {
             throw invalid("mount " + quote(destination) + ": not an absolute path");
         if (mount.value("type", "bind") != "bind") continue;
         std::string source = stringAt(mount, "source", "mounts[].source");
+        struct stat st;
+        // Soft mounts: a missing source is skipped with a warning when the container starts.
+        if (soft && ::stat(source.c_str(), &st) < 0 && errno == ENOENT) continue;
         mount["source"] = canonical(source, "mount " + quote(destination) + ": source", false);
     }
 }
@@ -168,6 +213,7 @@ void finalize(json &spec) {
                               "a letter or digit");
         }
         checkRootfs(spec);
+        finalizeSystemModes(spec);
         finalizeProcess(spec);
 
         if (!spec.contains("hostname") && spec.contains("name"))
@@ -175,6 +221,9 @@ void finalize(json &spec) {
         if (spec.contains("hostname") && !isValidHostname(stringAt(spec, "hostname", "hostname")))
             throw invalid("invalid hostname " + quote(spec["hostname"].get<std::string>()));
         byDefault(spec, "readonly", false);
+        for (const char *key : {"volatile", "softMounts"})
+            if (spec.contains(key) && !spec[key].is_null() && !spec[key].is_boolean())
+                throw invalid(std::string(key) + ": expected true or false");
 
         json &network = objectAt(spec, "network", "network");
         byDefault(network, "mode", "private");

@@ -1,5 +1,6 @@
 // CLI flags on top of a runtime spec: `container create/boot/run` options win over the
 // VirtualRoot file they may come with.
+#include "mobileops/core/Log.h"
 #include "mobileops/core/Spec.h"
 
 #include <sys/stat.h>
@@ -11,6 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 namespace mobileops::core::spec {
 
@@ -176,8 +180,7 @@ json &resourcesOf(json &spec) {
 // mb, mib, g, ... in any case, all powers of 1024 ("1mb", "10MiB", "512k", "4096").
 std::uint64_t parseRate(const char *key, const std::string &flag, const std::string &text) {
     size_t end = 0;
-    while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.'))
-        ++end;
+    while (end < text.size() && ((text[end] >= '0' && text[end] <= '9') || text[end] == '.')) ++end;
     std::string number = text.substr(0, end), unit = text.substr(end);
     std::transform(unit.begin(), unit.end(), unit.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -187,8 +190,10 @@ std::uint64_t parseRate(const char *key, const std::string &flag, const std::str
     int power = 0;
     if (unit.size() == 1 && unit != "b") {
         auto at = kUnits.find(unit[0]);
-        if (at == std::string::npos) power = -1;
-        else power = static_cast<int>(at) + 1;
+        if (at == std::string::npos)
+            power = -1;
+        else
+            power = static_cast<int>(at) + 1;
     } else if (!unit.empty() && unit != "b") {
         power = -1;
     }
@@ -220,9 +225,8 @@ void addDeviceThrottle(json &spec, const char *key, const char *field, bool byte
     if (bytes) {
         value = static_cast<std::int64_t>(parseRate(key, text, rate));
     } else {
-        bool digits = rate.size() <= 15 && std::all_of(rate.begin(), rate.end(), [](char c) {
-                          return c >= '0' && c <= '9';
-                      });
+        bool digits = rate.size() <= 15 && std::all_of(rate.begin(), rate.end(),
+                                                       [](char c) { return c >= '0' && c <= '9'; });
         if (!digits || std::stoll(rate) < 1)
             badFlag(key, text, quote(rate) + " is not a positive number of operations");
         value = std::stoll(rate);
@@ -248,8 +252,7 @@ void applyResourceExtras(json &spec, const Options &o) {
         auto limits = resources.find("limits");
         bool haveMemory = limits != resources.end() && limits->is_object() &&
                           limits->contains("memory") && (*limits)["memory"].is_number();
-        if (!haveMemory)
-            badFlag("memory_swap", *swap, "needs a memory limit (--memory) as well");
+        if (!haveMemory) badFlag("memory_swap", *swap, "needs a memory limit (--memory) as well");
         if (*swap == "-1") {
             resources["memorySwap"] = -1;
         } else {
@@ -361,6 +364,184 @@ void addRlimit(json &spec, const std::string &text) {
         }
     }
     rlimits.push_back(toJson(limit));
+}
+
+std::vector<std::string> splitOn(const std::string &text, char sep) {
+    std::vector<std::string> parts;
+    for (std::size_t at = 0; at <= text.size();) {
+        std::size_t end = std::min(text.find(sep, at), text.size());
+        parts.push_back(text.substr(at, end - at));
+        at = end + 1;
+    }
+    return parts;
+}
+
+// --volume HOST:CONTAINER[:OPTIONS] -> a bind mount of the runtime spec.
+json parseVolumeFlag(const std::string &text) {
+    const char *form = "expected HOST:CONTAINER[:OPTIONS] such as `/srv/data:/data:ro`";
+    std::vector<std::string> parts = splitOn(text, ':');
+    if (parts.size() < 2 || parts.size() > 3) badFlag("volume", text, form);
+    const std::string &host = parts[0], &dest = parts[1];
+    if (host.empty() || dest.empty()) badFlag("volume", text, form);
+    if (host[0] != '/' && host != "." && host != ".." && host.rfind("./", 0) != 0 &&
+        host.rfind("../", 0) != 0)
+        badFlag("volume", text,
+                "named volumes are not supported yet: give a host path (absolute, or starting "
+                "with `./`)");
+    if (dest[0] != '/') badFlag("volume", text, quote(dest) + " is not an absolute path");
+    for (const auto &component : splitOn(dest, '/'))
+        if (component == "..") badFlag("volume", text, quote(dest) + " contains `..`");
+    std::string destination = normal(dest);
+    if (destination == "/") badFlag("volume", text, "cannot mount over the container's root");
+
+    json options = json::array();
+    std::string access, propagation, recursion = "rbind";
+    static const std::vector<std::string> kPropagation = {"private", "rprivate", "shared",
+                                                          "rshared", "slave",    "rslave"};
+    static const std::vector<std::string> kFlags = {"nosuid", "suid",   "nodev",
+                                                    "dev",    "noexec", "exec"};
+    if (parts.size() == 3) {
+        if (parts[2].empty()) badFlag("volume", text, form);
+        for (const auto &opt : splitOn(parts[2], ',')) {
+            if (opt == "ro" || opt == "rw") {
+                if (!access.empty() && access != opt)
+                    badFlag("volume", text, "`ro` and `rw` together");
+                access = opt;
+            } else if (opt == "z" || opt == "Z") {
+                // SELinux relabelling: accepted for podman's and docker's command lines;
+                // no SELinux policy is applied here, so there is nothing to relabel.
+            } else if (opt == "bind" || opt == "rbind") {
+                recursion = opt;
+            } else if (std::find(kPropagation.begin(), kPropagation.end(), opt) !=
+                       kPropagation.end()) {
+                if (!propagation.empty() && propagation != opt)
+                    badFlag("volume", text, "more than one propagation option");
+                propagation = opt;
+            } else if (std::find(kFlags.begin(), kFlags.end(), opt) != kFlags.end()) {
+                options.push_back(opt);
+            } else {
+                badFlag("volume", text,
+                        "unknown option " + quote(opt) +
+                            " (known: ro, rw, z, Z, bind, rbind, private, rprivate, shared, "
+                            "rshared, slave, rslave, nosuid, nodev, noexec)");
+            }
+        }
+    }
+    options.insert(options.begin(), recursion);
+    if (access == "ro") options.push_back("ro");
+    if (!propagation.empty()) options.push_back(propagation);
+    return {{"destination", destination},
+            {"source", normal(std::filesystem::absolute(host))},
+            {"type", "bind"},
+            {"options", options}};
+}
+
+// --volume, --soft-mounts, --volatile, --rootfs-img (docs/runtime-spec.md).
+void applyMounts(json &spec, const Options &o) {
+    auto image = o.string("rootfs_img");
+    if (image) {
+        if (image->empty()) badType("rootfs_img", "an image file");
+        if (o.string("rootfs"))
+            throw Error(MO_E_INVALID, "give a ROOTFS directory or --rootfs-img, not both");
+        spec.erase("rootfs");
+        spec["rootfsImage"] = normal(std::filesystem::absolute(*image));
+    } else if (o.string("rootfs")) {
+        spec.erase("rootfsImage");
+    }
+    if (auto v = o.boolean("volatile")) spec["volatile"] = *v;
+    if (auto soft = o.boolean("soft_mounts")) spec["softMounts"] = *soft;
+
+    auto volumes = o.strings("volume");
+    if (volumes.empty()) return;
+    json &mounts = spec["mounts"];
+    if (!mounts.is_array()) mounts = json::array();
+    std::map<std::string, std::string> seen; // destination -> flag
+    for (const auto &text : volumes) {
+        json mount = parseVolumeFlag(text);
+        std::string destination = mount["destination"];
+        auto [it, fresh] = seen.emplace(destination, text);
+        if (!fresh)
+            badFlag("volume", text,
+                    quote(destination) + " is already mounted by " + quote(it->second));
+        // The flag replaces a spec file's mount of the same destination.
+        for (auto m = mounts.begin(); m != mounts.end();)
+            m = m->is_object() && m->value("destination", "") == destination ? mounts.erase(m)
+                                                                             : m + 1;
+        mounts.push_back(mount);
+    }
+    auto binds = std::count_if(mounts.begin(), mounts.end(), [](const json &m) {
+        return m.is_object() && m.value("type", "bind") == "bind";
+    });
+    if (binds > 64)
+        badFlag("volume", volumes.back(),
+                std::to_string(binds) + " bind mounts, at most 64 per container");
+}
+
+// --init-system, --hw-access: the system-container modes (docs/runtime-spec.md).
+void applySystemModes(json &spec, const Options &o) {
+    if (auto init = o.boolean("init_system")) spec["initSystem"] = *init;
+    if (auto hw = o.boolean("hw_access")) spec["hardwareAccess"] = *hw;
+}
+
+// --cap-add, --cap-drop, --security-opt, --privileged: the runtime spec's `security`
+// (docs/runtime-spec.md). A seccomp profile file is read here and carried in the spec.
+void applySecurity(json &spec, const Options &o) {
+    auto security = [&]() -> json & {
+        json &s = spec["security"];
+        if (!s.is_object()) s = json::object();
+        return s;
+    };
+    auto addCaps = [&](const char *key, const char *list) {
+        for (const auto &name : o.strings(key)) {
+            std::string cap;
+            try {
+                cap = capabilityName(name);
+            } catch (const InvalidValue &e) {
+                badFlag(key, e);
+            }
+            json &caps = security()["capabilities"];
+            if (!caps.is_object()) caps = json::object();
+            json &names = caps[list];
+            if (!names.is_array()) names = json::array();
+            if (std::find(names.begin(), names.end(), cap) == names.end()) names.push_back(cap);
+        }
+    };
+    addCaps("cap_add", "add");
+    addCaps("cap_drop", "drop");
+    for (const auto &opt : o.strings("security_opt")) {
+        // docker's old `no-new-privileges:true` form too
+        auto sep = opt.find_first_of("=:");
+        std::string key = opt.substr(0, sep);
+        std::string value = sep == std::string::npos ? "" : opt.substr(sep + 1);
+        const bool assigned = sep != std::string::npos && opt[sep] == '=';
+        if (key == "no-new-privileges") {
+            if (value != "" && value != "true" && value != "false")
+                badFlag("security_opt", opt, "expected `no-new-privileges[=true|false]`");
+            security()["noNewPrivileges"] = value != "false";
+        } else if (key == "seccomp" && assigned && value == "unconfined") {
+            security()["seccomp"] = {{"mode", "unconfined"}};
+        } else if (key == "seccomp" && assigned && !value.empty()) {
+            std::string file = normal(std::filesystem::absolute(value));
+            std::ifstream in(file);
+            std::stringstream text;
+            if (in) text << in.rdbuf();
+            if (!in || in.bad())
+                badFlag("security_opt", opt, quote(file) + ": " + std::strerror(errno));
+            json profile = json::parse(text.str(), nullptr, false);
+            if (profile.is_discarded() || !profile.is_object())
+                badFlag("security_opt", opt, quote(file) + " is not a JSON seccomp profile");
+            security()["seccomp"] = {{"mode", "profile"}, {"profile", profile}, {"source", file}};
+        } else {
+            badFlag("security_opt", opt,
+                    "expected `seccomp=unconfined`, `seccomp=PROFILE.json` or "
+                    "`no-new-privileges[=true|false]`");
+        }
+    }
+    if (auto privileged = o.boolean("privileged")) security()["privileged"] = *privileged;
+    const json *s = spec.contains("security") ? &spec["security"] : nullptr;
+    if (s && s->is_object() && s->value("privileged", false) == true)
+        log::warning("PRIVILEGED: the container gets every capability, no seccomp filter and "
+                     "no masked or read-only kernel paths: it can take over this host");
 }
 
 void applyAll(json &spec, const Options &o) {
@@ -493,6 +674,9 @@ void applyAll(json &spec, const Options &o) {
         addUnapplied(spec, "--cpuset-cpus");
     }
     applyResourceExtras(spec, o);
+    applySystemModes(spec, o);
+    applyMounts(spec, o);
+    applySecurity(spec, o);
     if (auto timeout = o.numberText("stop_timeout"))
         spec["stopTimeout"] = integerFlag("stop_timeout", *timeout, 0, kMaxStopTimeout,
                                           "expected seconds from 0 to 86400");

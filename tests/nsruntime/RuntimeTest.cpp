@@ -694,8 +694,8 @@ std::vector<std::string> cgroupDirs(pid_t pid, const std::string &id) {
     std::vector<std::string> out;
     for (const auto &l : cgroupLines(slurp("/proc/" + std::to_string(pid) + "/cgroup")))
         if (l.path.size() >= id.size() + 11 &&
-            l.path.compare(l.path.size() - id.size() - 11, std::string::npos,
-                           "/mobileops/" + id) == 0) {
+            l.path.compare(l.path.size() - id.size() - 11, std::string::npos, "/mobileops/" + id) ==
+                0) {
             std::string mount = mountOf(l.controllers);
             if (!mount.empty()) out.push_back(mount + l.path);
         }
@@ -728,8 +728,7 @@ protected:
     void SetUp() override {
         RuntimeTest::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
-        if (!hasCgroupService())
-            GTEST_SKIP() << "no cgroup plugin in the build's plugin directory";
+        if (!hasCgroupService()) GTEST_SKIP() << "no cgroup plugin in the build's plugin directory";
     }
     // Wait until `pred` holds, up to `ms`.
     bool eventually(const std::function<bool()> &pred, int ms = 5000) {
@@ -748,7 +747,8 @@ TEST_F(CgroupRuntimeTest, EveryContainerHasACgroupThatIsItsNamespaceRoot) {
     std::string id = st["id"];
     EXPECT_EQ(st["cgroup"], "mobileops/" + id) << "no resources asked, still a cgroup";
     std::vector<std::string> dirs = cgroupDirs(st["pid"], id);
-    EXPECT_GE(dirs.size(), 3u) << slurp("/proc/" + std::to_string(st["pid"].get<int>()) + "/cgroup");
+    EXPECT_GE(dirs.size(), 3u) << slurp("/proc/" + std::to_string(st["pid"].get<int>()) +
+                                        "/cgroup");
     for (const auto &d : dirs)
         EXPECT_NE(std::find(procsOf(d).begin(), procsOf(d).end(), st["pid"].get<pid_t>()),
                   procsOf(d).end())
@@ -799,8 +799,7 @@ TEST_F(CgroupRuntimeTest, KillAllStopAndDeleteLeaveNothingOfAForkingTree) {
     std::vector<pid_t> procs = procsOf(dirs[0]);
     _rt->kill("cg2", SIGKILL, true);
     for (pid_t p : procs) EXPECT_FALSE(processAlive(p, 0)) << "pid " << p << " survived";
-    for (const auto &d : dirs)
-        EXPECT_TRUE(!std::filesystem::exists(d) || procsOf(d).empty()) << d;
+    for (const auto &d : dirs) EXPECT_TRUE(!std::filesystem::exists(d) || procsOf(d).empty()) << d;
     EXPECT_EQ(_rt->wait("cg2"), 137) << _rt->state("cg2").dump();
 
     // stop: the init ignores SIGTERM, the final SIGKILL goes to the whole cgroup.
@@ -835,7 +834,8 @@ TEST_F(CgroupRuntimeTest, KillAllStopAndDeleteLeaveNothingOfAForkingTree) {
 }
 
 TEST_F(CgroupRuntimeTest, PauseStopsACounterAndResumeRestartsIt) {
-    json s = spec("cg5", {"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"});
+    json s =
+        spec("cg5", {"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"});
     s["process"]["init"] = true; // ends on SIGTERM
     boot(s);
     std::string log = logPath(_rt->state("cg5")["id"]);
@@ -880,8 +880,9 @@ TEST_F(CgroupRuntimeTest, UpdateChangesTheLiveMemoryLimit) {
 }
 
 TEST_F(CgroupRuntimeTest, StatsCarryRealFigures) {
-    json st = boot(spec("cg7", {"/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); "
-                                                 "done; exec sleep 100"}));
+    json st = boot(spec("cg7", {"/bin/sh", "-c",
+                                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); "
+                                "done; exec sleep 100"}));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     json stats = _rt->stats("cg7");
     EXPECT_EQ(stats["id"], st["id"]);
@@ -926,8 +927,9 @@ TEST_F(CgroupRuntimeTest, OomKilledContainerIsRecordedWith137) {
 
 TEST_F(CgroupRuntimeTest, PidsLimitCapsAForkLoop) {
     // A failed fork ends the subshell; the container goes on.
-    json s = spec("cg11", {"/bin/sh", "-c",
-                           "(for i in $(seq 40); do sleep 100 & echo started; done); exec sleep 100"});
+    json s =
+        spec("cg11", {"/bin/sh", "-c",
+                      "(for i in $(seq 40); do sleep 100 & echo started; done); exec sleep 100"});
     s["resources"] = {{"limits", {{"pids", 20}}}};
     json st = boot(s);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -30,7 +30,6 @@ template <typename Fn> std::string errorOf(Fn fn, int code = MO_E_INVALID) {
     return {};
 }
 
-
 class SpecFinalizeTest : public ::testing::Test {
 protected:
     void SetUp() override {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -398,16 +399,20 @@ TEST(SpecOptionsTest, DeviceThrottleFlags) {
                            {"device_read_iops", {dev + ":100", dev + ":200"}},
                            {"device_write_iops", {dev + ":50"}}})
                          .dump());
-    json expected = {{{"device", dev},         {"major", major},          {"minor", minor},
-                      {"readBps", 1048576},    {"writeBps", 10485760},    {"readIops", 200},
+    json expected = {{{"device", dev},
+                      {"major", major},
+                      {"minor", minor},
+                      {"readBps", 1048576},
+                      {"writeBps", 10485760},
+                      {"readIops", 200},
                       {"writeIops", 50}}};
     EXPECT_EQ(s["resources"]["deviceThrottle"], expected);
     EXPECT_EQ(s["unapplied"], json::parse(R"(["--device-read-bps", "--device-write-bps",
                                               "--device-read-iops", "--device-write-iops"])"));
     auto bps = [&](const std::string &rate) {
-        return applied(json({{"device_read_bps", dev + ":" + rate}}).dump())["resources"]
-                           ["deviceThrottle"][0]["readBps"]
-                               .get<std::uint64_t>();
+        return applied(json({{"device_read_bps", dev + ":" + rate}})
+                           .dump())["resources"]["deviceThrottle"][0]["readBps"]
+            .get<std::uint64_t>();
     };
     EXPECT_EQ(bps("4096"), 4096u);
     EXPECT_EQ(bps("512k"), 512u * 1024);
@@ -423,9 +428,8 @@ TEST(SpecOptionsTest, DeviceThrottleFlags) {
     EXPECT_EQ(error("device_write_bps", "/dev/nope-nothing:1mb"),
               "invalid --device-write-bps `/dev/nope-nothing:1mb`: `/dev/nope-nothing`: No such "
               "file or directory");
-    EXPECT_EQ(error("device_read_bps", dev),
-              "invalid --device-read-bps `" + dev +
-                  "`: expected DEVICE:RATE such as `/dev/vda:1mb`");
+    EXPECT_EQ(error("device_read_bps", dev), "invalid --device-read-bps `" + dev +
+                                                 "`: expected DEVICE:RATE such as `/dev/vda:1mb`");
     EXPECT_EQ(error("device_read_bps", dev + ":fast"),
               "invalid --device-read-bps `" + dev +
                   ":fast`: `fast` is not a rate in bytes such as `1mb` or `10MiB`");
@@ -434,4 +438,163 @@ TEST(SpecOptionsTest, DeviceThrottleFlags) {
                   ":1.5`: `1.5` is not a positive number of operations");
     EXPECT_EQ(error("device_read_bps", "vda:1mb"),
               "invalid --device-read-bps `vda:1mb`: `vda` is not an absolute path");
+}
+
+TEST(SpecOptionsTest, VolumeFlagForms) {
+    json s = applied(R"({"volume": ["/srv/data:/data", "/srv/ro:/ro/:ro", "/a:/b:rw,Z,rshared",
+                                    "/c:/d:bind,nosuid,nodev,noexec,z"]})");
+    EXPECT_EQ(s["mounts"], json::parse(R"([
+        {"destination": "/data", "source": "/srv/data", "type": "bind", "options": ["rbind"]},
+        {"destination": "/ro", "source": "/srv/ro", "type": "bind", "options": ["rbind", "ro"]},
+        {"destination": "/b", "source": "/a", "type": "bind", "options": ["rbind", "rshared"]},
+        {"destination": "/d", "source": "/c", "type": "bind",
+         "options": ["bind", "nosuid", "nodev", "noexec"]}])"));
+    // One string, a relative host path (from the current directory).
+    s = applied(R"({"volume": "./here:/x"})");
+    EXPECT_EQ(s["mounts"][0]["source"], (std::filesystem::current_path() / "here").string());
+    // A flag replaces a spec file's mount of the same destination.
+    json base = {{"mounts", {{{"destination", "/data"}, {"source", "/old"}, {"type", "bind"}}}}};
+    s = applied(R"({"volume": ["/new:/data"]})", base);
+    ASSERT_EQ(s["mounts"].size(), 1u);
+    EXPECT_EQ(s["mounts"][0]["source"], "/new");
+}
+
+TEST(SpecOptionsTest, VolumeFlagErrors) {
+    auto error = [](const std::string &value) {
+        return optionError(json({{"volume", value}}).dump());
+    };
+    EXPECT_EQ(error("/srv"), "invalid --volume `/srv`: expected HOST:CONTAINER[:OPTIONS] such as "
+                             "`/srv/data:/data:ro`");
+    EXPECT_EQ(error("/a:/b:ro:x"),
+              "invalid --volume `/a:/b:ro:x`: expected HOST:CONTAINER[:OPTIONS] "
+              "such as `/srv/data:/data:ro`");
+    EXPECT_EQ(error("/a:"), "invalid --volume `/a:`: expected HOST:CONTAINER[:OPTIONS] such as "
+                            "`/srv/data:/data:ro`");
+    EXPECT_EQ(error("/a:/b:"), "invalid --volume `/a:/b:`: expected HOST:CONTAINER[:OPTIONS] "
+                               "such as `/srv/data:/data:ro`");
+    EXPECT_EQ(error("/a:data"), "invalid --volume `/a:data`: `data` is not an absolute path");
+    EXPECT_EQ(error("/a:/x/../etc"), "invalid --volume `/a:/x/../etc`: `/x/../etc` contains `..`");
+    EXPECT_EQ(error("/a:/.."), "invalid --volume `/a:/..`: `/..` contains `..`");
+    EXPECT_EQ(error("/a:/"), "invalid --volume `/a:/`: cannot mount over the container's root");
+    EXPECT_EQ(error("/a:/b:ro,rw"), "invalid --volume `/a:/b:ro,rw`: `ro` and `rw` together");
+    EXPECT_EQ(error("/a:/b:shared,slave"),
+              "invalid --volume `/a:/b:shared,slave`: more than one propagation option");
+    EXPECT_EQ(error("/a:/b:fast"),
+              "invalid --volume `/a:/b:fast`: unknown option `fast` (known: ro, rw, z, Z, bind, "
+              "rbind, private, rprivate, shared, rshared, slave, rslave, nosuid, nodev, noexec)");
+    EXPECT_EQ(error("data:/b"), "invalid --volume `data:/b`: named volumes are not supported yet: "
+                                "give a host path (absolute, or starting with `./`)");
+    EXPECT_EQ(optionError(R"({"volume": ["/a:/b", "/c:/b/"]})"),
+              "invalid --volume `/c:/b/`: `/b` is already mounted by `/a:/b`");
+    json many = json::array();
+    for (int i = 0; i < 65; ++i) many.push_back("/a:/v" + std::to_string(i));
+    EXPECT_EQ(optionError(json({{"volume", many}}).dump()),
+              "invalid --volume `/a:/v64`: 65 bind mounts, at most 64 per container");
+    many.erase(many.size() - 1);
+    EXPECT_EQ(applied(json({{"volume", many}}).dump())["mounts"].size(), 64u);
+}
+
+TEST(SpecOptionsTest, SoftMountsVolatileAndRootfsImage) {
+    json s = applied(R"({"soft_mounts": true, "volatile": true, "rootfs_img": "/img/root.img"})",
+                     {{"rootfs", "/from/file"}});
+    EXPECT_EQ(s, json::parse(R"({"softMounts": true, "volatile": true,
+                                 "rootfsImage": "/img/root.img"})"));
+    s = applied(R"({"rootfs": "/dir"})", {{"rootfsImage", "/from/file.img"}});
+    EXPECT_EQ(s, json::parse(R"({"rootfs": "/dir"})"));
+    EXPECT_EQ(optionError(R"({"rootfs": "/dir", "rootfs_img": "/x.img"})"),
+              "give a ROOTFS directory or --rootfs-img, not both");
+    EXPECT_EQ(optionError(R"({"volatile": "yes"})"), "invalid --volatile: expected true or false");
+}
+
+TEST(SpecOptionsTest, InitSystemAndHardwareAccess) {
+    EXPECT_EQ(applied(R"({"init_system": true, "hw_access": true})"),
+              json::parse(R"({"initSystem": true, "hardwareAccess": true})"));
+    EXPECT_EQ(applied(R"({"init_system": false})", {{"initSystem", true}}),
+              json::parse(R"({"initSystem": false})"));
+    EXPECT_EQ(optionError(R"({"hw_access": "yes"})"),
+              "invalid --hw-access: expected true or false");
+
+    // Finalized: /sbin/init when no command is given, container=mobileops, and systemd's
+    // halt signal SIGRTMIN+3 unless the spec names one.
+    const std::string rootfs = ::testing::TempDir();
+    json s = applied(R"({"init_system": true})", {{"rootfs", rootfs}});
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/sbin/init"])"));
+    EXPECT_EQ(s["process"]["env"].back(), "container=mobileops");
+    EXPECT_EQ(s["stopSignal"], SIGRTMIN + 3);
+    EXPECT_EQ(s["stopSignal"], 37) << "glibc on Linux: SIGRTMIN is 34";
+    s = applied(R"({"init_system": true, "command": ["/lib/systemd/systemd", "--log-level=debug"],
+                    "env": ["container=lxc"]})",
+                {{"rootfs", rootfs}, {"stopSignal", 10}});
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"][0], "/lib/systemd/systemd");
+    EXPECT_EQ(s["process"]["env"],
+              json::parse(R"(["PATH=)" + std::string(kDefaultPath) + R"(", "container=lxc"])"));
+    EXPECT_EQ(s["stopSignal"], 10);
+    s = applied(R"({"init_system": true, "init": true})", {{"rootfs", rootfs}});
+    EXPECT_EQ(errorOf([&] { finalize(s); }),
+              "process.init: the built-in init (--init) cannot run an init system "
+              "(--init-system): the init system is PID 1");
+    // Without it nothing changes: no command is still an error, SIGTERM stops.
+    s = applied(R"({"hw_access": true})", {{"rootfs", rootfs}});
+    EXPECT_EQ(errorOf([&] { finalize(s); }), "no command given and the image has none");
+    s = applied(R"({"command": ["/bin/sh"]})", {{"rootfs", rootfs}});
+    finalize(s);
+    EXPECT_EQ(s["stopSignal"], 15);
+    EXPECT_FALSE(s.contains("initSystem"));
+}
+
+TEST(SpecOptionsTest, SecurityFlags) {
+    json s = applied(R"({"cap_add": ["net_admin", "CAP_SYS_TIME", "NET_ADMIN"],
+                         "cap_drop": ["all"],
+                         "security_opt": ["no-new-privileges=false", "seccomp=unconfined"]})");
+    EXPECT_EQ(s["security"], json::parse(R"({
+        "capabilities": {"add": ["CAP_NET_ADMIN", "CAP_SYS_TIME"], "drop": ["ALL"]},
+        "noNewPrivileges": false, "seccomp": {"mode": "unconfined"}})"));
+    // docker's older `:` form; flags add to what a spec file says
+    s = applied(R"({"security_opt": ["no-new-privileges:true"], "cap_add": ["chown"],
+                    "privileged": true})",
+                {{"security", {{"capabilities", {{"add", {"CAP_KILL"}}}}}}});
+    EXPECT_EQ(s["security"], json::parse(R"({
+        "capabilities": {"add": ["CAP_KILL", "CAP_CHOWN"]}, "noNewPrivileges": true,
+        "privileged": true})"));
+    EXPECT_FALSE(applied(R"({"privileged": false})")["security"]["privileged"]);
+}
+
+TEST(SpecOptionsTest, SeccompProfileFileIsCarriedInTheSpec) {
+    const std::string dir =
+        std::filesystem::path(::testing::TempDir() + "/seccomp-opt").lexically_normal().string();
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/p.json") << R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []})";
+    json s = applied(R"({"security_opt": ["seccomp=)" + dir + R"(/./p.json"]})");
+    EXPECT_EQ(s["security"]["seccomp"],
+              json({{"mode", "profile"},
+                    {"profile", {{"defaultAction", "SCMP_ACT_ERRNO"}, {"syscalls", json::array()}}},
+                    {"source", dir + "/p.json"}}));
+    std::ofstream(dir + "/bad.json") << "{ defaultAction";
+    EXPECT_EQ(optionError(R"({"security_opt": ["seccomp=)" + dir + R"(/bad.json"]})"),
+              "invalid --security-opt `seccomp=" + dir + "/bad.json`: `" + dir +
+                  "/bad.json` is not a JSON seccomp profile");
+    EXPECT_EQ(optionError(R"({"security_opt": ["seccomp=)" + dir + R"(/none.json"]})"),
+              "invalid --security-opt `seccomp=" + dir + "/none.json`: `" + dir +
+                  "/none.json`: No such file or directory");
+    std::filesystem::remove_all(dir);
+}
+
+TEST(SpecOptionsTest, RefusesBadSecurityFlags) {
+    EXPECT_EQ(optionError(R"({"cap_add": ["CAP_FLY"]})"),
+              "invalid --cap-add `CAP_FLY`: not a capability");
+    EXPECT_EQ(optionError(R"({"cap_drop": ["chwon"]})"),
+              "invalid --cap-drop `chwon`: not a capability");
+    EXPECT_EQ(optionError(R"({"security_opt": ["apparmor=unconfined"]})"),
+              "invalid --security-opt `apparmor=unconfined`: expected `seccomp=unconfined`, "
+              "`seccomp=PROFILE.json` or `no-new-privileges[=true|false]`");
+    EXPECT_EQ(optionError(R"({"security_opt": ["no-new-privileges=maybe"]})"),
+              "invalid --security-opt `no-new-privileges=maybe`: expected "
+              "`no-new-privileges[=true|false]`");
+    EXPECT_EQ(optionError(R"({"security_opt": ["seccomp"]})"),
+              "invalid --security-opt `seccomp`: expected `seccomp=unconfined`, "
+              "`seccomp=PROFILE.json` or `no-new-privileges[=true|false]`");
+    EXPECT_EQ(optionError(R"({"privileged": "yes"})"),
+              "invalid --privileged: expected true or false");
 }

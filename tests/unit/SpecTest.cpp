@@ -6,6 +6,7 @@
 #include "SpecFixtures.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -38,7 +39,6 @@ std::string specError(const std::string &body) {
 json parseSpec(const std::string &body) {
     return parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n" + body, "t.yaml");
 }
-
 
 const char *const kDesignJson = R"({
   "apiVersion": "v1",
@@ -78,8 +78,7 @@ const char *const kDesignSpec = R"({
     "requests": {"cpu": 500, "memory": 1073741824, "storage": 5368709120},
     "limits": {"cpu": 2000, "memory": 4294967296, "storage": 21474836480}
   },
-  "security": {"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": true,
-               "allowPrivilegeEscalation": false},
+  "security": {"noNewPrivileges": true},
   "unapplied": [
     "metadata.namespace",
     "spec.resources.requests.cpu", "spec.resources.requests.memory",
@@ -188,22 +187,43 @@ TEST(SpecParseTest, Security) {
                        "    allowPrivilegeEscalation: true\n"
                        "    capabilities: { add: [net_admin, CAP_SYS_TIME], drop: [] }\n"
                        "    seccompProfile: { type: Unconfined }\n");
+    // the runtime form (docs/runtime-spec.md): users went to process.user
     EXPECT_EQ(s["security"], json::parse(R"({
-        "runAsUser": 1000, "supplementalGroups": [10, 20], "privileged": false,
-        "allowPrivilegeEscalation": true,
+        "privileged": false, "noNewPrivileges": false,
         "capabilities": {"add": ["CAP_NET_ADMIN", "CAP_SYS_TIME"], "drop": []},
-        "seccompProfile": {"type": "Unconfined"}})"));
+        "seccomp": {"mode": "unconfined"}})"));
     // a uid alone: its group comes from the rootfs's /etc/passwd, resolved by the runtime
     EXPECT_EQ(s["process"]["user"], json::parse(R"({"name": "1000", "additionalGids": [10, 20]})"));
-    // settings that change nothing today are not reported as unapplied
-    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.capabilities.add"])"));
+    EXPECT_FALSE(s.contains("unapplied")) << "the runtime applies all of it";
 
-    s = parseSpec(
-        "  security: { runAsGroup: 5, privileged: true, capabilities: { drop: [ALL] },\n"
-        "              seccompProfile: { type: Localhost, localhostProfile: /p.json } }\n");
+    // a Localhost profile is read now and carried in the spec
+    char dir[] = "/tmp/spec-seccomp-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(dir));
+    std::string file = std::string(dir) + "/p.json";
+    std::ofstream(file) << R"({"defaultAction": "SCMP_ACT_ALLOW"})";
+    s = parseSpec("  security: { runAsGroup: 5, privileged: true, capabilities: { drop: [ALL] },\n"
+                  "              seccompProfile: { type: Localhost, localhostProfile: " +
+                  file + " } }\n");
     EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 0, "gid": 5})"));
-    EXPECT_EQ(s["unapplied"], json::parse(R"(["spec.security.privileged",
-        "spec.security.capabilities.drop", "spec.security.seccompProfile"])"));
+    EXPECT_EQ(s["security"]["seccomp"], json({{"mode", "profile"},
+                                              {"profile", {{"defaultAction", "SCMP_ACT_ALLOW"}}},
+                                              {"source", file}}));
+    EXPECT_EQ(s["security"]["capabilities"], json::parse(R"({"drop": ["ALL"]})"));
+    EXPECT_EQ(s["security"]["privileged"], true);
+    EXPECT_FALSE(s.contains("unapplied"));
+    std::ofstream(file) << "not json";
+    EXPECT_EQ(specError("  security: { seccompProfile: { type: Localhost, localhostProfile: " +
+                        file + " } }\n"),
+              "t.yaml:4: spec.security.seccompProfile.localhostProfile: `" + file +
+                  "` is not a JSON seccomp profile");
+    std::filesystem::remove_all(dir);
+    EXPECT_EQ(specError("  security: { seccompProfile: { type: Localhost, localhostProfile: " +
+                        file + " } }\n"),
+              "t.yaml:4: spec.security.seccompProfile.localhostProfile: `" + file +
+                  "`: No such file or directory");
+    // RuntimeDefault: the runtime's default profile
+    EXPECT_EQ(parseSpec("  security: { seccompProfile: { type: RuntimeDefault } }\n")["security"],
+              json::parse(R"({"seccomp": {"mode": "default"}})"));
 }
 
 TEST(SpecParseTest, Networking) {
@@ -701,4 +721,84 @@ TEST(SpecParseTest, SwapSwappinessAndBlkioWeight) {
     EXPECT_EQ(parseSpec("  resources: { memorySwap: -1 }\n")["resources"]["memorySwap"], -1);
     EXPECT_THROW(parseSpec("  resources: { blkioWeight: 5 }\n"), mobileops::core::Error);
     EXPECT_THROW(parseSpec("  resources: { memorySwappiness: 101 }\n"), mobileops::core::Error);
+}
+
+TEST(SpecParseTest, SystemContainerFields) {
+    json s = parseSpec("  rootfsImage: /img/root.img\n  volatile: true\n  softMounts: true\n");
+    EXPECT_EQ(s["rootfsImage"], "/img/root.img");
+    EXPECT_EQ(s["volatile"], true);
+    EXPECT_EQ(s["softMounts"], true);
+    EXPECT_EQ(specError("  volatile: yes please\n"),
+              "t.yaml:4: spec.volatile: `yes please` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  softMount: true\n"),
+              "t.yaml:4: spec.softMount: unknown field (did you mean `softMounts`?)");
+}
+
+TEST(SpecParseTest, HostPathVolumeChecks) {
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: /x/../etc }]\n"),
+              "t.yaml:4: spec.volumes[0].containerPath: `/x/../etc` contains `..`");
+    EXPECT_EQ(specError("  volumes: [{ name: a, hostPath: /a, containerPath: '/..' }]\n"),
+              "t.yaml:4: spec.volumes[0].containerPath: `/..` contains `..`");
+    // `..` inside a name is just a name.
+    EXPECT_EQ(
+        parseSpec("  volumes: [{ name: a, hostPath: /a, containerPath: /x..y }]\n")["mounts"][0]
+                                                                                   ["destination"],
+        "/x..y");
+    std::string many = "  volumes:\n";
+    for (int i = 0; i < 65; ++i)
+        many += "    - { name: v" + std::to_string(i) + ", hostPath: /a, containerPath: /v" +
+                std::to_string(i) + " }\n";
+    EXPECT_EQ(specError(many), "t.yaml:4: spec.volumes: 65 volumes, at most 64 per container");
+    many.erase(many.rfind("    - {"));
+    EXPECT_EQ(parseSpec(many)["mounts"].size(), 64u);
+}
+
+TEST(SpecParseTest, InitSystemAndHardwareAccess) {
+    json s = parseSpec("  initSystem: true\n  hardwareAccess: true\n");
+    EXPECT_EQ(s["initSystem"], true);
+    EXPECT_EQ(s["hardwareAccess"], true);
+    EXPECT_FALSE(s.contains("process")) << "the command and stop signal default in finalize";
+    EXPECT_EQ(specError("  initSystem: systemd\n"),
+              "t.yaml:4: spec.initSystem: `systemd` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  hardwareAccess: 1\n"),
+              "t.yaml:4: spec.hardwareAccess: `1` is not a boolean (true or false)");
+    EXPECT_EQ(specError("  initsystem: true\n"),
+              "t.yaml:4: spec.initsystem: unknown field (did you mean `initSystem`?)");
+}
+
+TEST(SpecParseTest, DeviceThrottleAndIgnoreUnsupported) {
+    EXPECT_EQ(
+        parseSpec("  resources: { ignoreUnsupported: true }\n")["resources"]["ignoreUnsupported"],
+        true);
+    EXPECT_EQ(
+        specError("  resources:\n    deviceThrottle: [{ device: /dev/null, readBps: 1Mi }]\n"),
+        "t.yaml:5: spec.resources.deviceThrottle[0].device: `/dev/null` is not a block "
+        "device");
+    EXPECT_EQ(specError("  resources:\n    deviceThrottle: [{ device: dev/vda, readBps: 1Mi }]\n"),
+              "t.yaml:5: spec.resources.deviceThrottle[0].device: `dev/vda` is not an absolute "
+              "path");
+    // a block device of this machine, if it has one
+    std::string device;
+    for (const auto &e : std::filesystem::directory_iterator("/sys/class/block")) {
+        std::string name = e.path().filename();
+        struct stat st {};
+        if (::stat(("/dev/" + name).c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+            device = "/dev/" + name;
+            break;
+        }
+    }
+    if (device.empty()) GTEST_SKIP() << "no block device node in /dev";
+    EXPECT_EQ(specError("  resources:\n    deviceThrottle: [{ device: " + device + " }]\n"),
+              "t.yaml:5: spec.resources.deviceThrottle[0]: needs at least one of `readBps`, "
+              "`writeBps`, `readIops`, `writeIops`");
+    EXPECT_EQ(specError("  resources:\n    deviceThrottle: [{ device: " + device +
+                        ", readIops: lots }]\n"),
+              "t.yaml:5: spec.resources.deviceThrottle[0].readIops: `lots` is not an integer");
+    json s = parseSpec("  resources:\n    deviceThrottle: [{ device: " + device +
+                       ", readBps: 1Mi, writeIops: 100 }]\n");
+    const json &t = s["resources"]["deviceThrottle"][0];
+    EXPECT_EQ(t["device"], device);
+    EXPECT_EQ(t["readBps"], 1048576);
+    EXPECT_EQ(t["writeIops"], 100);
+    EXPECT_TRUE(t["major"].is_number());
 }

@@ -119,8 +119,7 @@ void awaitParent(int syncRead) {
             // Wait for the parent to write our uid/gid maps and move us to our cgroup.
             awaitParent(syncRead);
             // Only now: the namespace's root is the cgroup we were just moved to.
-            if (lateCgroupNs)
-                check(sys.unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace");
+            if (lateCgroupNs) check(sys.unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace");
             if (spec.userns()) {
                 check(sys.setresgid(0, 0, 0), "become root in the user namespace");
                 check(sys.setresuid(0, 0, 0), "become root in the user namespace");
@@ -137,6 +136,12 @@ void awaitParent(int syncRead) {
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
         mounts.setup();
+        if (!spec.rootfsImage.empty()) {
+            // An image is readable only now: its users and groups are resolved here.
+            ProcessSpec process = spec.process;
+            prepareProcess(process, "/");
+            execOrInit(sys, process, report, dieWithParent, parent);
+        }
         execOrInit(sys, spec.process, report, dieWithParent, parent);
     } catch (...) {
         failChild(report);
@@ -317,6 +322,10 @@ ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec
         if (ownPidns.fd < 0) throw sysError("open our PID namespace", errno);
         check(sys.setns(pidfd, CLONE_NEWPID), "join the container's PID namespace");
     }
+    // Born in the container's PID namespace: not dumpable from its first instruction
+    // (CVE-2019-5736); the child inherits it, we take ours back after the clone.
+    const int dumpable = ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     int childPidfd = -1;
     struct clone_args args = {};
     args.flags = CLONE_PIDFD;
@@ -335,6 +344,7 @@ ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec
             failChild(report.write.fd);
         }
     }
+    if (dumpable > 0) ::prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (joinPid) check(sys.setns(ownPidns.fd, CLONE_NEWPID), "return to our PID namespace");
     if (child < 0) throw sysError("clone the exec process", static_cast<int>(-child));
     ChildProcess proc(static_cast<pid_t>(child), childPidfd);

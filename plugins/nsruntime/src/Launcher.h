@@ -94,8 +94,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
 // (`pidfd` refers to it). `afterClone` (the cgroup service's attach) runs in the parent
 // before the child joins any namespace.
 ChildProcess launchInside(Syscalls &sys, pid_t pid, int pidfd, const ProcessSpec &process,
-                          const ChildIo &io,
-                          const std::function<void(pid_t)> &afterClone = {});
+                          const ChildIo &io, const std::function<void(pid_t)> &afterClone = {});
 
 // launch + wait: the engine's foreground run without any state. Returns the exit status.
 int runContainer(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io);

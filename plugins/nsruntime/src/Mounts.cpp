@@ -1,6 +1,8 @@
 #include "Mounts.h"
 
 #include "Errors.h"
+#include "Loop.h"
+#include "SystemMode.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -9,6 +11,9 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -57,7 +62,117 @@ std::vector<std::string> components(const std::string &path) {
     return out;
 }
 
+std::vector<std::string> split(const std::string &s, char sep) {
+    std::vector<std::string> out;
+    std::istringstream in(s);
+    for (std::string part; std::getline(in, part, sep);) out.push_back(part);
+    return out;
+}
+
+// The kernel log from now on (/dev/kmsg, readable by the host's root): what a failing
+// mount printed there. Not available (no CAP_SYSLOG, dmesg_restrict in a user namespace),
+// it reads nothing and the caller explains the errno instead.
+class KernelLog {
+public:
+    KernelLog() : _fd(::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)) {
+        if (_fd >= 0) ::lseek(_fd, 0, SEEK_END);
+    }
+    ~KernelLog() {
+        if (_fd >= 0) ::close(_fd);
+    }
+    KernelLog(const KernelLog &) = delete;
+    KernelLog &operator=(const KernelLog &) = delete;
+
+    // New records containing `tag` ("overlayfs:"), "; "-joined, from the tag on.
+    std::string lines(const std::string &tag) const {
+        std::string out;
+        char buf[8192];
+        for (int i = 0; _fd >= 0 && i < 256; ++i) {
+            ssize_t n = ::read(_fd, buf, sizeof buf - 1);
+            if (n < 0 && errno == EPIPE) continue; // overwritten records: go on
+            if (n <= 0) break;
+            std::string record(buf, static_cast<size_t>(n));
+            // "PRIO,SEQ,USEC,FLAGS;MESSAGE\n" and continuation lines.
+            auto semi = record.find(';');
+            std::string text = record.substr(semi == std::string::npos ? 0 : semi + 1);
+            text = text.substr(0, text.find('\n'));
+            if (auto at = text.find(tag); at != std::string::npos)
+                out += (out.empty() ? "" : "; ") + text.substr(at);
+        }
+        return out;
+    }
+
+private:
+    int _fd;
+};
+
+// What the kernel said when it refused to create a `type` filesystem with `options`:
+// the same request made again through fsopen(2), whose context logs the reasons that
+// filesystems report with the fs_context API. Empty when there is nothing to read.
+std::string kernelReason(const char *type, const std::string &source, const std::string &options) {
+    int fs = ::fsopen(type, FSOPEN_CLOEXEC);
+    if (fs < 0) return {};
+    bool ok =
+        source.empty() || ::fsconfig(fs, FSCONFIG_SET_STRING, "source", source.c_str(), 0) == 0;
+    for (const auto &o : split(options, ',')) {
+        if (!ok || o.empty()) continue;
+        auto eq = o.find('=');
+        ok = eq == std::string::npos ? ::fsconfig(fs, FSCONFIG_SET_FLAG, o.c_str(), nullptr, 0) == 0
+                                     : ::fsconfig(fs, FSCONFIG_SET_STRING, o.substr(0, eq).c_str(),
+                                                  o.substr(eq + 1).c_str(), 0) == 0;
+    }
+    if (ok) ::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+    std::string reason;
+    char buf[1024];
+    for (ssize_t n; (n = ::read(fs, buf, sizeof buf - 1)) > 0;) {
+        std::string line(buf, static_cast<size_t>(n));
+        while (!line.empty() && line.back() == '\n') line.pop_back();
+        // "e overlayfs: ..." errors, "w ..." warnings, "i ..." information.
+        if (line.size() > 2 && (line[0] == 'e' || line[0] == 'w') && line[1] == ' ')
+            reason += (reason.empty() ? "" : "; ") + line.substr(2);
+    }
+    ::close(fs);
+    return reason;
+}
+
+// `text` with every occurrence of `from` replaced by `to`.
+std::string replaced(std::string text, const std::string &from, const std::string &to) {
+    for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size())
+        text.replace(at, from.size(), to);
+    return text;
+}
+
+// When dmesg is all the kernel said: what an overlay mount's errno usually means.
+std::string overlayErrno(int err) {
+    switch (err) {
+    case ENODEV:
+        return "this kernel has no overlay filesystem (load the `overlay` module)";
+    case EINVAL:
+        return "the kernel does not accept it as a lower layer (overlayfs cannot stack on this "
+               "filesystem, or it is an overlayfs itself whose options forbid nesting)";
+    case EPERM:
+    case EACCES:
+        return "permission denied (a user namespace cannot use this directory as a layer)";
+    case ELOOP:
+        return "the layers overlap";
+    case ENAMETOOLONG:
+        return "its filesystem's names are too long for overlayfs";
+    default:
+        return std::strerror(err);
+    }
+}
+
 } // namespace
+
+void prepareMountPoint(const std::string &dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw sysError("create the root mount point " + quote(dir), ec.value());
+    struct stat st;
+    if (::lstat(dir.c_str(), &st) < 0) throw sysError("root mount point " + quote(dir), errno);
+    if (!S_ISDIR(st.st_mode))
+        throw Error(MO_E_INVALID, "root mount point " + quote(dir) + " is not a directory");
+}
 
 const std::vector<std::string> &maskedPaths() {
     static const std::vector<std::string> paths = {
@@ -121,7 +236,8 @@ Mounts::~Mounts() {
     if (_root >= 0) _sys.close(_root);
 }
 
-int Mounts::resolve(const std::string &path, bool create, bool file) {
+int Mounts::resolve(const std::string &path, bool create, bool file, int depth) {
+    if (depth > 40) throw sysError(quote(path), ELOOP);
     auto comps = components(path);
     if (comps.empty())
         return static_cast<int>(
@@ -146,6 +262,18 @@ int Mounts::resolve(const std::string &path, bool create, bool file) {
             }
             if (r < 0 && r != -EEXIST) throw sysError("create " + quote(prefix), -r);
             fd = _sys.openat2(_root, prefix.c_str(), O_PATH | O_CLOEXEC, 0, kResolve);
+            char target[4096];
+            ssize_t n;
+            if (fd == -ENOENT && r == -EEXIST &&
+                (n = ::readlinkat(dir.get(), comps[i].c_str(), target, sizeof target - 1)) > 0) {
+                // A dangling symlink: create what it points at, inside the rootfs (as
+                // runc's MkdirAllInRoot and crun do).
+                std::string to(target, static_cast<size_t>(n));
+                std::string next =
+                    to[0] == '/' ? to : prefix.substr(0, prefix.rfind('/')) + "/" + to;
+                for (size_t j = i + 1; j < comps.size(); ++j) next += "/" + comps[j];
+                return resolve(next, create, file, depth + 1);
+            }
         }
         if (fd < 0) throw sysError(quote(prefix), -fd);
         parent = fd;
@@ -175,16 +303,138 @@ void Mounts::prepareRoot() {
     // refuses shared mounts.
     check(_sys.mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr),
           "make " + quote("/") + " private");
-    check(
-        _sys.mount(_spec.rootfs.c_str(), _spec.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr),
-        "bind rootfs " + quote(_spec.rootfs));
-    _root =
-        static_cast<int>(check(_sys.open(_spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
-                               "rootfs " + quote(_spec.rootfs)));
+    mountRoot();
+    for (const char *dir : {"/proc", "/sys", "/dev"}) checkSpecialDir(dir);
     mountProc();
     mountSys();
     mountDev();
+    if (_spec.initSystem) mountInitSystem();
     for (const auto &m : _spec.mounts) mountSpec(m);
+}
+
+void Mounts::mountRoot() {
+    if (!_spec.volatileRoot && _spec.rootfsImage.empty()) {
+        check(_sys.mount(_spec.rootfs.c_str(), _spec.rootfs.c_str(), nullptr, MS_BIND | MS_REC,
+                         nullptr),
+              "bind rootfs " + quote(_spec.rootfs));
+        _root = static_cast<int>(
+            check(_sys.open(_spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
+                  "rootfs " + quote(_spec.rootfs)));
+        return;
+    }
+    // A tmpfs of this namespace only: the image's mount point, the overlay's upper and
+    // work directories. It goes with the namespace, whatever kills the container.
+    const std::string &point = _spec.mountPoint;
+    check(_sys.mount("mobileops-root", point.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
+          "mount a tmpfs on the root mount point " + quote(point));
+    Fd base(_sys, static_cast<int>(check(_sys.open(point.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
+                                         "root mount point " + quote(point))));
+    auto dir = [&](const char *name) {
+        check(_sys.mkdirat(base.get(), name, 0755), "create " + quote(point + "/" + name));
+        return static_cast<int>(
+            check(_sys.openat2(base.get(), name, O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+                  "open " + quote(point + "/" + name)));
+    };
+    int lower;
+    std::string lowerName;
+    if (!_spec.rootfsImage.empty()) {
+        lower = dir("image");
+        lowerName = _spec.rootfsImage;
+        mountImage(lower);
+        // The fd named the directory under the mount: reopen it on the image's root.
+        _sys.close(lower);
+        lower = static_cast<int>(
+            check(_sys.openat2(base.get(), "image", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+                  "open the image root"));
+    } else {
+        lowerName = _spec.rootfs;
+        lower = static_cast<int>(
+            check(_sys.open(_spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
+                  "rootfs " + quote(_spec.rootfs)));
+    }
+    if (!_spec.volatileRoot) {
+        _root = lower;
+        return;
+    }
+    Fd lowerFd(_sys, lower);
+    mountOverlay(lowerFd.get(), lowerName, base.get());
+    _root =
+        static_cast<int>(check(_sys.openat2(base.get(), "root", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+                               "open the volatile root"));
+}
+
+void Mounts::mountImage(int dir) {
+    const bool readOnly = _spec.volatileRoot || _spec.readonly;
+    // The device's only user is the mount below: AUTOCLEAR releases it with the mount.
+    LoopDevice loop(_spec.rootfsImage, readOnly);
+    const std::string what = "mount the rootfs image " + quote(_spec.rootfsImage);
+    KernelLog log;
+    int r = _sys.mount(loop.path().c_str(), fdPath(dir).c_str(), "ext4", readOnly ? MS_RDONLY : 0,
+                       nullptr);
+    if (r < 0) {
+        std::string reason = log.lines("EXT4-fs");
+        if (reason.empty()) reason = kernelReason("ext4", loop.path(), readOnly ? "ro" : "");
+        throw Error(r, what + " (" + loop.path() +
+                           "): " + (reason.empty() ? std::strerror(-r) : reason));
+    }
+}
+
+void Mounts::mountOverlay(int lower, const std::string &lowerName, int base) {
+    auto dir = [&](const char *name) {
+        check(_sys.mkdirat(base, name, 0755), "create " + quote(_spec.mountPoint + "/" + name));
+        return static_cast<int>(check(_sys.openat2(base, name, O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+                                      "open " + quote(_spec.mountPoint + "/" + name)));
+    };
+    Fd upper(_sys, dir("upper")), work(_sys, dir("work")), root(_sys, dir("root"));
+    // Layers by fd: any character in the rootfs's path is fine, and the container's
+    // mountinfo shows no host path.
+    std::string options = "lowerdir=" + fdPath(lower) + ",upperdir=" + fdPath(upper.get()) +
+                          ",workdir=" + fdPath(work.get());
+    if (_spec.userns()) options += ",userxattr";
+    KernelLog log;
+    int r = _sys.mount("overlay", fdPath(root.get()).c_str(), "overlay", 0, options.c_str());
+    if (r < 0) {
+        std::string reason = log.lines("overlayfs:");
+        if (reason.empty()) reason = kernelReason("overlay", "overlay", options);
+        reason = replaced(reason, fdPath(lower), lowerName);
+        throw Error(r, "volatile root: overlayfs refused " + quote(lowerName) +
+                           " as its lower layer: " + (reason.empty() ? overlayErrno(-r) : reason));
+    }
+}
+
+void Mounts::checkSpecialDir(const std::string &path) {
+    // Not followed, not even inside the rootfs: procfs and sysfs belong on a real
+    // directory (as runc insists since CVE-2019-19921), and so does our /dev.
+    Fd fd(_sys, _sys.openat2(_root, path.c_str() + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                             RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS));
+    if (fd.get() == -ENOENT) return; // created as a directory by mountAt
+    if (fd.get() < 0) throw sysError("rootfs " + quote(path), -fd.get());
+    struct stat st;
+    check(_sys.fstat(fd.get(), &st), "rootfs " + quote(path));
+    if (S_ISDIR(st.st_mode)) return;
+    if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = ::readlinkat(fd.get(), "", target, sizeof target - 1);
+        std::string to = n > 0 ? " to " + quote(std::string(target, static_cast<size_t>(n))) : "";
+        throw Error(MO_E_INVALID,
+                    "rootfs " + quote(path) + " is a symlink" + to + ": it must be a directory");
+    }
+    throw Error(MO_E_INVALID, "rootfs " + quote(path) + " is not a directory");
+}
+
+void Mounts::verifyBind(const std::string &what, const std::string &dest,
+                        const struct stat &source) {
+    Fd target(_sys, resolve(dest, false));
+    struct stat st;
+    check(_sys.fstat(target.get(), &st), "mount " + quote(what));
+    if (st.st_dev != source.st_dev || st.st_ino != source.st_ino)
+        throw Error(MO_E_INVALID, "mount " + quote(what) +
+                                      ": the mount did not land at the destination inside the "
+                                      "rootfs (was it moved while mounting?)");
 }
 
 void Mounts::mountProc() {
@@ -201,10 +451,112 @@ void Mounts::mountSys() {
         remountReadonly("/sys", fdPath(fd.get()).c_str(), flags);
         return;
     }
+    if (_spec.hardwareAccess) {
+        mountHardwareSys(flags);
+        return;
+    }
     mountAt("/sys", "sysfs", "/sys", "sysfs", flags | MS_RDONLY, {});
 }
 
+// Read-write binds of the device tree under a read-only /sys (hardwareSysPaths): the
+// binds are made while sysfs is still writable, then only its top goes read-only.
+void Mounts::mountHardwareSys(unsigned long flags) {
+    mountAt("/sys", "sysfs", "/sys", "sysfs", flags, {});
+    for (const auto &path : hardwareSysPaths()) {
+        int fd = _sys.openat2(_root, path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kResolve);
+        if (fd == -ENOENT) continue;
+        if (fd < 0) throw sysError("bind " + quote(path) + " read-write", -fd);
+        Fd dir(_sys, fd);
+        std::string at = fdPath(dir.get());
+        check(_sys.mount(at.c_str(), at.c_str(), nullptr, MS_BIND, nullptr),
+              "bind " + quote(path) + " read-write");
+    }
+    Fd top(_sys, resolve("/sys", false));
+    remountReadonly("/sys", fdPath(top.get()).c_str(), flags);
+}
+
+// The host's devtmpfs on /dev. It is one filesystem for the whole machine: nothing is
+// created in it, mounts go only on directories it already has.
+void Mounts::mountHardwareDev() {
+    mountAt("/dev", "devtmpfs", "/dev", "devtmpfs", MS_NOSUID, {});
+    auto present = [&](const char *path) {
+        int fd = _sys.openat2(_root, path, O_PATH | O_CLOEXEC, 0, kResolve);
+        if (fd >= 0) _sys.close(fd);
+        return fd >= 0;
+    };
+    // The host's console is not the container's: a terminal's pty, or nothing.
+    if (!_console.empty())
+        mountAt("/dev/console", _console.c_str(), "/dev/console", nullptr, MS_BIND, {}, true);
+    else if (present("/dev/console"))
+        mountAt("/dev/console", "/dev/null", "/dev/console", nullptr, MS_BIND, {});
+    for (const char *dir : {"/dev/pts", "/dev/shm"})
+        if (!present(dir))
+            throw Error(MO_E_UNSUPPORTED, "hardware access: the host's /dev has no " + quote(dir) +
+                                              " directory to mount on");
+    mountAt("/dev/pts", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    mountAt("/dev/shm", "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "mode=1777,size=65536k");
+    if (_spec.namespaces.ipc && present("/dev/mqueue"))
+        mountAt("/dev/mqueue", "mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                {});
+}
+
+// What an init system expects to find mounted (systemd's "API filesystems" that a
+// container manager provides): tmpfs on /run, /run/lock and /tmp, /run/systemd/container
+// naming the manager, and a cgroup2 hierarchy it may write.
+void Mounts::mountInitSystem() {
+    mountAt("/run", "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
+            "mode=755,size=20%,nr_inodes=800k");
+    mountAt("/run/lock", "tmpfs", "/run/lock", "tmpfs",
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_STRICTATIME, "mode=1777,size=5120k");
+    mountAt("/tmp", "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
+            "mode=1777,size=50%,nr_inodes=1m");
+    {
+        Fd file(_sys, resolve("/run/systemd/container", true, true));
+        check(_sys.writeFile(fdPath(file.get()).c_str(), std::string(kContainerManager) + "\n"),
+              "write " + quote("/run/systemd/container"));
+    }
+    mountCgroupForInit();
+}
+
+// cgroup2 on /sys/fs/cgroup, read-write. Mounted in the container's cgroup namespace its
+// root is the container's own cgroup (mobileops/<id>, made by the cgroup service), which
+// systemd then divides (unified mode; on a hybrid host that is the controller-less v2
+// hierarchy beside the v1 controllers). Refused when the namespace's root is the host's
+// top cgroup: the init system would write the host's tree.
+void Mounts::mountCgroupForInit() {
+    const std::string what = "cgroup2 on " + quote("/sys/fs/cgroup");
+    mountAt("/sys/fs/cgroup", "cgroup2", "/sys/fs/cgroup", "cgroup2",
+            MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, {});
+    Fd mine(_sys, resolve("/sys/fs/cgroup", false));
+    struct stat own;
+    check(_sys.fstat(mine.get(), &own), what);
+    bool hostHasV2 = false;
+    for (const auto &path : hostCgroup2Paths()) {
+        // The same superblock is the host's cgroup2 mount; the same inode, the same cgroup.
+        Fd host(_sys, _sys.open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        struct stat st;
+        if (host.get() < 0 || _sys.fstat(host.get(), &st) < 0 || st.st_dev != own.st_dev) continue;
+        hostHasV2 = true;
+        if (st.st_ino == own.st_ino)
+            throw Error(MO_E_UNSUPPORTED,
+                        "init system: the container has no cgroup of its own to hand to its "
+                        "init (its cgroup namespace starts at the host's " +
+                            quote(path) + "); it needs the cgroup service");
+    }
+    if (!hostHasV2)
+        throw Error(MO_E_UNSUPPORTED, "init system: this host mounts no cgroup2 hierarchy (at " +
+                                          quote("/sys/fs/cgroup") + " or " +
+                                          quote("/sys/fs/cgroup/unified") +
+                                          "); an init system needs one it can write");
+}
+
 void Mounts::mountDev() {
+    if (_spec.hardwareAccess) {
+        mountHardwareDev();
+        return;
+    }
     mountAt("/dev", "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
     Fd dev(_sys, resolve("/dev", false));
     struct Node {
@@ -252,11 +604,15 @@ void Mounts::mountSpec(const MountSpec &m) {
     if (m.type == "bind" || o.bind) {
         struct stat st;
         Fd src(_sys, _sys.open(m.source.c_str(), O_PATH | O_CLOEXEC));
+        // prepareSpec dropped the soft mounts it found missing; this one went since.
+        if (src.get() == -ENOENT && _spec.softMounts) return;
         if (src.get() < 0)
             throw sysError("mount " + quote(what) + ": source " + quote(m.source), -src.get());
         check(_sys.fstat(src.get(), &st), "mount " + quote(what) + ": source " + quote(m.source));
         mountAt(what, m.source.c_str(), m.destination, nullptr,
                 MS_BIND | (o.recursive || m.type == "bind" ? MS_REC : 0), {}, !S_ISDIR(st.st_mode));
+        // Also catches a source path swapped since it was opened.
+        verifyBind(what, m.destination, st);
         Fd target(_sys, resolve(m.destination, false));
         std::string path = fdPath(target.get());
         if (o.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)) {
@@ -308,8 +664,11 @@ void Mounts::readonlyPath(const std::string &path) {
 }
 
 void Mounts::finish() {
-    for (const auto &p : maskedPaths()) maskPath(p);
-    for (const auto &p : readonlyPaths()) readonlyPath(p);
+    // --privileged: the kernel's /proc and /sys as they are (podman's rule).
+    if (!_spec.process.security.privileged) {
+        for (const auto &p : maskedPaths()) maskPath(p);
+        for (const auto &p : readonlyPaths()) readonlyPath(p);
+    }
     if (_spec.readonly) remountReadonly("/", "/", 0);
 }
 

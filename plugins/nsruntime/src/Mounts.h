@@ -1,7 +1,8 @@
 // The container's filesystem view, built in its own mount namespace: the rootfs bound
-// onto itself, /proc, /sys, /dev, the spec's mounts, pivot_root into it, then the OCI
-// default masked and read-only paths and the read-only root. Runs in the child; nothing
-// here ever touches the host's mount namespace.
+// onto itself (or an image, or a volatile overlay, assembled on spec.mountPoint), /proc,
+// /sys, /dev, the spec's mounts, pivot_root into it, then the OCI default masked and
+// read-only paths and the read-only root. Runs in the child; nothing here ever touches
+// the host's mount namespace.
 #pragma once
 
 #include "Spec.h"
@@ -23,6 +24,10 @@ struct MountOptions {
     std::string data; // filesystem options (size=, mode=, ...)
 };
 MountOptions parseMountOptions(const std::vector<std::string> &options);
+
+// Create `dir` (and its parents) for Mounts to assemble a volatile or image root on; run
+// in the caller, before cloning. Only ever mounted on inside containers' namespaces.
+void prepareMountPoint(const std::string &dir);
 
 class Mounts {
 public:
@@ -46,16 +51,32 @@ public:
 
     // Resolve `path` inside the rootfs without leaving it (symlinks are resolved as if
     // the rootfs were /), creating missing directories — and the last component as a
-    // file when `file` — on the way. Returns an O_PATH fd owned by the caller.
-    int resolve(const std::string &path, bool create, bool file = false);
+    // file when `file` — on the way, also where a dangling symlink points (inside the
+    // rootfs). Returns an O_PATH fd owned by the caller.
+    int resolve(const std::string &path, bool create, bool file = false, int depth = 0);
 
 private:
     std::string fdPath(int fd) const { return "/proc/self/fd/" + std::to_string(fd); }
+    // The root as the spec asks: the rootfs bound onto itself, or on a tmpfs at
+    // spec.mountPoint the image's mount and/or the volatile overlay. Sets _root.
+    void mountRoot();
+    void mountImage(int dir);
+    void mountOverlay(int lower, const std::string &lowerName, int base);
+    // /proc, /sys and /dev of the rootfs must be directories (or absent), not symlinks.
+    void checkSpecialDir(const std::string &path);
+    // After a bind: the destination, resolved again inside the rootfs, must show the
+    // source (same device and inode).
+    void verifyBind(const std::string &what, const std::string &dest, const struct stat &source);
     void mountAt(const std::string &what, const char *source, const std::string &dest,
                  const char *type, unsigned long flags, const std::string &data, bool file = false);
     void mountProc();
     void mountSys();
     void mountDev();
+    // hardwareAccess and initSystem (SystemMode.h).
+    void mountHardwareSys(unsigned long flags);
+    void mountHardwareDev();
+    void mountInitSystem();
+    void mountCgroupForInit();
     void mountSpec(const MountSpec &m);
     void remountReadonly(const std::string &what, const char *target, unsigned long extra);
     void maskPath(const std::string &path);

@@ -1,19 +1,58 @@
 #include "Process.h"
 
 #include "Errors.h"
+#include "Seccomp.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 
 namespace mobileops::nsruntime {
+
+namespace {
+
+// linux/memfd.h and fcntl.h of kernels before 6.3.
+constexpr unsigned kMfdExec = 0x0010U; // MFD_EXEC
+constexpr int kSealExec = 0x0020;      // F_SEAL_EXEC
+
+int gEntryFd = -1;
+
+std::vector<char *> cstrings(const std::vector<std::string> &v) {
+    std::vector<char *> out;
+    out.reserve(v.size() + 1);
+    for (const auto &s : v) out.push_back(const_cast<char *>(s.c_str()));
+    out.push_back(nullptr);
+    return out;
+}
+
+std::string searchPath(const ProcessSpec &process) {
+    std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (const auto &e : process.env)
+        if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+    return path;
+}
+
+// After chdir: a cwd reached through an fd of the host (`-w /proc/self/fd/N`) lies
+// outside our root, and the kernel's getcwd says so with "(unreachable)" (CVE-2024-21626).
+void checkCwdInRoot(const std::string &cwd) {
+    char buf[PATH_MAX + 1];
+    long n = ::syscall(SYS_getcwd, buf, sizeof buf);
+    if (n < 0 && errno != ENOENT) throw sysError("cwd " + quote(cwd), errno);
+    if (n < 0 || buf[0] != '/')
+        throw Error(MO_E_INVALID,
+                    "cwd " + quote(cwd) + " is outside the container's root filesystem");
+}
+
+} // namespace
 
 void writeReport(int fd, int code, int exitStatus, const std::string &message) noexcept {
     ChildReport r;
@@ -42,35 +81,54 @@ bool readReport(int fd, ChildReport &out) {
         std::strcpy(out.message, "the container process died during setup");
     }
     out.message[sizeof out.message - 1] = 0;
+    size_t len = std::strlen(out.message);
+    if (len >= 2 && out.message[len - 2] == ':' && out.message[len - 1] == ' ' && out.code < 0)
+        std::strncat(out.message, std::strerror(-out.code), sizeof out.message - len - 1);
     return true;
 }
 
-uint64_t defaultCapabilities() {
-    const int caps[] = {CAP_CHOWN,   CAP_DAC_OVERRIDE,     CAP_FOWNER,    CAP_FSETID,
-                        CAP_KILL,    CAP_NET_BIND_SERVICE, CAP_SETFCAP,   CAP_SETGID,
-                        CAP_SETPCAP, CAP_SETUID,           CAP_SYS_CHROOT};
-    uint64_t mask = 0;
-    for (int c : caps) mask |= uint64_t(1) << c;
-    return mask;
-}
-
 void applyProcessSettings(Syscalls &sys, const ProcessSpec &process) {
-    const uint64_t keep = defaultCapabilities();
+    const SecuritySpec &sec = process.security;
+    // Until the exec this process is the host's mobileops image: not dumpable, its
+    // /proc/<pid>/exe, mem and fd need CAP_SYS_PTRACE over the host (CVE-2019-5736).
+    check(sys.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the process not dumpable");
+    if (sec.filter && !process.noNewPrivileges) {
+        // Without no_new_privs only CAP_SYS_ADMIN lets us install the filter, so it goes
+        // in now (runc's order) and the steps below run under it. The entry's memfd is
+        // made first, in case the profile refuses memfd_create.
+        int fd = entryFd();
+        if (fd < 0 && fd != -ENOTSUP) throw sysError("create the container entry", -fd);
+        int r = loadSeccomp(sys, *sec.filter);
+        if (r < 0) throw sysError("load the seccomp filter", -r);
+    }
     for (int cap = 0; cap < 64; ++cap) {
-        if (keep & (uint64_t(1) << cap)) continue;
+        if (sec.bounding & (uint64_t(1) << cap)) continue;
         int r = sys.prctl(PR_CAPBSET_DROP, static_cast<unsigned long>(cap));
         if (r == -EINVAL) break; // past CAP_LAST_CAP of this kernel
-        if (r < 0) throw sysError("drop capability " + std::to_string(cap), -r);
+        if (r < 0) throw sysError("drop capability " + capabilityName(cap), -r);
     }
     const User &u = process.user;
+    // podman's rule: root gets the bounding set; another user only what --cap-add named,
+    // raised in the ambient set so it survives the exec.
+    const uint64_t userCaps = u.uid == 0 ? 0 : sec.added;
+    if (userCaps)
+        check(sys.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities across the uid change");
     check(sys.setgroups(u.additionalGids), "setgroups");
     check(sys.setresgid(u.gid, u.gid, u.gid), "setgid " + quote(std::to_string(u.gid)));
     check(sys.setresuid(u.uid, u.uid, u.uid), "setuid " + quote(std::to_string(u.uid)));
-    // A non-root uid lost every capability in setresuid; root keeps the default set.
-    // Inheritable stays empty (CVE-2022-27651).
-    if (u.uid == 0) check(sys.capset(keep, keep, 0), "set capabilities");
+    // A non-root uid lost every capability in setresuid unless kept above. Inheritable
+    // stays empty for root (CVE-2022-27651).
+    if (u.uid == 0)
+        check(sys.capset(sec.bounding, sec.bounding, 0), "set capabilities");
+    else if (userCaps)
+        check(sys.capset(userCaps, userCaps, userCaps), "set capabilities");
     check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
           "clear ambient capabilities");
+    for (int cap = 0; cap < 64 && userCaps; ++cap)
+        if (userCaps & (uint64_t(1) << cap))
+            check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, static_cast<unsigned long>(cap),
+                            0, 0),
+                  "raise ambient capability " + capabilityName(cap));
     for (const auto &l : process.rlimits) {
         struct rlimit rl = {l.soft, l.hard};
         int r = sys.setrlimit(l.resource, rl);
@@ -78,17 +136,39 @@ void applyProcessSettings(Syscalls &sys, const ProcessSpec &process) {
     }
     if (process.noNewPrivileges)
         check(sys.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs");
+    // A uid change resets dumpability to fs.suid_dumpable: say it again.
+    if (u.uid != 0) check(sys.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the process not dumpable");
 }
 
-namespace {
-std::vector<char *> cstrings(const std::vector<std::string> &v) {
-    std::vector<char *> out;
-    out.reserve(v.size() + 1);
-    for (const auto &s : v) out.push_back(const_cast<char *>(s.c_str()));
-    out.push_back(nullptr);
-    return out;
+int entryFd() noexcept {
+    if (gEntryFd >= 0) return gEntryFd;
+    if (kEntryBinarySize == 0) return -ENOTSUP;
+    // MFD_EXEC (6.3): executable even where vm.memfd_noexec makes memfds noexec.
+    int fd = ::memfd_create("mobileops-entry", MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
+    if (fd < 0 && errno == EINVAL)
+        fd = ::memfd_create("mobileops-entry", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return -errno;
+    size_t done = 0;
+    while (done < kEntryBinarySize) {
+        ssize_t n = ::write(fd, kEntryBinary + done, kEntryBinarySize - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            ::close(fd);
+            return -e;
+        }
+        done += static_cast<size_t>(n);
+    }
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+        int e = errno;
+        ::close(fd);
+        return -e;
+    }
+    ::fcntl(fd, F_ADD_SEALS, kSealExec); // no chmod either, where the kernel has the seal
+    ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL);
+    gEntryFd = fd;
+    return fd;
 }
-} // namespace
 
 int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
     auto argv = cstrings(process.args);
@@ -97,9 +177,7 @@ int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
     what = cmd;
     if (cmd.find('/') != std::string::npos)
         return sys.execve(cmd.c_str(), argv.data(), envp.data());
-    std::string path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    for (const auto &e : process.env)
-        if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+    std::string path = searchPath(process);
     int result = -ENOENT;
     size_t start = 0;
     while (start <= path.size()) {
@@ -140,15 +218,43 @@ int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
         for (int s = 1; s < NSIG; ++s)
             if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
         ::umask(022);
+        // Whatever the caller leaked must not reach the container (CVE-2024-21626).
+        ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
         int r = sys.chdir(process.cwd.c_str());
         if (r < 0) throw sysError("cwd " + quote(process.cwd), -r);
-        // Whatever the caller leaked must not reach the container.
-        ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
-        std::string what;
-        r = execSearch(sys, process, what);
-        int status = r == -ENOENT ? kExitNotFound : kExitCannotExec;
-        writeReport(reportFd, r, status, "exec " + quote(what) + ": " + std::strerror(-r));
-        ::_exit(status);
+        checkCwdInRoot(process.cwd);
+
+        const int entry = entryFd();
+        if (entry < 0 && entry != -ENOTSUP) throw sysError("create the container entry", -entry);
+        std::vector<std::string> args;
+        if (entry >= 0) {
+            args = {"mobileops-entry", std::to_string(reportFd),
+                    process.args[0].find('/') == std::string::npos ? searchPath(process) : ""};
+            args.insert(args.end(), process.args.begin(), process.args.end());
+        }
+        auto argv = cstrings(args);
+        auto envp = cstrings(process.env);
+        // The last step before the exec: nothing of ours runs under the filter.
+        if (process.security.filter && process.noNewPrivileges) {
+            r = loadSeccomp(sys, *process.security.filter);
+            if (r < 0) throw sysError("load the seccomp filter", -r);
+        }
+        if (entry < 0) {
+            std::string what;
+            r = execSearch(sys, process, what);
+            int status = r == -ENOENT ? kExitNotFound : kExitCannotExec;
+            writeReport(reportFd, r, status, "exec " + quote(what) + ": " + std::strerror(-r));
+            ::_exit(status);
+        }
+        // The report pipe stays open for the entry, which closes it on its own exec.
+        ::fcntl(reportFd, F_SETFD, 0);
+        ::syscall(SYS_execveat, entry, "", argv.data(), envp.data(), AT_EMPTY_PATH);
+        int err = errno;
+        ::fcntl(reportFd, F_SETFD, FD_CLOEXEC);
+        writeReport(reportFd, -err, kExitCannotExec,
+                    std::string("exec the container entry: ") + std::strerror(err) +
+                        (err == EACCES ? " (does vm.memfd_noexec forbid executable memfds?)" : ""));
+        ::_exit(kExitCannotExec);
     } catch (...) {
         failChild(reportFd);
     }

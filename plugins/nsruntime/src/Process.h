@@ -4,9 +4,11 @@
 // that pipe means exec succeeded.
 #pragma once
 
+#include "Capabilities.h"
 #include "Spec.h"
 #include "Syscalls.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -24,21 +26,33 @@ static_assert(sizeof(ChildReport) <= 4096, "a report must be written atomically 
 
 // Write a report; async-signal-safe apart from the message formatting done by the caller.
 void writeReport(int fd, int code, int exitStatus, const std::string &message) noexcept;
-// Read a report: true when the child failed and `out` holds why, false on EOF.
+
+// Read a report: true when the child failed and `out` holds why, false on EOF. A
+// message ending in ": " (the container entry's) gets strerror(-code) appended.
 bool readReport(int fd, ChildReport &out);
 
-// The capabilities a container's root keeps (podman's default set).
-uint64_t defaultCapabilities();
-
-// Credentials and limits of `process`, in order: bounding set, groups, gid, uid,
-// capabilities, rlimits, no_new_privs. Throws Error.
+// Credentials and limits of `process`, in order: not dumpable, the seccomp filter when
+// no_new_privs is off (it must go in while CAP_SYS_ADMIN is held), bounding set, groups,
+// gid, uid, capabilities (root: the bounding set; another user: `security.added`, also
+// as inheritable and ambient set), rlimits, no_new_privs. Throws Error.
 void applyProcessSettings(Syscalls &sys, const ProcessSpec &process);
+
+// The container entry (src/entry/Entry.c), embedded at build time; empty on
+// architectures it does not support, where the command is exec'd directly.
+extern const unsigned char kEntryBinary[];
+extern const size_t kEntryBinarySize;
+
+// A sealed memfd (no write, shrink, grow or new seals) holding the container entry,
+// created once per process and inherited by forks. -errno on failure.
+int entryFd() noexcept;
 
 // Search PATH of the process's env (like execvp, but with the container's PATH) and exec.
 // Returns only on failure, with -errno, filling `what` with the name that failed.
 int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what);
 
-// Reset signal mask and dispositions, chdir to cwd, mark every fd CLOEXEC and exec.
+// Reset signal mask and dispositions, mark every fd but stdio CLOEXEC, chdir to cwd
+// and refuse it outside the root (CVE-2024-21626), load the seccomp filter when
+// no_new_privs is on, then exec the command through the container entry (CVE-2019-5736).
 // On failure writes a report to `reportFd` and exits 127/126/125. Never returns.
 [[noreturn]] void execContainerProcess(Syscalls &sys, const ProcessSpec &process, int reportFd);
 

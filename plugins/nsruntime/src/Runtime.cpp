@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 namespace mobileops::nsruntime {
@@ -103,11 +104,44 @@ template <typename Fn> json cgroupOutput(const Host &host, Fn &&fn) {
     }
 }
 
+// Where `init` lives below the container's cgroup `path` on cgroup2 ("/init.scope"), ""
+// when it is in `path` itself or unknown.
+std::string initLeaf(const std::string &path, pid_t init) {
+    std::ifstream in("/proc/" + std::to_string(init) + "/cgroup");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("0::", 0) != 0) continue;
+        std::string own = "/" + path;
+        auto at = line.find(own + "/");
+        return at == std::string::npos ? std::string() : line.substr(at + own.size());
+    }
+    return {};
+}
+
 std::function<void(pid_t)> attacher(const mo_cgroup_service *svc, const std::string &path) {
     return [svc, path](pid_t pid) {
         mo_error e = MO_ERROR_INIT;
         if (int rc = svc->attach(svc->self, path.c_str(), pid, &e); rc < 0)
             throw Error(rc, "cgroup " + quote(path) + ": " + e.message);
+    };
+}
+
+// exec's join: the container's cgroup, or -- when something inside (systemd under
+// --init-system) has enabled controllers in it, so cgroup v2's "no internal processes" rule
+// refuses new members (EBUSY) -- the cgroup its init lives in below it, as runc does.
+std::function<void(pid_t)> execAttacher(const mo_cgroup_service *svc, const std::string &path,
+                                        pid_t init) {
+    return [svc, path, init](pid_t pid) {
+        mo_error e = MO_ERROR_INIT;
+        int rc = svc->attach(svc->self, path.c_str(), pid, &e);
+        if (rc == -EBUSY) {
+            std::string leaf = initLeaf(path, init);
+            if (!leaf.empty()) {
+                mo_error again = MO_ERROR_INIT;
+                rc = svc->attach(svc->self, (path + leaf).c_str(), pid, &again);
+                if (rc >= 0) return;
+            }
+        }
+        if (rc < 0) throw Error(rc, "cgroup " + quote(path) + ": " + e.message);
     };
 }
 
@@ -150,7 +184,9 @@ void checkName(const std::string &name) {
 }
 
 Runtime::Runtime(Host host, Syscalls &sys)
-    : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {}
+    : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {
+    setSeccompCacheDir(_host.config("run_dir", "/run/mobileops") + "/seccomp");
+}
 
 std::string Runtime::containerDir(const std::string &id) const {
     return _rootDir + "/containers/" + id;
@@ -209,6 +245,7 @@ Runtime::Found Runtime::findRunning(const std::string &ref) const {
 ContainerSpec Runtime::specOf(const json &record) const {
     ContainerSpec spec = parseSpec(record.at("spec"));
     if (spec.hostname.empty()) spec.hostname = record.value("name", "");
+    spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     return spec;
 }
 
@@ -234,6 +271,7 @@ void Runtime::release(const std::string &id) const {
 json Runtime::create(const json &specJson) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
+    spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     prepareSpec(spec);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
@@ -269,6 +307,7 @@ void Runtime::start(const std::string &ref) {
     if (exitPending(f.id)) f.record = awaitRecordedExit(f.id, 5000);
     ContainerSpec spec = specOf(f.record);
     prepareSpec(spec);
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     mkdirs(containerDir(f.id));
     json record = f.record;
     LaunchOptions options = launchOptions(spec, f.id, record);
@@ -282,7 +321,9 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
     if (stdio.tty) spec.process.terminal = true;
+    spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     prepareSpec(spec);
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
     if (spec.hostname.empty()) {
@@ -503,11 +544,14 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
         process.userName = spec.process.userName;
         process.additionalGroups = spec.process.additionalGroups;
     }
-    prepareProcess(process, spec.rootfs);
+    // An image or a volatile root exists only in the container: look users up there.
+    prepareProcess(process, spec.rootfsImage.empty() && !spec.volatileRoot
+                                ? spec.rootfs
+                                : "/proc/" + std::to_string(f.record.value("pid", 0)) + "/root");
     std::function<void(pid_t)> join;
     if (f.record.contains("cgroup"))
         if (const mo_cgroup_service *svc = cgroupService())
-            join = attacher(svc, f.record.value("cgroup", ""));
+            join = execAttacher(svc, f.record.value("cgroup", ""), f.record.value("pid", 0));
     return execInContainer(_sys, f.record.value("pid", 0), f.record.value("pid_start", uint64_t(0)),
                            process, stdio, join);
 }

@@ -1,6 +1,9 @@
 #include "Spec.h"
 
 #include "Errors.h"
+#include "Loop.h"
+#include "Mounts.h"
+#include "SystemMode.h"
 
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -59,6 +62,12 @@ std::string ulimitText(const Rlimit &l) {
     std::string s = l.name + "=" + limitText(l.soft);
     if (l.soft != l.hard) s += ":" + limitText(l.hard);
     return s;
+}
+
+bool hasDotDot(const std::string &path) {
+    for (const auto &c : split(path, '/'))
+        if (c == "..") return true;
+    return false;
 }
 
 bool hasCapability(int cap) {
@@ -346,7 +355,11 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
     out.terminal = getBool(p, "terminal", path, out.terminal);
     out.stdinOpen = getBool(p, "stdin", path, out.stdinOpen);
     out.init = getBool(p, "init", path, out.init);
-    out.noNewPrivileges = getBool(p, "noNewPrivileges", path, out.noNewPrivileges);
+    if (field(p, "noNewPrivileges"))
+        out.security.noNewPrivileges = getBool(p, "noNewPrivileges", path, false);
+    if (const json *sec = field(p, "security"))
+        out.security = parseExecSecurity(*sec, "process.security.", out.security); // exec
+    out.noNewPrivileges = noNewPrivileges(out.security);
     if (const json *r = field(p, "rlimits")) {
         if (!r->is_array()) throw invalid("process.rlimits: expected an array");
         out.rlimits.clear();
@@ -375,14 +388,26 @@ ContainerSpec parseSpec(const json &doc) {
     s.name = getString(doc, "name", "");
     s.image = getString(doc, "image", "");
     s.rootfs = getString(doc, "rootfs", "");
-    if (s.rootfs.empty()) throw invalid("rootfs: no root filesystem given");
-    if (s.rootfs[0] != '/') throw invalid("rootfs " + quote(s.rootfs) + " is not an absolute path");
+    s.rootfsImage = getString(doc, "rootfsImage", "");
+    if (s.rootfs.empty() && s.rootfsImage.empty())
+        throw invalid("rootfs: no root filesystem given");
+    if (!s.rootfs.empty() && !s.rootfsImage.empty())
+        throw invalid("rootfsImage: give either rootfs or rootfsImage, not both");
+    if (!s.rootfs.empty() && s.rootfs[0] != '/')
+        throw invalid("rootfs " + quote(s.rootfs) + " is not an absolute path");
+    if (!s.rootfsImage.empty() && s.rootfsImage[0] != '/')
+        throw invalid("rootfsImage " + quote(s.rootfsImage) + " is not an absolute path");
+    s.volatileRoot = getBool(doc, "volatile", "", false);
+    s.softMounts = getBool(doc, "softMounts", "", false);
     s.readonly = getBool(doc, "readonly", "", false);
     s.hostname = getString(doc, "hostname", "");
     if (s.hostname.size() > 64) throw invalid("hostname " + quote(s.hostname) + " is too long");
 
+    s.initSystem = getBool(doc, "initSystem", "", false);
+    s.hardwareAccess = getBool(doc, "hardwareAccess", "", false);
     ProcessSpec defaults;
     defaults.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    if (s.initSystem) defaults.args = {kInitSystemCommand};
     const json *p = field(doc, "process");
     if (!p) throw invalid("process: no command given");
     s.process = parseProcess(*p, defaults);
@@ -433,14 +458,24 @@ ContainerSpec parseSpec(const json &doc) {
             if (ms.destination.empty() || ms.destination[0] != '/')
                 throw invalid(mp + "destination: " + quote(ms.destination) +
                               " is not an absolute path");
+            if (hasDotDot(ms.destination))
+                throw invalid(mp + "destination: " + quote(ms.destination) + " contains `..`");
             if (ms.type == "bind" && (ms.source.empty() || ms.source[0] != '/'))
                 throw invalid(mp + "source: " + quote(ms.source) + " is not an absolute path");
             s.mounts.push_back(std::move(ms));
         }
+        size_t binds = std::count_if(s.mounts.begin(), s.mounts.end(),
+                                     [](const MountSpec &ms) { return ms.type == "bind"; });
+        if (binds > kMaxVolumes)
+            throw invalid("mounts: " + std::to_string(binds) + " bind mounts, at most " +
+                          std::to_string(kMaxVolumes) + " per container");
     }
-    if (const json *sec = field(doc, "security"); sec && sec->is_object()) {
-        if (const json *a = field(*sec, "allowPrivilegeEscalation"); a && a->is_boolean())
-            s.process.noNewPrivileges = s.process.noNewPrivileges || !a->get<bool>();
+    if (!s.rootfsImage.empty() && s.userns())
+        throw Error(MO_E_UNSUPPORTED, "rootfsImage: an image root cannot be used with a user "
+                                      "namespace (mounting ext4 needs the host's root)");
+    if (const json *sec = field(doc, "security")) {
+        s.process.security = parseSecurity(*sec, "security.", s.process.security);
+        s.process.noNewPrivileges = noNewPrivileges(s.process.security);
         if (const json *r = field(*sec, "readOnlyRootFilesystem"); r && r->is_boolean())
             s.readonly = s.readonly || r->get<bool>();
     }
@@ -448,6 +483,8 @@ ContainerSpec parseSpec(const json &doc) {
     if (sig < 1) throw invalid("stopSignal: " + std::to_string(sig) + " is not a signal");
     s.stopSignal = sig;
     s.stopTimeout = static_cast<uint32_t>(getUnsigned(doc, "stopTimeout", "", 10));
+    if (s.initSystem) applyInitSystem(s, field(doc, "stopSignal") != nullptr);
+    if (s.hardwareAccess) checkHardwareAccess(s);
     return s;
 }
 
@@ -484,18 +521,34 @@ void prepareProcess(ProcessSpec &process, const std::string &rootfs) {
         if (!hasTerm) process.env.push_back("TERM=xterm");
     }
     for (const auto &l : process.rlimits) checkRlimit(l);
+    resolveSecurity(process.security, process.noNewPrivileges);
 }
 
 void prepareSpec(ContainerSpec &spec) {
     struct stat st;
-    if (::stat(spec.rootfs.c_str(), &st) < 0) throw sysError("rootfs " + quote(spec.rootfs), errno);
-    if (!S_ISDIR(st.st_mode))
-        throw Error(MO_E_INVALID, "rootfs " + quote(spec.rootfs) + " is not a directory");
-    prepareProcess(spec.process, spec.rootfs);
-    for (const auto &m : spec.mounts) {
-        if (m.type != "bind") continue;
-        if (::stat(m.source.c_str(), &st) < 0)
-            throw sysError("mount " + quote(m.destination) + ": source " + quote(m.source), errno);
+    if (!spec.rootfsImage.empty()) {
+        checkImage(spec.rootfsImage, spec.volatileRoot || spec.readonly);
+        // Users and groups are looked up in the image once the container mounted it.
+        for (const auto &l : spec.process.rlimits) checkRlimit(l);
+    } else {
+        if (::stat(spec.rootfs.c_str(), &st) < 0)
+            throw sysError("rootfs " + quote(spec.rootfs), errno);
+        if (!S_ISDIR(st.st_mode))
+            throw Error(MO_E_INVALID, "rootfs " + quote(spec.rootfs) + " is not a directory");
+        prepareProcess(spec.process, spec.rootfs);
+    }
+    resolveSecurity(spec.process.security, spec.process.noNewPrivileges);
+    if (spec.volatileRoot || !spec.rootfsImage.empty()) prepareMountPoint(spec.mountPoint);
+    spec.warnings.clear();
+    for (auto m = spec.mounts.begin(); m != spec.mounts.end();) {
+        if (m->type == "bind" && ::stat(m->source.c_str(), &st) < 0) {
+            std::string what = "mount " + quote(m->destination) + ": source " + quote(m->source);
+            if (errno != ENOENT || !spec.softMounts) throw sysError(what, errno);
+            spec.warnings.push_back(what + " does not exist; skipped (soft mounts)");
+            m = spec.mounts.erase(m);
+            continue;
+        }
+        ++m;
     }
 }
 

@@ -2,6 +2,8 @@
 // the caller's process before anything is cloned or mounted.
 #pragma once
 
+#include "Security.h"
+
 #include <nlohmann/json.hpp>
 
 #include <sys/types.h>
@@ -43,6 +45,9 @@ struct IdMapping {
     uint32_t containerId = 0, hostId = 0, size = 0;
 };
 
+// Bind mounts (volumes) a container may have.
+inline constexpr size_t kMaxVolumes = 64;
+
 struct MountSpec {
     std::string destination, source, type;
     std::vector<std::string> options;
@@ -65,8 +70,9 @@ struct ProcessSpec {
     bool terminal = false;
     bool stdinOpen = false;
     bool init = false;
-    bool noNewPrivileges = false;
+    bool noNewPrivileges = false; // resolved from `security` by prepareProcess
     std::vector<Rlimit> rlimits;
+    SecuritySpec security; // the spec's `security`; exec's `process.security` on top
 };
 
 struct ContainerSpec {
@@ -80,6 +86,22 @@ struct ContainerSpec {
     std::vector<IdMapping> uidMappings, gidMappings;
     std::string networkMode = "private"; // private | host | none
     std::vector<MountSpec> mounts;
+    // System-container modes (docs/runtime-spec.md): an overlay with a tmpfs upper layer
+    // on the root ("volatile"), an ext4 image loop-mounted as the root ("rootfsImage",
+    // then `rootfs` is empty), bind sources that may be missing ("softMounts").
+    bool volatileRoot = false;
+    std::string rootfsImage;
+    bool softMounts = false;
+    // Not a spec key: an empty host directory on which a volatile or image root is
+    // assembled, only ever mounted on inside the container's own mount namespace.
+    std::string mountPoint = "/run/mobileops/rootfs";
+    // Filled by prepareSpec: soft mounts skipped because their source is missing.
+    std::vector<std::string> warnings;
+    // System-container modes (docs/runtime-spec.md): an init system as PID 1 with what it
+    // needs ("initSystem"), the host's devices and a writable /sys device tree
+    // ("hardwareAccess").
+    bool initSystem = false;
+    bool hardwareAccess = false;
     int stopSignal = 15;
     uint32_t stopTimeout = 10;
     nlohmann::json raw; // the document as received
@@ -91,8 +113,9 @@ struct ContainerSpec {
 ContainerSpec parseSpec(const nlohmann::json &doc);
 ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults);
 
-// Checks against the host: rootfs exists and is a directory, rlimits are settable.
-// Resolves a named user against the rootfs's /etc/passwd (keeping the spec's
+// Checks against the host: rootfs exists and is a directory (or rootfsImage passes its
+// e2fsck), rlimits are settable, bind sources exist (soft mounts without one are dropped
+// into `warnings`). Resolves a named user against the rootfs's /etc/passwd (keeping the spec's
 // additionalGids) and additionalGroups against its /etc/group, and sets HOME when unset.
 void prepareSpec(ContainerSpec &spec);
 void prepareProcess(ProcessSpec &process, const std::string &rootfs);

@@ -1,0 +1,62 @@
+// Rootfs images: ext4 files loop-mounted as a container's root. The loop device is
+// attached with LO_FLAGS_AUTOCLEAR by the container's own setup, in its own mount
+// namespace: the mount is its only user, so the device goes with the namespace, also
+// after a kill -9. Nothing is mounted on the host, and there is nothing for gc to do.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mobileops::nsruntime {
+
+// A loop device attached to a file, released (detached once unused) on destruction.
+class LoopDevice {
+public:
+    // LOOP_CTL_GET_FREE + LOOP_CONFIGURE (LOOP_SET_FD + LOOP_SET_STATUS64 on kernels
+    // before 5.8), with LO_FLAGS_AUTOCLEAR and, when `readOnly`, LO_FLAGS_READ_ONLY.
+    LoopDevice(const std::string &file, bool readOnly);
+    ~LoopDevice();
+    LoopDevice(const LoopDevice &) = delete;
+    LoopDevice &operator=(const LoopDevice &) = delete;
+
+    const std::string &path() const { return _path; } // "/dev/loop3"
+
+private:
+    int _fd = -1;
+    std::string _path;
+};
+
+// Loop devices ("/dev/loop3") whose backing file is `file`: /sys/block/loop*/loop/
+// backing_file compared by device and inode.
+std::vector<std::string> loopDevicesOf(const std::string &file);
+
+// Before a container starts on `image`, in the caller: a regular file, used by no other
+// loop device (a read-write image serves one container at a time; read-only users may
+// share it), and clean by `e2fsck -p` (`-n` when `readOnly`). Errors name the image and
+// carry e2fsck's reason.
+void checkImage(const std::string &image, bool readOnly);
+
+// "2G", "512Mi", "1.5G", "4096": bytes. K, M, G, T (with or without `i`, with or
+// without a trailing `B`, any case) are powers of 1024. Throws MO_E_INVALID.
+uint64_t parseSize(const std::string &text);
+
+struct ImageRequest {
+    std::string dir;    // the tree to copy in
+    std::string file;   // the image to write
+    std::string size;   // parseSize form
+    bool force = false; // replace an existing file
+};
+
+// `mkfs.ext4 -d DIR` on a new sparse file: written under a temporary name next to FILE
+// and renamed over it only once complete, so a failure leaves nothing (and an existing
+// file untouched). Returns {file, dir, size, size_text, allocated, allocated_text,
+// output}: sizes in bytes, and mkfs's output.
+nlohmann::json createImage(const ImageRequest &request);
+
+// Find a program of e2fsprogs on PATH, /usr/sbin or /sbin; throws naming the package.
+std::string findProgram(const std::string &name);
+
+} // namespace mobileops::nsruntime
