@@ -1,6 +1,8 @@
 // Parsers for the values that appear both in VirtualRoot documents and in CLI flags.
 #include "mobileops/core/Spec.h"
 
+#include <mobileops/capabilities.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -183,50 +185,6 @@ const NamedSignal kSignals[] = {
     {"PWR", SIGPWR},       {"SYS", SIGSYS},
 };
 
-// Linux capabilities by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE).
-const char *const kCapabilities[] = {
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-};
 
 bool rlimitBelow(std::int64_t a, std::int64_t b) { // a <= b with -1 as infinity
     if (b < 0) return true;
@@ -519,7 +477,7 @@ std::string capabilityName(const std::string &text) {
     std::string name = upper(text);
     if (name == "ALL") return name;
     if (name.rfind("CAP_", 0) == 0) name = name.substr(4);
-    for (const char *cap : kCapabilities)
+    for (const char *cap : mo_capability_names)
         if (name == cap) return "CAP_" + name;
     throw InvalidValue(text, "is not a capability");
 }

@@ -2,6 +2,8 @@
 
 #include "Errors.h"
 
+#include <mobileops/capabilities.h>
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
@@ -16,50 +18,8 @@ namespace mobileops::nsruntime {
 namespace {
 
 // Index = capability number (linux/capability.h).
-const char *const kNames[] = {
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-};
-constexpr int kNamed = static_cast<int>(sizeof kNames / sizeof kNames[0]);
+const char *const *const kNames = mo_capability_names;
+constexpr int kNamed = MO_CAPABILITY_COUNT;
 static_assert(kNamed == CAP_LAST_CAP + 1, "a capability of linux/capability.h has no name here");
 
 bool isAll(const std::string &name) {
