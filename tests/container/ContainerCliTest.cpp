@@ -1,6 +1,6 @@
 // `mobileops container ...` through the dispatcher, the workflow script and the nsruntime
 // plugin, on a busybox rootfs built by tools/make-rootfs.sh. Needs root.
-#include "TestUtil.h"
+#include "CliFixture.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -21,38 +21,8 @@ using namespace mobileops::test;
 
 namespace {
 
-class ContainerCli : public ::testing::Test {
+class ContainerCli : public CliTest {
 protected:
-    void SetUp() override {
-        if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts)";
-        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", _tmp.path() + "/rootfs"});
-        ASSERT_EQ(r.status, 0) << r.err;
-        _rootfs = _tmp.path() + "/rootfs";
-    }
-
-    void TearDown() override {
-        if (_rootfs.empty()) return;
-        // Whatever a failed test left: delete every container of this root.
-        Result r = mo({"container", "list", "--all", "--json"});
-        for (size_t p = 0; (p = r.out.find("\"name\": \"", p)) != std::string::npos;) {
-            p += 9;
-            std::string name = r.out.substr(p, r.out.find('"', p) - p);
-            mo({"container", "delete", "--force", name});
-        }
-        std::ifstream mounts("/proc/self/mountinfo");
-        std::string line;
-        while (std::getline(mounts, line))
-            EXPECT_EQ(line.find(_tmp.path()), std::string::npos) << "mount left behind: " << line;
-    }
-
-    Result mo(const std::vector<std::string> &args) {
-        std::vector<std::string> argv{dispatcher()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv, {{"MOBILEOPS_ROOT", _tmp.path() + "/root"},
-                          {"MOBILEOPS_RUN", _tmp.path() + "/run"},
-                          {"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
-    }
-
     // Start the dispatcher without waiting; stdout and stderr go to /dev/null.
     pid_t spawn(const std::vector<std::string> &args) {
         pid_t pid = ::fork();
@@ -129,9 +99,6 @@ protected:
     }
 
     Result underScript(const std::string &shellCommand);
-
-    TempDir _tmp;
-    std::string _rootfs;
 };
 
 TEST_F(ContainerCli, RunShowsOutputAndExitsWithTheContainersStatus) {

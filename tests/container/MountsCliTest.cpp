@@ -2,7 +2,7 @@
 // and `mobileops image create-img` end to end (dispatcher, workflow scripts, nsruntime).
 // Needs root. Every test checks that no mount and no loop device is left behind.
 #include "../nsruntime/TreeSum.h"
-#include "TestUtil.h"
+#include "CliFixture.h"
 
 #include <gtest/gtest.h>
 
@@ -34,36 +34,18 @@ std::vector<std::string> loopsUnder(const std::string &dir) {
     return out;
 }
 
-class MountsCli : public ::testing::Test {
+class MountsCli : public CliTest {
 protected:
     void SetUp() override {
-        if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, loop devices)";
+        // readable by the users a container's process may run as
         std::filesystem::permissions(_tmp.path(), std::filesystem::perms(0755));
-        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", _tmp.path() + "/rootfs"});
-        ASSERT_EQ(r.status, 0) << r.err;
-        _rootfs = _tmp.path() + "/rootfs";
+        CliTest::SetUp();
     }
 
     void TearDown() override {
+        CliTest::TearDown();
         if (_rootfs.empty()) return;
-        Result r = mo({"container", "list", "--all", "--json"});
-        for (size_t p = 0; (p = r.out.find("\"name\": \"", p)) != std::string::npos;) {
-            p += 9;
-            std::string name = r.out.substr(p, r.out.find('"', p) - p);
-            mo({"container", "delete", "--force", name});
-        }
-        std::ifstream mounts("/proc/self/mountinfo");
-        for (std::string line; std::getline(mounts, line);)
-            EXPECT_EQ(line.find(_tmp.path()), std::string::npos) << "mount left behind: " << line;
         for (const auto &l : loopsUnder(_tmp.path())) ADD_FAILURE() << "loop device left: " << l;
-    }
-
-    Result mo(const std::vector<std::string> &args) {
-        std::vector<std::string> argv{dispatcher()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv, {{"MOBILEOPS_ROOT", _tmp.path() + "/root"},
-                          {"MOBILEOPS_RUN", _tmp.path() + "/run"},
-                          {"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
     }
 
     // `container run --rm FLAGS ROOTFS sh -c SCRIPT`
@@ -94,9 +76,6 @@ protected:
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         return loopsUnder(_tmp.path());
     }
-
-    TempDir _tmp;
-    std::string _rootfs;
 };
 
 TEST_F(MountsCli, VolumeReadOnlyAndReadWrite) {

@@ -2,7 +2,7 @@
 // the workflow script, the nsruntime plugin and the cgroup service. Needs root.
 // SystemModeCli.Systemd* boot Debian 12 with systemd (tools/make-debian-rootfs.sh, cached
 // under /var/cache/mobileops-test): CTest labels `slow` and `root`.
-#include "TestUtil.h"
+#include "CliFixture.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -54,35 +54,8 @@ std::vector<std::string> cgroupDirsOf(const std::string &id) {
     return out;
 }
 
-class SystemModeCli : public ::testing::Test {
+class SystemModeCli : public CliTest {
 protected:
-    void SetUp() override {
-        if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, cgroups)";
-        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", _tmp.path() + "/rootfs"});
-        ASSERT_EQ(r.status, 0) << r.err;
-        _rootfs = _tmp.path() + "/rootfs";
-    }
-
-    void TearDown() override {
-        if (_rootfs.empty()) return;
-        Result r = mo({"container", "list", "--all", "--json"});
-        for (size_t p = 0; (p = r.out.find("\"name\": \"", p)) != std::string::npos;) {
-            p += 9;
-            mo({"container", "delete", "--force", r.out.substr(p, r.out.find('"', p) - p)});
-        }
-        std::ifstream mounts("/proc/self/mountinfo");
-        for (std::string line; std::getline(mounts, line);)
-            EXPECT_EQ(line.find(_tmp.path()), std::string::npos) << "mount left behind: " << line;
-    }
-
-    Result mo(const std::vector<std::string> &args) {
-        std::vector<std::string> argv{dispatcher()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv, {{"MOBILEOPS_ROOT", _tmp.path() + "/root"},
-                          {"MOBILEOPS_RUN", _tmp.path() + "/run"},
-                          {"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
-    }
-
     json inspect(const std::string &name) {
         Result r = mo({"container", "inspect", name});
         EXPECT_EQ(r.status, 0) << r.err;
@@ -104,9 +77,6 @@ protected:
         std::ofstream(_rootfs + path) << text;
         ::chmod((_rootfs + path).c_str(), 0755);
     }
-
-    TempDir _tmp;
-    std::string _rootfs;
 };
 
 // An init that reports what it was given, then waits for signals: the one `stop` sends
