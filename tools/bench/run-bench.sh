@@ -15,39 +15,15 @@
 # dropped and a cgroup namespace added. Nothing on the host is changed.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-source_dir=$(cd "$here/../.." && pwd)
+BENCH_NAME=run-bench
 runs=30
 warmup=3
-keep=0
-mobileops=${MOBILEOPS:-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) runs=$2; shift 2 ;;
-        --warmup) warmup=$2; shift 2 ;;
-        --mobileops) mobileops=$2; shift 2 ;;
-        --keep) keep=1; shift ;;
-        --inner) inner=1; work=$2; shift 2 ;;
-        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
-        *) echo "run-bench.sh: unknown option \`$1\`" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=tools/bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_options '2,8p' "$@"
 
 if [ -z "${inner:-}" ]; then
-    [ "$(id -u)" = 0 ] || { echo "run-bench.sh: needs root" >&2; exit 1; }
-    for tool in crun runc jq unshare; do
-        command -v "$tool" >/dev/null || { echo "run-bench.sh: \`$tool\` not found" >&2; exit 1; }
-    done
-    if [ -z "$mobileops" ]; then
-        for candidate in "$source_dir"/build*/bin/mobileops "$(command -v mobileops || true)"; do
-            [ -x "$candidate" ] && { mobileops=$candidate; break; }
-        done
-    fi
-    work=$(mktemp -d /tmp/mobileops-bench.XXXXXX)
-    chmod 755 "$work"
-    cleanup() { [ "$keep" = 1 ] && echo "kept $work" || rm -rf "$work"; }
-    trap cleanup EXIT
+    bench_outer crun runc jq unshare
 
     "$source_dir/tools/make-rootfs.sh" "$work/bundle/rootfs"
     (cd "$work/bundle" && crun spec)

@@ -14,43 +14,17 @@
 # crun's cgroup manager disabled. Nothing on the host is changed.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-source_dir=$(cd "$here/../.." && pwd)
+BENCH_NAME=security-bench
 runs=40
 warmup=5
-keep=0
-mobileops=${MOBILEOPS:-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) runs=$2; shift 2 ;;
-        --warmup) warmup=$2; shift 2 ;;
-        --mobileops) mobileops=$2; shift 2 ;;
-        --keep) keep=1; shift ;;
-        --inner) inner=1; work=$2; shift 2 ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
-        *) echo "security-bench.sh: unknown option \`$1\`" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=tools/bench/common.sh
+. "$(dirname "$0")/common.sh"
+bench_options '2,13p' "$@"
 
 if [ -z "${inner:-}" ]; then
-    [ "$(id -u)" = 0 ] || { echo "security-bench.sh: needs root" >&2; exit 1; }
-    for tool in crun hyperfine jq unshare; do
-        command -v "$tool" >/dev/null || { echo "security-bench.sh: \`$tool\` not found" >&2; exit 1; }
-    done
-    if [ -z "$mobileops" ]; then
-        for candidate in "$source_dir"/build*/bin/mobileops "$(command -v mobileops || true)"; do
-            [ -x "$candidate" ] && { mobileops=$candidate; break; }
-        done
-    fi
-    [ -x "$mobileops" ] || { echo "security-bench.sh: no mobileops dispatcher (--mobileops PATH)" >&2; exit 1; }
+    bench_outer crun hyperfine jq unshare
     profile_tool=$(dirname "$mobileops")/../libexec/mobileops/mobileops-seccomp-profile
     [ -x "$profile_tool" ] || { echo "security-bench.sh: \`$profile_tool\` not built" >&2; exit 1; }
-
-    work=$(mktemp -d /tmp/mobileops-secbench.XXXXXX)
-    chmod 755 "$work"
-    cleanup() { [ "$keep" = 1 ] && echo "kept $work" || rm -rf "$work"; }
-    trap cleanup EXIT
 
     "$source_dir/tools/make-rootfs.sh" "$work/rootfs" >/dev/null
     caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_KILL",
