@@ -53,6 +53,23 @@ std::optional<std::uint64_t> Backend::readKey(const std::string &dir, const std:
     return std::nullopt;
 }
 
+void Backend::setPids(const std::string &dir, const Settings &s) {
+    if (s.pidsLimit)
+        write(dir, "pids.max", *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+}
+
+const char *Backend::weightFile(const std::string &dir) const {
+    WeightFiles w = weightFiles();
+    for (const char *file : {w.plain, w.bfq})
+        if (_fs.exists(dir + "/" + file)) return file;
+    return nullptr;
+}
+
+std::string Backend::noWeightFile() const {
+    WeightFiles w = weightFiles();
+    return std::string("neither `") + w.plain + "` nor `" + w.bfq + "` exists (" + w.needs + ")";
+}
+
 void Backend::pidsStats(const std::string &dir, nlohmann::json &out) {
     nlohmann::json p = nlohmann::json::object();
     if (auto v = readNumber(dir, "pids.current")) p["current"] = *v;

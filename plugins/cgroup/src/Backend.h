@@ -33,7 +33,8 @@ public:
     // Apply the settings of one controller; only called on the controller's owner.
     virtual void setCpu(const std::string &dir, const Settings &s) = 0;
     virtual void setMemory(const std::string &dir, const Settings &s) = 0;
-    virtual void setPids(const std::string &dir, const Settings &s) = 0;
+    // pids.max: the same file on v1 and v2.
+    void setPids(const std::string &dir, const Settings &s);
     // blkio (v1) / io (v2): weight and per-device throttles.
     virtual void setIo(const std::string &dir, const Settings &s) = 0;
     // Refuse settings this version has no file for, before anything is made or written.
@@ -67,6 +68,10 @@ public:
     virtual void killAll(const std::string &) {}
 
     // --- shared helpers ---
+    // The I/O weight file of `dir`: the plain one or the bfq scheduler's, nullptr for none.
+    const char *weightFile(const std::string &dir) const;
+    // Why there is none: "neither `blkio.weight` nor `blkio.bfq.weight` exists (...)".
+    std::string noWeightFile() const;
     // One entry of applied(): `value` the file's text (null when unreadable).
     nlohmann::json appliedEntry(const std::string &field, const std::string &dir,
                                 const std::string &file, const nlohmann::json &applied);
@@ -83,6 +88,12 @@ public:
                                          const std::string &key);
 
 protected:
+    // This version's weight files and what they need.
+    struct WeightFiles {
+        const char *plain, *bfq, *needs;
+    };
+    virtual WeightFiles weightFiles() const = 0;
+
     CgroupFs &_fs;
     const Hierarchy &_h;
 };

@@ -90,23 +90,16 @@ public:
                   *s.memoryRequest ? std::to_string(**s.memoryRequest) : std::string("-1"));
     }
 
-    void setPids(const std::string &dir, const Settings &s) override {
-        if (s.pidsLimit)
-            write(dir, "pids.max",
-                  *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    WeightFiles weightFiles() const override {
+        // cfq had blkio.weight; with bfq (Linux 5.0+) the file is blkio.bfq.weight, and
+        // neither exists under mq-deadline, kyber or none.
+        return {"blkio.weight", "blkio.bfq.weight", "they need the bfq or cfq I/O scheduler"};
     }
 
     void setIo(const std::string &dir, const Settings &s) override {
         if (s.blkioWeight) {
-            // cfq had blkio.weight; with bfq (Linux 5.0+) the file is blkio.bfq.weight, and
-            // neither exists under mq-deadline, kyber or none.
-            const char *file = _fs.exists(dir + "/blkio.weight")       ? "blkio.weight"
-                               : _fs.exists(dir + "/blkio.bfq.weight") ? "blkio.bfq.weight"
-                                                                       : nullptr;
-            if (!file)
-                throw Error(MO_E_UNSUPPORTED,
-                            "blkio weight: neither `blkio.weight` nor `blkio.bfq.weight` exists "
-                            "(they need the bfq or cfq I/O scheduler)");
+            const char *file = weightFile(dir);
+            if (!file) throw Error(MO_E_UNSUPPORTED, "blkio weight: " + noWeightFile());
             write(dir, file, std::to_string(*s.blkioWeight ? **s.blkioWeight : 100));
         }
         if (!s.deviceThrottle) return;
@@ -135,10 +128,8 @@ public:
                                          "accounting is off: boot with `swapaccount=1`)"});
         if (s.memorySwappiness && _h.has("memory") && !_fs.exists(dir + "/memory.swappiness"))
             out.push_back({"memorySwappiness", "`memory.swappiness` is missing"});
-        if (s.blkioWeight && _h.has("blkio") && !_fs.exists(dir + "/blkio.weight") &&
-            !_fs.exists(dir + "/blkio.bfq.weight"))
-            out.push_back({"blkioWeight", "neither `blkio.weight` nor `blkio.bfq.weight` exists "
-                                          "(they need the bfq or cfq I/O scheduler)"});
+        if (s.blkioWeight && _h.has("blkio") && !weightFile(dir))
+            out.push_back({"blkioWeight", noWeightFile()});
         return out;
     }
 
@@ -181,8 +172,8 @@ public:
                 appliedEntry("cpuset", dir, "cpuset.cpus", read(dir, "cpuset.cpus").value_or("")));
         if (_h.has("blkio")) {
             if (s.blkioWeight) {
-                const char *file =
-                    _fs.exists(dir + "/blkio.weight") ? "blkio.weight" : "blkio.bfq.weight";
+                const char *file = weightFile(dir);
+                if (!file) file = "blkio.bfq.weight";
                 auto v = readWeight(dir, file);
                 out.push_back(appliedEntry("blkioWeight", dir, file, v ? json(*v) : json()));
             }

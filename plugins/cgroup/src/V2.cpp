@@ -99,22 +99,16 @@ public:
                   *s.memoryRequest ? std::to_string(**s.memoryRequest) : std::string("0"));
     }
 
-    void setPids(const std::string &dir, const Settings &s) override {
-        if (s.pidsLimit)
-            write(dir, "pids.max",
-                  *s.pidsLimit ? std::to_string(**s.pidsLimit) : std::string("max"));
+    WeightFiles weightFiles() const override {
+        // io.weight is blk-iocost's (needs io.cost enabled to act), io.bfq.weight bfq's.
+        return {"io.weight", "io.bfq.weight",
+                "the io controller needs the bfq scheduler or blk-iocost"};
     }
 
     void setIo(const std::string &dir, const Settings &s) override {
         if (s.blkioWeight) {
-            // io.weight is blk-iocost's (needs io.cost enabled to act), io.bfq.weight bfq's.
-            const char *file = _fs.exists(dir + "/io.weight")       ? "io.weight"
-                               : _fs.exists(dir + "/io.bfq.weight") ? "io.bfq.weight"
-                                                                    : nullptr;
-            if (!file)
-                throw Error(MO_E_UNSUPPORTED,
-                            "blkio weight: neither `io.weight` nor `io.bfq.weight` exists (the "
-                            "io controller needs the bfq scheduler or blk-iocost)");
+            const char *file = weightFile(dir);
+            if (!file) throw Error(MO_E_UNSUPPORTED, "blkio weight: " + noWeightFile());
             write(dir, file, std::to_string(*s.blkioWeight ? **s.blkioWeight : 100));
         }
         if (!s.deviceThrottle) return;
@@ -149,10 +143,8 @@ public:
         if (s.memorySwap && _h.has("memory") && !_fs.exists(dir + "/memory.swap.max"))
             out.push_back({"memorySwap", "`memory.swap.max` is missing (kernel without swap "
                                          "accounting)"});
-        if (s.blkioWeight && _h.has("io") && !_fs.exists(dir + "/io.weight") &&
-            !_fs.exists(dir + "/io.bfq.weight"))
-            out.push_back({"blkioWeight", "neither `io.weight` nor `io.bfq.weight` exists (the io "
-                                          "controller needs the bfq scheduler or blk-iocost)"});
+        if (s.blkioWeight && _h.has("io") && !weightFile(dir))
+            out.push_back({"blkioWeight", noWeightFile()});
         return out;
     }
 
@@ -201,7 +193,8 @@ public:
                 appliedEntry("cpuset", dir, "cpuset.cpus", read(dir, "cpuset.cpus").value_or("")));
         if (_h.has("io")) {
             if (s.blkioWeight) {
-                const char *file = _fs.exists(dir + "/io.weight") ? "io.weight" : "io.bfq.weight";
+                const char *file = weightFile(dir);
+                if (!file) file = "io.bfq.weight";
                 auto v = readWeight(dir, file);
                 out.push_back(appliedEntry("blkioWeight", dir, file, v ? json(*v) : json()));
             }
