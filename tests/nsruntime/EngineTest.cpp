@@ -19,10 +19,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
+using Result = Captured;
 
 class Engine : public ::testing::Test {
 protected:
@@ -41,17 +38,7 @@ protected:
         prepareSpec(s);
         return s;
     }
-    Result run(const json &j) {
-        Capture out, err;
-        ChildIo io;
-        io.out = out.fd;
-        io.err = err.fd;
-        Result r;
-        r.status = runContainer(RealSyscalls::instance(), prepared(j), io);
-        r.out = out.text();
-        r.err = err.text();
-        return r;
-    }
+    Result run(const json &j) { return runCaptured(prepared(j)); }
     Result sh(const std::string &script, json extra = json::object()) {
         json j = spec({"/bin/sh", "-c", script});
         j.merge_patch(extra);

@@ -20,10 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
+using Result = Captured;
 
 // The contents and mtime of one file.
 uint64_t fileSum(const std::string &path) {
@@ -78,17 +75,7 @@ protected:
         prepareSpec(s);
         return s;
     }
-    Result run(const json &j) {
-        Capture out, err;
-        ChildIo io;
-        io.out = out.fd;
-        io.err = err.fd;
-        Result r;
-        r.status = runContainer(RealSyscalls::instance(), prepared(j), io);
-        r.out = out.text();
-        r.err = err.text();
-        return r;
-    }
+    Result run(const json &j) { return runCaptured(prepared(j)); }
     std::string hostDir(const std::string &name) {
         std::string d = _dir + "/" + name;
         std::filesystem::create_directories(d);

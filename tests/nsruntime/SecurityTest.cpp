@@ -48,10 +48,7 @@ public:
     }
 };
 
-struct Output {
-    int status = -1;
-    std::string out, err;
-};
+using Output = Captured;
 
 std::string hex(uint64_t v) {
     char buf[32];
@@ -93,17 +90,7 @@ protected:
         prepareSpec(s);
         return s;
     }
-    Output run(const json &j) {
-        Capture out, err;
-        ChildIo io;
-        io.out = out.fd;
-        io.err = err.fd;
-        Output r;
-        r.status = runContainer(RealSyscalls::instance(), prepared(j), io);
-        r.out = out.text();
-        r.err = err.text();
-        return r;
-    }
+    Output run(const json &j) { return runCaptured(prepared(j)); }
     Output probe(const std::string &verb, json extra = json::object()) {
         return run(spec({kProbe, verb}, extra));
     }

@@ -2,6 +2,10 @@
 // output capture through memfds, and leak checks (mounts, children).
 #pragma once
 
+#include "Launcher.h"
+#include "Spec.h"
+#include "Syscalls.h"
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -64,6 +68,25 @@ struct Capture {
     ~Capture() { ::close(fd); }
     std::string text() const { return readFd(fd); }
 };
+
+// A container's exit status and output.
+struct Captured {
+    int status = -1;
+    std::string out, err;
+};
+
+// Run `spec` in the foreground to its end (runContainer), capturing stdout and stderr.
+inline Captured runCaptured(const ContainerSpec &spec) {
+    Capture out, err;
+    ChildIo io;
+    io.out = out.fd;
+    io.err = err.fd;
+    Captured r;
+    r.status = runContainer(RealSyscalls::instance(), spec, io);
+    r.out = out.text();
+    r.err = err.text();
+    return r;
+}
 
 // Host mounts mentioning `path`: must stay 0, containers mount only in their namespace.
 inline int hostMountsUnder(const std::string &path) {
