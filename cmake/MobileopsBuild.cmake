@@ -46,7 +46,9 @@ endif()
 # A mobileops plugin built in-tree: hidden visibility, only the entry symbol exported,
 # output into the build tree's plugin directory.
 function(mobileops_plugin name)
-  cmake_parse_arguments(P "" "" "SOURCES;LIBRARIES" ${ARGN})
+  # SHARED_RUNTIME: link libstdc++ dynamically, for plugins whose libraries (Poco) load
+  # the shared one anyway; two copies would split exception and type information.
+  cmake_parse_arguments(P "SHARED_RUNTIME" "" "SOURCES;LIBRARIES" ${ARGN})
   add_library(${name} MODULE ${P_SOURCES})
   set_target_properties(${name} PROPERTIES
     PREFIX ""
@@ -57,7 +59,12 @@ function(mobileops_plugin name)
     VISIBILITY_INLINES_HIDDEN ON)
   target_compile_options(${name} PRIVATE ${MOBILEOPS_WARNINGS})
   target_link_libraries(${name} PRIVATE mobileops::sdk ${P_LIBRARIES})
-  target_link_options(${name} PRIVATE ${MOBILEOPS_STATIC_LINK_OPTIONS} -Wl,--exclude-libs,ALL
+  if(P_SHARED_RUNTIME)
+    set(_runtime_options "")
+  else()
+    set(_runtime_options ${MOBILEOPS_STATIC_LINK_OPTIONS})
+  endif()
+  target_link_options(${name} PRIVATE ${_runtime_options} -Wl,--exclude-libs,ALL
                       -Wl,--no-undefined -Wl,-z,defs)
   install(TARGETS ${name} LIBRARY DESTINATION ${MOBILEOPS_INSTALL_PLUGINDIR})
 endfunction()

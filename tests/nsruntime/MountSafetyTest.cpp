@@ -2,7 +2,7 @@
 // API (no state store). Needs root. Every test works on its own copy of the busybox
 // rootfs, and checks that no mount, loop device or child process is left behind.
 #include "Launcher.h"
-#include "Loop.h"
+#include "Errors.h"
 #include "TestSupport.h"
 #include "TreeSum.h"
 

@@ -1,33 +1,25 @@
-// Error helpers: the engine throws mobileops::sdk::Error (code + message); the plugin's
-// C entry points turn it into the caller's mo_error.
+// Error helpers and the shared plugin code (plugins/common) under this engine's namespace.
 #pragma once
 
-#include <mobileops/plugin.hpp>
-
-#include <cstring>
-#include <string>
+#include <mobileops/common/Errors.h>
+#include <mobileops/common/Host.h>
+#include <mobileops/common/Loop.h>
 
 namespace mobileops::nsruntime {
 
 using Error = mobileops::sdk::Error;
+using common::check;
+using common::quote;
+using common::sysError;
+using common::wrap;
 
-// `value` in backticks.
-inline std::string quote(const std::string &value) { return "`" + value + "`"; }
-
-// "what: strerror(err)" with code -err. `err` is a positive errno.
-inline Error sysError(const std::string &what, int err) {
-    return Error(-err, what + ": " + std::strerror(err));
-}
-
-// Throw sysError(what, -r) when r < 0; returns r otherwise.
-inline long check(long r, const std::string &what) {
-    if (r < 0) throw sysError(what, static_cast<int>(-r));
-    return r;
-}
-
-// The same error with "context: " in front.
-inline Error wrap(const Error &e, const std::string &context) {
-    return Error(e.code(), context + ": " + e.what());
-}
+using common::checkImage;
+using common::createImage;
+using common::findProgram;
+using common::Host;
+using common::ImageRequest;
+using common::LoopDevice;
+using common::loopDevicesOf;
+using common::parseSize;
 
 } // namespace mobileops::nsruntime

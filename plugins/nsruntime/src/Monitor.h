@@ -4,7 +4,7 @@
 // the exit (code, signal, time) in the state store, and exits with the container.
 #pragma once
 
-#include "HostApi.h"
+#include "Errors.h"
 #include "Launcher.h"
 #include "Spec.h"
 #include "Syscalls.h"

@@ -1,7 +1,7 @@
 #include "Mounts.h"
 
 #include "Errors.h"
-#include "Loop.h"
+#include "Errors.h"
 #include "SystemMode.h"
 
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // The plugin's C surface: the descriptor and the mo_runtime_service trampolines. Each
 // converts exceptions into the caller's mo_error; nothing escapes.
 #include "Launcher.h"
-#include "Loop.h"
+#include "Errors.h"
 #include "Runtime.h"
 
 #include <mobileops/plugin.hpp>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "Exec.h"
-#include "HostApi.h"
+#include "Errors.h"
 #include "Launcher.h"
 #include "Spec.h"
 #include "Syscalls.h"

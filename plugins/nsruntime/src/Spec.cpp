@@ -1,7 +1,7 @@
 #include "Spec.h"
 
 #include "Errors.h"
-#include "Loop.h"
+#include "Errors.h"
 #include "Mounts.h"
 #include "SystemMode.h"
 

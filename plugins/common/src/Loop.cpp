@@ -1,6 +1,6 @@
-#include "Loop.h"
+#include <mobileops/common/Loop.h>
 
-#include "Errors.h"
+#include <mobileops/common/Errors.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -26,7 +26,7 @@
 
 extern char **environ;
 
-namespace mobileops::nsruntime {
+namespace mobileops::common {
 
 namespace {
 
@@ -360,4 +360,4 @@ nlohmann::json createImage(const ImageRequest &request) {
             {"output", r.output}};
 }
 
-} // namespace mobileops::nsruntime
+} // namespace mobileops::common

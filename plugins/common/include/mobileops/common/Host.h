@@ -2,7 +2,7 @@
 // service lookup, throwing Error instead of returning codes.
 #pragma once
 
-#include "Errors.h"
+#include <mobileops/common/Errors.h>
 
 #include <mobileops/mobileops.h>
 #include <nlohmann/json.hpp>
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace mobileops::nsruntime {
+namespace mobileops::common {
 
 class Host {
 public:
@@ -72,4 +72,4 @@ private:
     mo_plugin *_plugin;
 };
 
-} // namespace mobileops::nsruntime
+} // namespace mobileops::common

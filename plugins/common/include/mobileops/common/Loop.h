@@ -1,7 +1,7 @@
-// Rootfs images: ext4 files loop-mounted as a container's root. The loop device is
-// attached with LO_FLAGS_AUTOCLEAR by the container's own setup, in its own mount
-// namespace: the mount is its only user, so the device goes with the namespace, also
-// after a kill -9. Nothing is mounted on the host, and there is nothing for gc to do.
+// Loop devices and ext4 images. A device is attached with LO_FLAGS_AUTOCLEAR, so it goes
+// with its last mount: the namespace runtime mounts rootfs images in the container's own
+// mount namespace (gone with the namespace, also after a kill -9); the storage plugin
+// mounts size-limited volumes and writable layers.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace mobileops::nsruntime {
+namespace mobileops::common {
 
 // A loop device attached to a file, released (detached once unused) on destruction.
 class LoopDevice {
@@ -59,4 +59,4 @@ nlohmann::json createImage(const ImageRequest &request);
 // Find a program of e2fsprogs on PATH, /usr/sbin or /sbin; throws naming the package.
 std::string findProgram(const std::string &name);
 
-} // namespace mobileops::nsruntime
+} // namespace mobileops::common

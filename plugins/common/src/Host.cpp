@@ -1,6 +1,6 @@
-#include "HostApi.h"
+#include <mobileops/common/Host.h>
 
-namespace mobileops::nsruntime {
+namespace mobileops::common {
 
 using nlohmann::json;
 
@@ -123,4 +123,4 @@ void Host::event(const std::string &type, const json &payload) const {
     _api->event_emit(_plugin, type.c_str(), text.c_str(), &err); // best effort
 }
 
-} // namespace mobileops::nsruntime
+} // namespace mobileops::common
