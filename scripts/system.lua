@@ -63,6 +63,11 @@ wf:verb{
       local report = mo.service("runtime", p.provider).gc()
       for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
     end
+    -- then the storage service: roots and scratch volumes of containers now gone
+    if #mo.providers("storage") > 0 then
+      local report = mo.plugins.storage.gc()
+      for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
+    end
     if mo.json then return mo.output({ released = mo.array(released) }) end
     for _, item in ipairs(released) do mo.print("released " .. tostring(item)) end
     if #released == 0 then mo.print("nothing to release") end

@@ -1,7 +1,7 @@
 // The plugin's C surface: the descriptor and the mo_runtime_service trampolines. Each
 // converts exceptions into the caller's mo_error; nothing escapes.
-#include "Launcher.h"
 #include "Errors.h"
+#include "Launcher.h"
 #include "Runtime.h"
 
 #include <mobileops/plugin.hpp>
@@ -50,31 +50,6 @@ public:
         for (const char *f :
              {"nsruntime.volatile", "nsruntime.rootfs-image", "nsruntime.soft-mounts"})
             feature(f);
-        method(
-            "create_img",
-            "make an ext4 rootfs image from a directory (mkfs.ext4 -d on a sparse file)",
-            [](const std::string &args) {
-                json a = parse(args.c_str(), "arguments");
-                if (!a.is_object()) throw sdk::Error(MO_E_INVALID, "arguments: expected an object");
-                auto text = [&](const char *key) {
-                    auto it = a.find(key);
-                    if (it == a.end() || it->is_null()) return std::string();
-                    if (!it->is_string())
-                        throw sdk::Error(MO_E_INVALID,
-                                         std::string("invalid '") + key + "': expected a string");
-                    return it->get<std::string>();
-                };
-                ImageRequest request;
-                request.dir = text("dir");
-                request.file = text("file");
-                request.size = a.contains("size") && a["size"].is_number_integer()
-                                   ? std::to_string(a["size"].get<uint64_t>())
-                                   : text("size");
-                request.force =
-                    a.contains("force") && a["force"].is_boolean() && a["force"].get<bool>();
-                return createImage(request).dump();
-            },
-            "{dir, file, size (\"2G\", \"512Mi\" or bytes), force (replace an existing file)}");
     }
 
     sdk::Probe probe() override {

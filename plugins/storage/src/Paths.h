@@ -9,7 +9,7 @@
 //   containers/<id>/            a container's writable layer (upper/, work/, or upper.img
 //                               when its size is limited) and its flattened copy (rootfs/)
 //   volumes/<class>/<name>/     default backing of the built-in storage classes
-//   snapshots/<id>/<snap>.tar   container snapshots
+//   snapshots/<id>/<snap>.tar.zst  container snapshots (sha256 recorded)
 //   tmp/                        work in progress; anything here is garbage after a crash
 #pragma once
 

@@ -1,13 +1,308 @@
 // The plugin's C surface: the descriptor, the mo_storage_service trampolines and the JSON
 // methods the image, volume, storage and assets workflows call.
+#include "Images.h"
+#include "Paths.h"
+#include "Snapshots.h"
+#include "VolumeMethods.h"
+
+#include <mobileops/common/Errors.h>
+#include <mobileops/common/Host.h>
+#include <mobileops/common/Loop.h>
 #include <mobileops/plugin.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
 
 namespace mobileops::storage {
 namespace {
 
+using common::quote;
+
 class StoragePlugin : public sdk::Plugin {
 public:
-    void init() override {}
+    void init() override {
+        _hostApi = std::make_unique<common::Host>(&host(), handle());
+        std::string root = config("storage.root");
+        if (root.empty()) root = config("root_dir") + "/storage";
+        _paths = std::make_unique<Paths>(root);
+        _images = std::make_unique<ImageStore>(*_hostApi, *_paths);
+
+        std::memset(&_iface, 0, sizeof _iface);
+        _iface.size = sizeof _iface;
+        _iface.self = this;
+        _iface.prepare_rootfs = &prepareRootfs;
+        _iface.release_rootfs = &releaseRootfs;
+        _iface.prepare_volumes = &prepareVolumes;
+        _iface.release_volumes = &releaseVolumes;
+        service(MO_SERVICE_STORAGE, "storage", &_iface);
+        registerImageMethods();
+
+        // --- volumes, storage classes, backups, assets (task C) ---
+        VolumeHooks volumeHooks = registerVolumeMethods(*this, *_hostApi, *_paths);
+        _prepareVolumes = volumeHooks.prepare;
+        _releaseVolumes = volumeHooks.release;
+        _gcVolumes = volumeHooks.gc;
+        // --- end volumes ---
+
+        // --- container snapshots (task D) ---
+        registerSnapshotMethods(*this, *_hostApi, *_paths);
+        // --- end snapshots ---
+    }
+
+    sdk::Probe probe() override {
+        return {true, "image store and volumes under " + quote(_paths->root())};
+    }
+
+private:
+    using json = nlohmann::json;
+
+    static StoragePlugin &self(void *p) { return *static_cast<StoragePlugin *>(p); }
+
+    template <typename Fn> static int guard(void *p, mo_error *err, Fn &&fn) noexcept {
+        StoragePlugin &plugin = self(p);
+        try {
+            fn(plugin);
+            return 0;
+        } catch (...) {
+            return fail(plugin.host(), err);
+        }
+    }
+
+    static void output(StoragePlugin &plugin, mo_buffer *out, const json &doc) {
+        if (!out) return;
+        std::string text = doc.dump();
+        int rc = plugin.host().buffer_set(out, text.data(), text.size());
+        if (rc < 0) throw sdk::Error(rc, "out of memory");
+    }
+
+    static json parse(const char *text, const char *what) {
+        if (!text || !*text) return json::object();
+        try {
+            return json::parse(text);
+        } catch (const json::exception &e) {
+            throw sdk::Error(MO_E_INVALID, std::string(what) + " is not JSON: " + e.what());
+        }
+    }
+
+    static int prepareRootfs(void *p, const char *id, const char *image, const char *options,
+                             mo_buffer *out, mo_error *err) {
+        return guard(p, err, [&](StoragePlugin &s) {
+            output(s, out,
+                   s._images->prepareRootfs(id ? id : "", image ? image : "",
+                                            parse(options, "rootfs options")));
+        });
+    }
+    static int releaseRootfs(void *p, const char *id, mo_error *err) {
+        return guard(p, err, [&](StoragePlugin &s) { s._images->releaseRootfs(id ? id : ""); });
+    }
+    static int prepareVolumes(void *p, const char *id, const char *volumes, mo_buffer *out,
+                              mo_error *err) {
+        return guard(p, err, [&](StoragePlugin &s) {
+            json spec = parse(volumes, "volumes");
+            if (!s._prepareVolumes) {
+                if (!spec.empty())
+                    throw sdk::Error(MO_E_UNSUPPORTED, "named volumes are not available yet");
+                output(s, out, json::array());
+                return;
+            }
+            output(s, out, s._prepareVolumes(id ? id : "", spec));
+        });
+    }
+    static int releaseVolumes(void *p, const char *id, mo_error *err) {
+        return guard(p, err, [&](StoragePlugin &s) {
+            if (s._releaseVolumes) s._releaseVolumes(id ? id : "");
+        });
+    }
+
+    // The image workflow's methods: JSON object in, JSON out.
+    void registerImageMethods() {
+        auto args = [](const std::string &text) {
+            return text.empty() ? json::object() : json::parse(text);
+        };
+        auto str = [](const json &a, const char *key) {
+            return a.contains(key) && a[key].is_string() ? a[key].get<std::string>()
+                                                         : std::string();
+        };
+        auto ingest = [](const json &a) {
+            IngestOptions o;
+            o.allowDevices = a.value("allowDevices", false);
+            o.quiet = a.value("quiet", false);
+            return o;
+        };
+        auto strings = [](const json &a, const char *key) {
+            std::vector<std::string> out;
+            if (a.contains(key) && a[key].is_array())
+                for (const auto &v : a[key])
+                    if (v.is_string()) out.push_back(v.get<std::string>());
+            if (a.contains(key) && a[key].is_string()) out.push_back(a[key].get<std::string>());
+            return out;
+        };
+        method(
+            "image_import", "a rootfs tarball as a one-layer image",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->importTarball(str(a, "file"), str(a, "name"), ingest(a)).dump();
+            },
+            "{file, name, allowDevices, quiet}");
+        method(
+            "image_build_rootfs", "a directory as a one-layer image",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->buildRootfs(str(a, "dir"), str(a, "name"), ingest(a)).dump();
+            },
+            "{dir, name, allowDevices, quiet}");
+        method(
+            "image_load", "an OCI layout (dir or tar) or docker-archive",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->load(str(a, "path"), str(a, "name"), ingest(a)).dump();
+            },
+            "{path, name, allowDevices, quiet}");
+        method(
+            "image_save", "images to an oci-archive or docker-archive",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                std::string format = str(a, "format");
+                return _images
+                    ->save(strings(a, "images"), str(a, "output"),
+                           format.empty() ? "docker-archive" : format, a.value("quiet", false))
+                    .dump();
+            },
+            "{images, output, format, quiet}");
+        method("image_list", "the images in the store",
+               [this](const std::string &) { return _images->list().dump(); });
+        method(
+            "image_inspect", "one image: record, config, layers, users",
+            [=, this](const std::string &t) {
+                return _images->inspect(str(args(t), "ref")).dump();
+            },
+            "{ref}");
+        method(
+            "image_resolve", "an image's id, name and run config",
+            [=, this](const std::string &t) {
+                json image = _images->resolve(str(args(t), "ref"));
+                json config = json::parse(_images->readBlob(image.value("id", "")));
+                std::vector<std::string> names;
+                for (const json &n : _images->list())
+                    if (n.value("id", "") == image.value("id", ""))
+                        names = n["names"].get<std::vector<std::string>>();
+                return json{{"id", image.value("id", "")},
+                            {"name", names.empty() ? "" : ImageStore::familiar(names.front())},
+                            {"config", config.value("config", json::object())}}
+                    .dump();
+            },
+            "{ref}");
+        method(
+            "image_tag", "another name for an image",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->tag(str(a, "ref"), str(a, "name")).dump();
+            },
+            "{ref, name}");
+        method(
+            "image_rm", "untag and remove images",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->remove(strings(a, "refs"), a.value("force", false)).dump();
+            },
+            "{refs, force}");
+        method("image_prune", "unnamed unused images, unreferenced layers and blobs",
+               [this](const std::string &) { return _images->prune().dump(); });
+        method(
+            "image_flatten", "a flattened copy of an image (for micro-VMs)",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->flatten(str(a, "ref"), str(a, "target")).dump();
+            },
+            "{ref, target}");
+        method(
+            "create_img",
+            "make an ext4 rootfs image from a directory (mkfs.ext4 -d on a sparse file)",
+            [=](const std::string &t) {
+                json a = args(t);
+                if (!a.is_object()) throw sdk::Error(MO_E_INVALID, "arguments: expected an object");
+                auto text = [&](const char *key) {
+                    auto it = a.find(key);
+                    if (it == a.end() || it->is_null()) return std::string();
+                    if (!it->is_string())
+                        throw sdk::Error(MO_E_INVALID,
+                                         std::string("invalid '") + key + "': expected a string");
+                    return it->get<std::string>();
+                };
+                common::ImageRequest request;
+                request.dir = text("dir");
+                request.file = text("file");
+                request.size = a.contains("size") && a["size"].is_number_integer()
+                                   ? std::to_string(a["size"].get<uint64_t>())
+                                   : text("size");
+                request.force =
+                    a.contains("force") && a["force"].is_boolean() && a["force"].get<bool>();
+                return common::createImage(request).dump();
+            },
+            "{dir, file, size (\"2G\", \"512Mi\" or bytes), force (replace an existing file)}");
+        auto transfer = [=](const json &a) {
+            TransferOptions o;
+            o.ingest = ingest(a);
+            if (a.contains("tlsVerify") && a["tlsVerify"].is_boolean())
+                o.registry.tlsVerify = a["tlsVerify"].get<bool>();
+            o.registry.plainHttp = a.value("plainHttp", false);
+            o.registry.caFile = str(a, "caFile");
+            std::string creds = str(a, "creds");
+            if (!creds.empty()) {
+                auto colon = creds.find(':');
+                o.registry.credentials.username = creds.substr(0, colon);
+                if (colon != std::string::npos)
+                    o.registry.credentials.password = creds.substr(colon + 1);
+            }
+            if (a.contains("parallel") && a["parallel"].is_number_unsigned())
+                o.registry.parallel = std::max(1u, a["parallel"].get<unsigned>());
+            std::string platform = str(a, "platform");
+            if (!platform.empty()) {
+                auto first = platform.find('/');
+                if (first == std::string::npos)
+                    throw sdk::Error(MO_E_INVALID,
+                                     "platform " + quote(platform) + " is not OS/ARCH[/VARIANT]");
+                o.platform.os = platform.substr(0, first);
+                std::string rest = platform.substr(first + 1);
+                auto second = rest.find('/');
+                o.platform.architecture = rest.substr(0, second);
+                if (second != std::string::npos) o.platform.variant = rest.substr(second + 1);
+            }
+            return o;
+        };
+        method(
+            "image_pull", "pull an image from a registry",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->pull(str(a, "ref"), transfer(a)).dump();
+            },
+            "{ref, platform, creds, tlsVerify, plainHttp, caFile, parallel, quiet, allowDevices}");
+        method(
+            "image_push", "push an image to a registry",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->push(str(a, "ref"), str(a, "destination"), transfer(a)).dump();
+            },
+            "{ref, destination, creds, tlsVerify, plainHttp, caFile, parallel, quiet}");
+        method("gc", "container roots of deleted containers, dead work files",
+               [this](const std::string &) {
+                   json out = _images->gc();
+                   if (_gcVolumes)
+                       for (const json &item : _gcVolumes().value("released", json::array()))
+                           out["released"].push_back(item);
+                   return out.dump();
+               });
+    }
+
+    std::unique_ptr<common::Host> _hostApi;
+    std::unique_ptr<Paths> _paths;
+    std::unique_ptr<ImageStore> _images;
+    mo_storage_service _iface{};
+    // Set by the volume engine's registration (task C).
+    std::function<json(const std::string &, const json &)> _prepareVolumes;
+    std::function<void(const std::string &)> _releaseVolumes;
+    std::function<json()> _gcVolumes;
 };
 
 } // namespace
