@@ -4,7 +4,9 @@ local mo = require("mobileops")
 local wf = mo.workflow{
   name = "container",
   summary = "Run and manage containers",
-  description = "ROOTFS is a directory holding a root filesystem (the image store comes later).",
+  description = "IMAGE is an image in the store (a name such as busybox:latest or an id; see "
+    .. "`mobileops image`), or a directory holding a root filesystem when it starts with /, ./ "
+    .. "or ../.",
 }
 
 -- Resource options of create, boot, run and update.
@@ -51,10 +53,12 @@ local create_options = {
   { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
   { name = "init-system", summary = "boot an init system (default command /sbin/init: systemd, OpenRC) as PID 1; `stop` sends SIGRTMIN+3" },
   { name = "hw-access", summary = "DANGEROUS: give the container the host's devices (/dev is the host's devtmpfs) and a writable /sys device tree" },
-  { name = "volume", short = "v", type = "list", metavar = "HOST:CONTAINER[:OPTS]", summary = "bind a host path (OPTS: ro, rw, rprivate, rshared, rslave, nosuid, nodev, noexec)" },
+  { name = "volume", short = "v", type = "list", metavar = "SOURCE:CONTAINER[:OPTS]", summary = "bind a host path (/path, ./path; OPTS: ro, rw, rprivate, rshared, rslave, nosuid, nodev, noexec) or mount a named volume (NAME, created when missing; OPTS: ro, rw)" },
+  { name = "ephemeral-storage", type = "string", metavar = "SIZE", summary = "a scratch area of SIZE at /scratch that vanishes with the container" },
+  { name = "disk-limit", type = "string", metavar = "SIZE", summary = "size of the container's writable layer (image roots), e.g. 5Gi" },
   { name = "soft-mounts", summary = "skip a volume whose host path is missing, with a warning" },
   { name = "volatile", summary = "writes go to memory and vanish at stop; the rootfs is never modified" },
-  { name = "rootfs-img", type = "string", metavar = "FILE.img", summary = "boot an ext4 image (see `image create-img`) instead of ROOTFS" },
+  { name = "rootfs-img", type = "string", metavar = "FILE.img", summary = "boot an ext4 image (see `image create-img`) instead of IMAGE" },
   { name = "cap-add", type = "list", metavar = "CAP", summary = "add a capability (NET_ADMIN, CAP_SYS_TIME, ALL)" },
   { name = "cap-drop", type = "list", metavar = "CAP", summary = "drop a capability (ALL: every one; then --cap-add what to keep)" },
   { name = "security-opt", type = "list", metavar = "OPT", summary = "seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges=false" },
@@ -71,7 +75,7 @@ local spec_keys = {
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
   "ignore_unsupported", "runtime",
   "init_system", "hw_access",
-  "volume", "soft_mounts", "volatile", "rootfs_img",
+  "volume", "soft_mounts", "volatile", "rootfs_img", "ephemeral_storage", "disk_limit",
   "cap_add", "cap_drop", "security_opt", "privileged",
 }
 
@@ -95,8 +99,23 @@ local function providers_of(kind)
   return ok and list or {}
 end
 
+-- A rootfs directory as podman tells it from an image: /path, ./path, ../path, . or ..
+local function is_directory_arg(s)
+  return s == "." or s == ".." or s:sub(1, 1) == "/" or s:sub(1, 2) == "./" or s:sub(1, 3) == "../"
+end
+
+-- What the storage service applies: named volumes and emptyDir areas, and the writable
+-- layer's size of an image root.
+local function storage_field(field, spec)
+  if field:match("^spec%.volumes%[%d+%]%.volume$") or field:match("^spec%.volumes%[%d+%]%.emptyDir$")
+     or field:match("^%-%-volume=") or field == "--ephemeral-storage" then
+    return true
+  end
+  return spec.imageId ~= nil and (field == "--disk-limit" or field == "spec.resources.limits.storage")
+end
+
 -- The runtime spec from a spec file, the flags and the positional arguments.
-local function build_spec(opts, name, rootfs, command)
+local function build_spec(opts, name, target, command)
   local base = opts.file and mo.spec.load(opts.file) or nil
   local o = {}
   for _, k in ipairs(spec_keys) do
@@ -104,9 +123,23 @@ local function build_spec(opts, name, rootfs, command)
     if v ~= nil and v ~= false and not (type(v) == "table" and #v == 0) then o[k] = v end
   end
   o.name = name
-  o.rootfs = rootfs
+  if target then
+    if is_directory_arg(target) then o.rootfs = target else o.image = target end
+  end
   if command and #command > 0 then o.command = command end
-  local spec = mo.spec.finalize(mo.spec.apply_options(base, o))
+  local spec = mo.spec.apply_options(base, o)
+  if spec.image and not spec.rootfs and not spec.rootfsImage then
+    if #providers_of("storage") == 0 then
+      mo.error(string.format("image `%s`: running an image needs the storage plugin, which is "
+                             .. "not installed; give a rootfs directory (/path or ./path)", spec.image))
+    end
+    -- the store's id and run config (Entrypoint, Cmd, Env, ...); finalize applies them
+    local image = mo.plugins.storage.image_resolve{ ref = spec.image }
+    if image.name and image.name ~= "" then spec.image = image.name end
+    spec.imageId = image.id
+    spec.imageConfig = image.config
+  end
+  spec = mo.spec.finalize(spec)
   if spec.unapplied and #providers_of("cgroup") > 0 then
     -- the runtime hands cpu, memory, pids and cpuset to the cgroup service
     local left = {}
@@ -114,6 +147,13 @@ local function build_spec(opts, name, rootfs, command)
       local cgroup_field = cgroup_flags[field]
         or (field:match("^spec%.resources%.") and not field:match("storage$"))
       if not cgroup_field then left[#left + 1] = field end
+    end
+    spec.unapplied = left
+  end
+  if spec.unapplied and #providers_of("storage") > 0 then
+    local left = {}
+    for _, field in ipairs(spec.unapplied) do
+      if not storage_field(field, spec) then left[#left + 1] = field end
     end
     spec.unapplied = left
   end
@@ -148,10 +188,12 @@ local function print_state(state)
   mo.print(state.name or short_id(state.id))
 end
 
+local image_arg = { name = "IMAGE", summary = "image name or id, or a root filesystem directory (/path, ./path); or spec.image / spec.rootfs in -f; none with --rootfs-img", optional = true, unless = "rootfs-img" }
+
 local create_args = {
   { name = "NAME", summary = "unique container name" },
-  { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f); none with --rootfs-img", optional = true, unless = "rootfs-img" },
-  { name = "CMD", summary = "command and arguments", variadic = true, optional = true },
+  image_arg,
+  { name = "CMD", summary = "command and arguments (after an image's Entrypoint; default: its Cmd)", variadic = true, optional = true },
 }
 
 local ref_arg = { { name = "NAME", summary = "container name or id" } }
@@ -162,7 +204,7 @@ wf:verb{
   options = create_options,
   args = create_args,
   run = function(opts, args)
-    local spec = build_spec(opts, args.NAME, args.ROOTFS, args.CMD)
+    local spec = build_spec(opts, args.NAME, args.IMAGE, args.CMD)
     print_state(runtime_for(spec).create(spec))
   end,
 }
@@ -180,7 +222,7 @@ wf:verb{
   options = create_options,
   args = create_args,
   run = function(opts, args)
-    local spec = build_spec(opts, args.NAME, args.ROOTFS, args.CMD)
+    local spec = build_spec(opts, args.NAME, args.IMAGE, args.CMD)
     local rt = runtime_for(spec)
     local state = rt.create(spec)
     local ok, err = pcall(rt.start, state.id)
@@ -201,10 +243,10 @@ wf:verb{
     { name = "interactive", short = "i", summary = "keep stdin open" },
     { name = "tty", short = "t", summary = "allocate a terminal" },
   },
-  args = { { name = "ROOTFS", summary = "root filesystem directory (or spec.rootfs in -f); none with --rootfs-img", optional = true, unless = "rootfs-img" },
-           { name = "CMD", summary = "command and arguments", variadic = true, optional = true } },
+  args = { image_arg,
+           { name = "CMD", summary = "command and arguments (after an image's Entrypoint; default: its Cmd)", variadic = true, optional = true } },
   run = function(opts, args)
-    local spec = build_spec(opts, opts.name, args.ROOTFS, args.CMD)
+    local spec = build_spec(opts, opts.name, args.IMAGE, args.CMD)
     return runtime_for(spec).run(spec, { rm = opts.rm, tty = opts.tty, interactive = opts.interactive })
   end,
 }
@@ -249,7 +291,14 @@ wf:verb{
     local names = { args.NAME }
     for _, n in ipairs(args.MORE) do names[#names + 1] = n end
     for _, n in ipairs(names) do
-      local ok, err = pcall(mo.runtime.remove, n, opts.force)
+      local ok, state = pcall(mo.runtime.state, n)
+      local err
+      ok, err = pcall(mo.runtime.remove, n, opts.force)
+      if ok and state and type(state) == "table" and state.spec and state.spec.imageId then
+        -- its snapshots go with it (they are of its writable layer)
+        local removed, why = pcall(mo.plugins.storage.container_snapshot_rm, { container = state.id })
+        if not removed then mo.warn("snapshots of " .. n .. " are left: " .. tostring(why)) end
+      end
       if not ok then
         if #names == 1 then error(err, 0) end
         mo.eprint("mobileops: " .. tostring(err))
@@ -436,6 +485,64 @@ wf:verb{
       io.stdout:flush()
       before, t0 = after, t1
     until not stream
+  end,
+}
+
+local snapshot_columns = {
+  { key = "snapshot" },
+  { key = "created" },
+  { key = "size", format = function(v) return human(v) end },
+  { key = "sha256", format = function(v) return v and v:sub(8, 19) or "" end },
+}
+
+wf:verb{
+  name = "snapshot",
+  summary = "Save a container's writable layer (what it changed in its image) as a snapshot",
+  args = { { name = "NAME", summary = "container name or id (one that runs from an image)" },
+           { name = "SNAP", summary = "snapshot name (default: the UTC time, 20261122T200000Z)", optional = true } },
+  run = function(_, args)
+    local state = mo.runtime.state(args.NAME)
+    -- a running container is frozen while its layer is read, so the copy is consistent
+    local paused = false
+    if state.status == "running" then
+      paused = pcall(mo.runtime.pause, state.id)
+      if not paused then
+        mo.warn("container " .. args.NAME .. " runs and cannot be paused (no cgroup service): "
+                .. "files it writes meanwhile may be inconsistent in the snapshot")
+      end
+    end
+    local ok, snap = pcall(mo.plugins.storage.container_snapshot, { container = state.id, snapshot = args.SNAP })
+    if paused then mo.runtime.resume(state.id) end
+    if not ok then error(snap, 0) end
+    if mo.json then return mo.output(snap) end
+    mo.print(snap.snapshot)
+  end,
+}
+
+wf:verb{
+  name = "restore",
+  summary = "Put a snapshot back as a stopped container's writable layer",
+  args = { { name = "NAME", summary = "container name or id" },
+           { name = "SNAP", summary = "snapshot name (see `container snapshots NAME`)" } },
+  run = function(_, args)
+    local state = mo.runtime.state(args.NAME)
+    if state.status == "running" or state.status == "paused" then
+      mo.error(string.format("restore snapshot `%s` of `%s`: the container is running: stop it first",
+                             args.SNAP, args.NAME))
+    end
+    local out = mo.plugins.storage.container_restore{ container = state.id, snapshot = args.SNAP }
+    if mo.json then return mo.output(out) end
+  end,
+}
+
+wf:verb{
+  name = "snapshots",
+  summary = "List a container's snapshots",
+  args = { { name = "NAME", summary = "container name or id" } },
+  run = function(_, args)
+    local state = mo.runtime.state(args.NAME)
+    local list = mo.plugins.storage.container_snapshots{ container = state.id }
+    mo.output(mo.array(list), snapshot_columns)
   end,
 }
 

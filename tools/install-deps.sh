@@ -7,10 +7,11 @@ packages="
   libluajit-5.1-dev luajit
   libsqlite3-dev sqlite3
   nlohmann-json3-dev libyaml-cpp-dev
-  libseccomp-dev libarchive-dev libpoco-dev
+  libseccomp-dev libarchive-dev libpoco-dev libssl-dev
   libgtest-dev libgmock-dev googletest
   busybox-static debootstrap
   crun runc hyperfine
+  docker-registry podman umoci zstd xz-utils bzip2 python3
   qemu-system-x86 linux-image-amd64 cpio
   iproute2 util-linux procps e2fsprogs
   clang-format clang-tidy

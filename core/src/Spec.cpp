@@ -656,12 +656,9 @@ json Checker::run() {
             {"metadata", [&](const Doc &v, const std::string &p) { metadata(v, p); }},
             {"spec", [&](const Doc &v, const std::string &p) { specFields(v, p); }}});
 
-    if (_command || _args) {
-        json args = json::array();
-        for (const auto &a : _command.value_or(std::vector<std::string>{})) args.push_back(a);
-        for (const auto &a : _args.value_or(std::vector<std::string>{})) args.push_back(a);
-        if (!args.empty()) _out["process"]["args"] = args;
-    }
+    // Kept apart until finalize: `command` replaces an image's Entrypoint, `args` its Cmd.
+    if (_command && !_command->empty()) _out["process"]["command"] = *_command;
+    if (_args && !_args->empty()) _out["process"]["args"] = *_args;
     if (_hostname) _out["hostname"] = *_hostname;
     return _out;
 }
@@ -1175,7 +1172,7 @@ void Checker::volumes(const Doc &value, const std::string &path) {
                              {"sizeLimit", [&](const Doc &y, const std::string &yp) {
                                   dir["sizeLimit"] = bytes(y, yp, 1, kMaxStorage);
                               }}});
-                     volume["emptyDir"] = dir;
+                     volume.update(dir); // {medium, sizeLimit} beside the entry's other keys
                  }},
                 {"volume",
                  [&](const Doc &x, const std::string &xp) {
@@ -1197,10 +1194,7 @@ void Checker::volumes(const Doc &value, const std::string &path) {
                      volume["readOnly"] = boolean(x, xp);
                  }}});
         // `emptyDir:` with nothing after it is the usual way to write an empty one
-        if (item.contains("emptyDir") && item["emptyDir"].is_null()) {
-            source("emptyDir");
-            volume["emptyDir"] = json::object();
-        }
+        if (item.contains("emptyDir") && item["emptyDir"].is_null()) source("emptyDir");
         if (!volume.contains("name")) fail(childPath(vp, "name"), "required field is missing");
         if (!volume.contains("containerPath"))
             fail(childPath(vp, "containerPath"), "required field is missing");

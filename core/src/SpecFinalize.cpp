@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -54,7 +55,31 @@ std::string canonical(const std::string &path, const std::string &what, bool dir
     return resolved;
 }
 
+bool present(const json &spec, const char *key) {
+    auto it = spec.find(key);
+    return it != spec.end() && !it->is_null() &&
+           !(it->is_string() && it->get<std::string>().empty());
+}
+
+// An image root: `imageId` (the storage service's id of the image, "sha256:<hex>") takes
+// the place of a rootfs; the runtime asks the storage service for the root.
+void checkImageId(json &spec) {
+    std::string id = stringAt(spec, "imageId", "imageId");
+    bool ok = id.size() == 71 && id.rfind("sha256:", 0) == 0 &&
+              id.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+    if (!ok)
+        throw invalid("imageId: " + quote(id) + " is not `sha256:` and 64 lowercase hex digits");
+    if (present(spec, "rootfs") || present(spec, "rootfsImage"))
+        throw invalid("give either a rootfs directory (rootfs, rootfsImage) or an image "
+                      "(imageId), not both");
+    spec.erase("rootfs");
+    spec.erase("rootfsImage");
+    byDefault(spec, "image", id);
+}
+
 void checkRootfs(json &spec) {
+    if (present(spec, "imageId")) return checkImageId(spec);
+    spec.erase("imageId");
     if (spec.contains("rootfsImage") && !spec["rootfsImage"].is_null()) {
         std::string image = stringAt(spec, "rootfsImage", "rootfsImage");
         if (spec.contains("rootfs") && !spec["rootfs"].is_null())
@@ -74,11 +99,136 @@ void checkRootfs(json &spec) {
         (rootfs->is_string() && rootfs->get<std::string>().empty())) {
         if (spec.contains("image") && spec["image"].is_string())
             throw invalid("image " + quote(spec["image"].get<std::string>()) +
-                          ": the image store is not available yet; give a rootfs directory "
+                          " is not resolved (no imageId): resolve it in the image store "
+                          "(mo.plugins.storage.image_resolve) or give a rootfs directory "
                           "(spec.rootfs or ROOTFS)");
         throw invalid("no rootfs given: give a rootfs directory (spec.rootfs or ROOTFS)");
     }
     spec["rootfs"] = canonical(stringAt(spec, "rootfs", "rootfs"), "rootfs", true);
+}
+
+// The strings of an image config's list field (absent and null: none).
+std::vector<std::string> configStrings(const json &config, const char *key,
+                                       const std::string &where) {
+    std::vector<std::string> out;
+    auto it = config.find(key);
+    if (it == config.end() || it->is_null() || (it->is_object() && it->empty())) return out;
+    if (!it->is_array()) throw invalid(where + " " + key + ": expected a list of strings");
+    for (const auto &v : *it) {
+        if (!v.is_string()) throw invalid(where + " " + key + ": expected a list of strings");
+        out.push_back(v.get<std::string>());
+    }
+    return out;
+}
+
+std::string configString(const json &config, const char *key, const std::string &where) {
+    auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return {};
+    if (!it->is_string()) throw invalid(where + " " + key + ": expected a string");
+    return it->get<std::string>();
+}
+
+json &listOrEmpty(json &parent, const char *key) {
+    json &value = parent[key];
+    if (value.is_null() || (value.is_object() && value.empty())) value = json::array();
+    return value;
+}
+
+// The command and the image's defaults, as the OCI image spec maps an image config to a
+// runtime config (podman, crun): process.command (the VirtualRoot's `command`) replaces
+// the image's Entrypoint, process.args (CMD, the VirtualRoot's `args`) its Cmd; the image's
+// Env comes first and the spec's entries win per name; WorkingDir, User and StopSignal
+// apply unless the spec sets them. `imageConfig` (the config's `config` object, from
+// storage.image_resolve) is consumed here.
+void applyImageConfig(json &spec) {
+    json config = json::object();
+    if (spec.contains("imageConfig")) {
+        json &c = spec["imageConfig"];
+        if (c.is_array() && c.empty()) c = json::object();
+        if (!c.is_null() && !c.is_object()) throw invalid("imageConfig: expected an object");
+        if (c.is_object()) config = c;
+        spec.erase("imageConfig");
+    }
+    const std::string where =
+        "image " + quote(spec.value("image", spec.value("imageId", std::string("config")))) +
+        ": config";
+    json &process = objectAt(spec, "process", "process");
+
+    json &command = listOrEmpty(process, "command");
+    json &args = listOrEmpty(process, "args");
+    if (!command.is_array()) throw invalid("process.command: expected a list of strings");
+    if (!args.is_array()) throw invalid("process.args: expected a list of strings");
+    json full = json::array();
+    bool ownCommand = !command.empty();
+    if (ownCommand)
+        full = command;
+    else
+        for (const auto &a : configStrings(config, "Entrypoint", where)) full.push_back(a);
+    if (!args.empty())
+        full.insert(full.end(), args.begin(), args.end());
+    else if (!ownCommand)
+        for (const auto &a : configStrings(config, "Cmd", where)) full.push_back(a);
+    process.erase("command");
+    process["args"] = full;
+
+    auto imageEnv = configStrings(config, "Env", where);
+    if (!imageEnv.empty()) {
+        json &env = listOrEmpty(process, "env");
+        if (!env.is_array()) throw invalid("process.env: expected a list");
+        json merged = json::array();
+        for (const auto &e : imageEnv) {
+            if (e.find('=') == std::string::npos || e[0] == '=')
+                throw invalid(where + " Env: " + quote(e) + " is not NAME=VALUE");
+            merged.push_back(e);
+        }
+        for (const auto &entry : env) {
+            if (!entry.is_string()) throw invalid("process.env: expected a list of strings");
+            const std::string &e = entry.get_ref<const std::string &>();
+            if (e.find('=') == std::string::npos) { // finalizeProcess names it
+                merged.push_back(e);
+                continue;
+            }
+            std::string prefix = e.substr(0, e.find('=') + 1);
+            auto same = std::find_if(merged.begin(), merged.end(), [&](const json &m) {
+                return m.get_ref<const std::string &>().rfind(prefix, 0) == 0;
+            });
+            if (same != merged.end())
+                *same = e;
+            else
+                merged.push_back(e);
+        }
+        env = merged;
+    }
+
+    std::string workdir = configString(config, "WorkingDir", where);
+    if (!workdir.empty() && (!process.contains("cwd") || process["cwd"].is_null())) {
+        if (workdir[0] != '/')
+            throw invalid(where + " WorkingDir: " + quote(workdir) + " is not an absolute path");
+        process["cwd"] = workdir;
+    }
+
+    std::string user = configString(config, "User", where);
+    json &specUser = process["user"];
+    if (specUser.is_null() || (specUser.is_array() && specUser.empty())) specUser = json::object();
+    if (!user.empty() && specUser.is_object() && !specUser.contains("uid") &&
+        !specUser.contains("name")) {
+        json parsed;
+        try {
+            parsed = parseUser(user);
+        } catch (const InvalidValue &e) {
+            throw invalid(where + " User: " + e.what());
+        }
+        for (auto &[key, value] : parsed.items()) specUser[key] = value;
+    }
+
+    std::string signal = configString(config, "StopSignal", where);
+    if (!signal.empty() && (!spec.contains("stopSignal") || spec["stopSignal"].is_null())) {
+        try {
+            spec["stopSignal"] = parseSignal(signal);
+        } catch (const InvalidValue &e) {
+            throw invalid(where + " StopSignal: " + e.what());
+        }
+    }
 }
 
 bool numeric(const std::string &s) {
@@ -213,6 +363,7 @@ void finalize(json &spec) {
                               "a letter or digit");
         }
         checkRootfs(spec);
+        applyImageConfig(spec);
         finalizeSystemModes(spec);
         finalizeProcess(spec);
 

@@ -326,7 +326,8 @@ void applyUser(json &spec, const std::string &text) {
 
 void addGroup(json &spec, const std::string &group) {
     json &user = process(spec)["user"];
-    if (!user.is_object()) user = {{"uid", 0}, {"gid", 0}};
+    // no uid yet: finalize takes the image's user, or root
+    if (!user.is_object()) user = json::object();
     bool numeric = !group.empty() && std::all_of(group.begin(), group.end(),
                                                  [](char c) { return c >= '0' && c <= '9'; });
     json entry;
@@ -376,18 +377,44 @@ std::vector<std::string> splitOn(const std::string &text, char sep) {
     return parts;
 }
 
-// --volume HOST:CONTAINER[:OPTIONS] -> a bind mount of the runtime spec.
-json parseVolumeFlag(const std::string &text) {
-    const char *form = "expected HOST:CONTAINER[:OPTIONS] such as `/srv/data:/data:ro`";
+// A byte quantity flag (--disk-limit, --ephemeral-storage): at least 1Mi, at most 8Pi.
+std::uint64_t storageFlag(const char *key, const std::string &text) {
+    std::uint64_t bytes = 0;
+    try {
+        bytes = parseQuantity(text);
+    } catch (const InvalidValue &e) {
+        badFlag(key, e);
+    }
+    if (bytes < kMinStorage) badFlag(key, text, "below the minimum `1Mi`");
+    if (bytes > kMaxStorage) badFlag(key, text, "above the maximum `8Pi`");
+    return bytes;
+}
+
+bool isHostPath(const std::string &text) {
+    return text[0] == '/' || text == "." || text == ".." || text.rfind("./", 0) == 0 ||
+           text.rfind("../", 0) == 0;
+}
+
+// --volume HOST:CONTAINER[:OPTIONS] -> a bind mount of the runtime spec; --volume
+// NAME:CONTAINER[:ro|rw] -> a `volumes` entry of type `volume` (a named volume, for the
+// storage service).
+struct VolumeFlag {
+    json entry;
+    bool named = false;
+};
+
+VolumeFlag parseVolumeFlag(const std::string &text) {
+    const char *form = "expected HOST:CONTAINER[:OPTIONS] or NAME:CONTAINER[:ro] such as "
+                       "`/srv/data:/data:ro`";
     std::vector<std::string> parts = splitOn(text, ':');
     if (parts.size() < 2 || parts.size() > 3) badFlag("volume", text, form);
     const std::string &host = parts[0], &dest = parts[1];
     if (host.empty() || dest.empty()) badFlag("volume", text, form);
-    if (host[0] != '/' && host != "." && host != ".." && host.rfind("./", 0) != 0 &&
-        host.rfind("../", 0) != 0)
+    const bool named = !isHostPath(host);
+    if (named && (!isValidName(host) || host.find('/') != std::string::npos))
         badFlag("volume", text,
-                "named volumes are not supported yet: give a host path (absolute, or starting "
-                "with `./`)");
+                quote(host) + " is neither a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*) nor a host "
+                              "path (absolute, or starting with `./` or `../`)");
     if (dest[0] != '/') badFlag("volume", text, quote(dest) + " is not an absolute path");
     for (const auto &component : splitOn(dest, '/'))
         if (component == "..") badFlag("volume", text, quote(dest) + " contains `..`");
@@ -410,6 +437,10 @@ json parseVolumeFlag(const std::string &text) {
             } else if (opt == "z" || opt == "Z") {
                 // SELinux relabelling: accepted for podman's and docker's command lines;
                 // no SELinux policy is applied here, so there is nothing to relabel.
+            } else if (named) {
+                badFlag("volume", text,
+                        "option " + quote(opt) +
+                            " is for host paths; a named volume takes `ro`, `rw`, `z`, `Z`");
             } else if (opt == "bind" || opt == "rbind") {
                 recursion = opt;
             } else if (std::find(kPropagation.begin(), kPropagation.end(), opt) !=
@@ -427,54 +458,99 @@ json parseVolumeFlag(const std::string &text) {
             }
         }
     }
+    if (named)
+        return {{{"name", host},
+                 {"type", "volume"},
+                 {"source", host},
+                 {"containerPath", destination},
+                 {"readOnly", access == "ro"}},
+                true};
     options.insert(options.begin(), recursion);
     if (access == "ro") options.push_back("ro");
     if (!propagation.empty()) options.push_back(propagation);
-    return {{"destination", destination},
-            {"source", normal(std::filesystem::absolute(host))},
-            {"type", "bind"},
-            {"options", options}};
+    return {{{"destination", destination},
+             {"source", normal(std::filesystem::absolute(host))},
+             {"type", "bind"},
+             {"options", options}},
+            false};
 }
 
-// --volume, --soft-mounts, --volatile, --rootfs-img (docs/runtime-spec.md).
+json &arrayIn(json &spec, const char *key) {
+    json &list = spec[key];
+    if (!list.is_array()) list = json::array();
+    return list;
+}
+
+// --volume, --ephemeral-storage, --soft-mounts, --volatile, --rootfs-img
+// (docs/runtime-spec.md). A flag replaces a spec file's mount or volume of the same
+// destination.
 void applyMounts(json &spec, const Options &o) {
     auto image = o.string("rootfs_img");
     if (image) {
         if (image->empty()) badType("rootfs_img", "an image file");
         if (o.string("rootfs"))
             throw Error(MO_E_INVALID, "give a ROOTFS directory or --rootfs-img, not both");
-        spec.erase("rootfs");
+        if (o.string("image")) throw Error(MO_E_INVALID, "give an IMAGE or --rootfs-img, not both");
+        for (const char *key : {"rootfs", "image", "imageId", "imageConfig"}) spec.erase(key);
         spec["rootfsImage"] = normal(std::filesystem::absolute(*image));
-    } else if (o.string("rootfs")) {
+    } else if (o.string("rootfs") || o.string("image")) {
         spec.erase("rootfsImage");
     }
     if (auto v = o.boolean("volatile")) spec["volatile"] = *v;
     if (auto soft = o.boolean("soft_mounts")) spec["softMounts"] = *soft;
 
-    auto volumes = o.strings("volume");
-    if (volumes.empty()) return;
-    json &mounts = spec["mounts"];
-    if (!mounts.is_array()) mounts = json::array();
+    auto flags = o.strings("volume");
+    auto ephemeral = o.numberText("ephemeral_storage");
+    if (flags.empty() && !ephemeral) return;
+    json &mounts = arrayIn(spec, "mounts");
+    json &volumes = arrayIn(spec, "volumes");
     std::map<std::string, std::string> seen; // destination -> flag
-    for (const auto &text : volumes) {
-        json mount = parseVolumeFlag(text);
-        std::string destination = mount["destination"];
+    auto replace = [&](const char *key, const std::string &text, const std::string &destination,
+                       const std::string &name) {
         auto [it, fresh] = seen.emplace(destination, text);
         if (!fresh)
-            badFlag("volume", text,
-                    quote(destination) + " is already mounted by " + quote(it->second));
-        // The flag replaces a spec file's mount of the same destination.
+            badFlag(key, text, quote(destination) + " is already mounted by " + quote(it->second));
         for (auto m = mounts.begin(); m != mounts.end();)
             m = m->is_object() && m->value("destination", "") == destination ? mounts.erase(m)
                                                                              : m + 1;
-        mounts.push_back(mount);
+        for (auto v = volumes.begin(); v != volumes.end();)
+            v = v->is_object() && (v->value("containerPath", "") == destination ||
+                                   (!name.empty() && v->value("name", "") == name))
+                    ? volumes.erase(v)
+                    : v + 1;
+    };
+    for (const auto &text : flags) {
+        VolumeFlag flag = parseVolumeFlag(text);
+        const json &e = flag.entry;
+        replace("volume", text, e.value(flag.named ? "containerPath" : "destination", ""), "");
+        if (flag.named) {
+            volumes.push_back(e);
+            addUnapplied(spec, "--volume=" + text);
+        } else {
+            mounts.push_back(e);
+        }
     }
+    if (ephemeral) {
+        std::uint64_t bytes = storageFlag("ephemeral_storage", *ephemeral);
+        replace("ephemeral_storage", *ephemeral, "/scratch", "ephemeral");
+        volumes.push_back({{"name", "ephemeral"},
+                           {"type", "emptyDir"},
+                           {"sizeLimit", bytes},
+                           {"containerPath", "/scratch"},
+                           {"readOnly", false}});
+        addUnapplied(spec, "--ephemeral-storage");
+    }
+    if (volumes.empty()) spec.erase("volumes");
     auto binds = std::count_if(mounts.begin(), mounts.end(), [](const json &m) {
         return m.is_object() && m.value("type", "bind") == "bind";
     });
-    if (binds > 64)
-        badFlag("volume", volumes.back(),
+    // every volume becomes a bind mount too
+    if (spec.contains("volumes")) binds += static_cast<long>(spec["volumes"].size());
+    if (binds > 64) {
+        const char *key = flags.empty() ? "ephemeral_storage" : "volume";
+        badFlag(key, flags.empty() ? *ephemeral : flags.back(),
                 std::to_string(binds) + " bind mounts, at most 64 per container");
+    }
 }
 
 // --init-system, --hw-access: the system-container modes (docs/runtime-spec.md).
@@ -554,14 +630,33 @@ void applyAll(json &spec, const Options &o) {
             badFlag("hostname", *hostname, "expected 1 to 64 letters, digits, `-`, `_`, `.`");
         spec["hostname"] = *hostname;
     }
-    if (auto rootfs = o.string("rootfs")) {
+    // A directory or an image replaces the spec file's root, whichever the file named.
+    auto rootfs = o.string("rootfs");
+    auto image = o.string("image");
+    if (rootfs && image) throw Error(MO_E_INVALID, "give a ROOTFS directory or an IMAGE, not both");
+    if (rootfs) {
         if (rootfs->empty()) badType("rootfs", "a directory");
+        for (const char *key : {"image", "imageId", "imageConfig"}) spec.erase(key);
         spec["rootfs"] = normal(std::filesystem::absolute(*rootfs));
+    }
+    if (image) {
+        bool blank = std::any_of(image->begin(), image->end(),
+                                 [](char c) { return static_cast<unsigned char>(c) <= ' '; });
+        if (image->empty() || blank)
+            throw Error(MO_E_INVALID, "invalid image reference " + quote(*image) +
+                                          ": expected a name such as `busybox:latest` or an "
+                                          "image id");
+        for (const char *key : {"rootfs", "imageId", "imageConfig"}) spec.erase(key);
+        spec["image"] = *image;
     }
     if (const json *command = o.get("command")) {
         auto args = o.strings("command");
         if (!command->is_array()) badType("command", "a list of strings");
-        if (!args.empty()) process(spec)["args"] = args;
+        // CMD replaces the file's command and args; an image's Entrypoint stays (podman)
+        if (!args.empty()) {
+            process(spec).erase("command");
+            process(spec)["args"] = args;
+        }
     }
 
     // docker's order: env files first, then --env
@@ -664,6 +759,9 @@ void applyAll(json &spec, const Options &o) {
         std::int64_t n = integerFlag("cpu_shares", *shares, 2, 262144, "expected 2 to 262144");
         setRequest(spec, "cpu_shares", *shares, "cpu", std::max<std::int64_t>(1, n * 1000 / 1024));
     }
+    if (auto disk = o.numberText("disk_limit"))
+        setLimit(spec, "disk_limit", *disk, "storage",
+                 static_cast<std::int64_t>(storageFlag("disk_limit", *disk)));
     if (auto cpuset = o.string("cpuset_cpus")) {
         if (!isValidCpuList(*cpuset))
             badFlag("cpuset_cpus", *cpuset, "expected a CPU list such as `0-3,6`");

@@ -104,8 +104,8 @@ TEST_F(MountsCli, BadVolumesAreNamed) {
     EXPECT_NE(r.err.find("`data` is not an absolute path"), std::string::npos) << r.err;
     r = inside({"-v", vol + ":/data:rw,bogus"}, "true");
     EXPECT_NE(r.err.find("unknown option `bogus`"), std::string::npos) << r.err;
-    r = inside({"-v", "named:/data"}, "true");
-    EXPECT_NE(r.err.find("named volumes are not supported yet"), std::string::npos) << r.err;
+    r = inside({"-v", "na/me:/data"}, "true");
+    EXPECT_NE(r.err.find("`na/me` is neither a volume name"), std::string::npos) << r.err;
     std::vector<std::string> flags;
     for (int i = 0; i < 65; ++i) flags.insert(flags.end(), {"-v", vol + ":/v" + std::to_string(i)});
     r = inside(flags, "true");

@@ -288,3 +288,61 @@ TEST(Spec, ContainerNames) {
     EXPECT_THROW(checkName(std::string(129, 'a')), Error);
     EXPECT_THROW(checkName(""), Error);
 }
+
+TEST(Spec, ImageRootAndVolumes) {
+    const std::string id = "sha256:" + std::string(64, 'b');
+    json doc = {
+        {"image", "busybox:latest"},
+        {"imageId", id},
+        {"process", {{"args", {"/bin/true"}}}},
+        {"resources", {{"limits", {{"storage", 1 << 30}, {"memory", 1 << 26}}}}},
+        {"volumes",
+         {{{"name", "data"}, {"type", "volume"}, {"source", "data"}, {"containerPath", "/data"}}}}};
+    ContainerSpec s = parseSpec(doc);
+    EXPECT_EQ(s.imageId, id);
+    EXPECT_TRUE(s.rootfs.empty());
+    ASSERT_TRUE(s.diskLimit);
+    EXPECT_EQ(*s.diskLimit, 1u << 30);
+    EXPECT_EQ(s.volumes.size(), 1u);
+    EXPECT_TRUE(usesStorage(s));
+    EXPECT_FALSE(usesStorage(parseSpec(minimal())));
+
+    json both = doc;
+    both["rootfs"] = "/r";
+    EXPECT_EQ(errorOf([&] { parseSpec(both); }),
+              "imageId: give either an image or a rootfs (rootfs, rootfsImage), not both");
+    json bad = doc;
+    bad["volumes"] = "data";
+    EXPECT_EQ(errorOf([&] { parseSpec(bad); }), "volumes: expected an array");
+    bad = doc;
+    bad["resources"]["limits"]["storage"] = -1;
+    EXPECT_EQ(errorOf([&] { parseSpec(bad); }),
+              "resources.limits.storage: expected an integer from 0 to 18446744073709551615");
+}
+
+TEST(Spec, VolumeMountsGoBeforeMountsBelowThem) {
+    std::vector<MountSpec> mounts = {{"/app/data/config", "/etc/app", "bind", {"rbind"}},
+                                     {"/other", "/srv", "bind", {"rbind"}}};
+    addVolumeMount(mounts, {{"source", "/v/app"}, {"destination", "/app/data"}});
+    addVolumeMount(mounts, {{"source", "/v/logs"}, {"destination", "/logs"}, {"readOnly", true}});
+    ASSERT_EQ(mounts.size(), 4u);
+    EXPECT_EQ(mounts[0].destination, "/app/data");
+    EXPECT_EQ(mounts[0].options, std::vector<std::string>{"rbind"});
+    EXPECT_EQ(mounts[1].destination, "/app/data/config");
+    EXPECT_EQ(mounts[3].destination, "/logs");
+    EXPECT_EQ(mounts[3].options, (std::vector<std::string>{"rbind", "ro"}));
+    EXPECT_EQ(errorOf([&] {
+                  addVolumeMount(mounts, {{"source", "x"}, {"destination", "/x"}});
+              }),
+              "volume `/x`: source `x` is not an absolute path");
+    EXPECT_EQ(errorOf([&] {
+                  addVolumeMount(mounts, {{"source", "/x"}, {"destination", "/a/../x"}});
+              }),
+              "volume `/a/../x`: not an absolute container path without `..`");
+    for (int i = 0; i < 60; ++i)
+        addVolumeMount(mounts, {{"source", "/s"}, {"destination", "/m" + std::to_string(i)}});
+    EXPECT_EQ(errorOf([&] {
+                  addVolumeMount(mounts, {{"source", "/s"}, {"destination", "/z"}});
+              }),
+              "mounts: 65 bind mounts and volumes, at most 64 per container");
+}

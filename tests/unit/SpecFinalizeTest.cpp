@@ -6,6 +6,7 @@
 
 #include "SpecFixtures.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -137,8 +138,9 @@ TEST_F(SpecFinalizeTest, RootfsErrors) {
               "no rootfs given: give a rootfs directory (spec.rootfs or ROOTFS)");
     s["image"] = "busybox";
     EXPECT_EQ(errorOf([&] { finalize(s); }),
-              "image `busybox`: the image store is not available yet; give a rootfs directory "
-              "(spec.rootfs or ROOTFS)");
+              "image `busybox` is not resolved (no imageId): resolve it in the image store "
+              "(mo.plugins.storage.image_resolve) or give a rootfs directory (spec.rootfs or "
+              "ROOTFS)");
 }
 
 TEST_F(SpecFinalizeTest, NameAndCommandErrors) {
@@ -166,6 +168,115 @@ TEST_F(SpecFinalizeTest, NameAndCommandErrors) {
               "network.mode: `bridge` is not `private`, `host` or `none`");
     json notObject = json::array();
     EXPECT_EQ(errorOf([&] { finalize(notObject); }), "spec: expected an object");
+}
+
+// What storage.image_resolve gives for an image: its id and its OCI config.
+json withImage(json spec, json config) {
+    spec["image"] = "app:1";
+    spec["imageId"] = "sha256:" + std::string(64, 'a');
+    spec["imageConfig"] = std::move(config);
+    return spec;
+}
+
+const char *kAppConfig = R"({
+    "Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["PATH=/opt/bin:/bin", "MODE=prod"],
+    "WorkingDir": "/srv", "User": "app:staff", "StopSignal": "SIGQUIT",
+    "Labels": {"a": "b"}, "ExposedPorts": {"80/tcp": {}}})";
+
+TEST_F(SpecFinalizeTest, ImageDefaults) {
+    json s = withImage(json::object(), json::parse(kAppConfig));
+    finalize(s);
+    EXPECT_FALSE(s.contains("rootfs"));
+    EXPECT_FALSE(s.contains("imageConfig"));
+    EXPECT_EQ(s["image"], "app:1");
+    EXPECT_EQ(s["imageId"], "sha256:" + std::string(64, 'a'));
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/bin/app", "--serve"])"));
+    EXPECT_EQ(s["process"]["env"], json::parse(R"(["PATH=/opt/bin:/bin", "MODE=prod"])"));
+    EXPECT_EQ(s["process"]["cwd"], "/srv");
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"name": "app:staff", "additionalGids": []})"));
+    EXPECT_EQ(s["stopSignal"], SIGQUIT);
+}
+
+TEST_F(SpecFinalizeTest, SpecOverridesImageDefaults) {
+    // CMD (process.args) replaces Cmd and keeps the Entrypoint, as podman does
+    json s = withImage(json::object(), json::parse(kAppConfig));
+    applyOptions(s, json::parse(R"({"command": ["--check"], "env": ["MODE=dev", "X=1"],
+        "workdir": "/tmp", "user": "1000:1000", "group_add": ["5"]})"));
+    s["stopSignal"] = 2;
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/bin/app", "--check"])"));
+    EXPECT_EQ(s["process"]["env"], json::parse(R"(["PATH=/opt/bin:/bin", "MODE=dev", "X=1"])"));
+    EXPECT_EQ(s["process"]["cwd"], "/tmp");
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 1000, "gid": 1000,
+                                                    "additionalGids": [5]})"));
+    EXPECT_EQ(s["stopSignal"], 2);
+
+    // --group-add alone keeps the image's user
+    s = withImage(json::object(), json::parse(kAppConfig));
+    applyOptions(s, json::parse(R"({"group_add": ["5"]})"));
+    finalize(s);
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"name": "app:staff", "additionalGids": [5]})"));
+
+    // a VirtualRoot's `command` replaces the Entrypoint and drops Cmd; `args` alone keeps
+    // the Entrypoint (Kubernetes' rules)
+    s = withImage(parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n"
+                                   "  command: [/bin/sh]\n",
+                                   "t.yaml"),
+                  json::parse(kAppConfig));
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/bin/sh"])"));
+    s = withImage(parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n"
+                                   "  args: [--debug]\n",
+                                   "t.yaml"),
+                  json::parse(kAppConfig));
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/bin/app", "--debug"])"));
+    s = withImage(parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n"
+                                   "  command: [/bin/sh, -c]\n  args: [date]\n",
+                                   "t.yaml"),
+                  json::parse(kAppConfig));
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/bin/sh", "-c", "date"])"));
+}
+
+TEST_F(SpecFinalizeTest, ImageWithoutACommand) {
+    // both empty: the same error as without an image
+    json s = withImage(json::object(), json::parse(R"({"Env": ["A=1"], "Cmd": null})"));
+    EXPECT_EQ(errorOf([&] { finalize(s); }), "no command given and the image has none");
+    s = withImage(json::object(), json::parse(R"({"Entrypoint": [], "Cmd": []})"));
+    EXPECT_EQ(errorOf([&] { finalize(s); }), "no command given and the image has none");
+    // an image without a PATH still gets the default one
+    s = withImage(json::object(), json::parse(R"({"Cmd": ["sh"], "Env": ["A=1"]})"));
+    finalize(s);
+    EXPECT_EQ(s["process"]["env"][0], std::string("PATH=") + kDefaultPath);
+    EXPECT_EQ(s["process"]["user"], json::parse(R"({"uid": 0, "gid": 0, "additionalGids": []})"));
+    // an init system's default command only when the image has none
+    s = withImage(json::object(), json::object());
+    s["initSystem"] = true;
+    finalize(s);
+    EXPECT_EQ(s["process"]["args"], json::parse(R"(["/sbin/init"])"));
+}
+
+TEST_F(SpecFinalizeTest, ImageErrors) {
+    auto error = [&](json spec) { return errorOf([&] { finalize(spec); }); };
+    EXPECT_EQ(error(withImage(json::object(), json::parse(R"({"Cmd": "sh"})"))),
+              "image `app:1`: config Cmd: expected a list of strings");
+    EXPECT_EQ(error(withImage(json::object(), json::parse(R"({"Cmd": ["sh"], "Env": ["=x"]})"))),
+              "image `app:1`: config Env: `=x` is not NAME=VALUE");
+    EXPECT_EQ(
+        error(withImage(json::object(), json::parse(R"({"Cmd": ["sh"], "WorkingDir": "srv"})"))),
+        "image `app:1`: config WorkingDir: `srv` is not an absolute path");
+    EXPECT_EQ(error(withImage(json::object(),
+                              json::parse(R"({"Cmd": ["sh"], "StopSignal": "SIGNOPE"})"))),
+              "image `app:1`: config StopSignal: `SIGNOPE` is not a signal");
+    EXPECT_EQ(error(withImage(json::object(), json::parse(R"(["sh"])"))),
+              "imageConfig: expected an object");
+    json s = withImage(minimal(), json::object());
+    EXPECT_EQ(error(s), "give either a rootfs directory (rootfs, rootfsImage) or an image "
+                        "(imageId), not both");
+    s = withImage(json::object(), json::object());
+    s["imageId"] = "sha256:abc";
+    EXPECT_EQ(error(s), "imageId: `sha256:abc` is not `sha256:` and 64 lowercase hex digits");
 }
 
 TEST_F(SpecFinalizeTest, Namespaces) {
@@ -215,8 +326,9 @@ TEST_F(SpecFinalizeTest, DesignExampleNeedsARootfs) {
     json s = parseVirtualRoot(kDesignYaml, "app.yaml");
     EXPECT_EQ(
         errorOf([&] { finalize(s); }),
-        "image `mobileops/android-runtime:latest`: the image store is not available yet; give "
-        "a rootfs directory (spec.rootfs or ROOTFS)");
+        "image `mobileops/android-runtime:latest` is not resolved (no imageId): resolve it in "
+        "the image store (mo.plugins.storage.image_resolve) or give a rootfs directory "
+        "(spec.rootfs or ROOTFS)");
 }
 
 TEST_F(SpecFinalizeTest, DesignExampleWithARootfs) {

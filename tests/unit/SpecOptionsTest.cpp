@@ -145,8 +145,7 @@ TEST(SpecOptionsTest, UserForms) {
     EXPECT_EQ(applied(R"({"user": "www:staff"})")["process"]["user"],
               json::parse(R"({"name": "www:staff"})"));
     EXPECT_EQ(applied(R"({"group_add": ["5", "5", "wheel"]})")["process"]["user"],
-              json::parse(
-                  R"({"uid": 0, "gid": 0, "additionalGids": [5], "additionalGroups": ["wheel"]})"));
+              json::parse(R"({"additionalGids": [5], "additionalGroups": ["wheel"]})"));
     // a single string works for repeatable flags too
     EXPECT_EQ(applied(R"({"group_add": "7"})")["process"]["user"]["additionalGids"],
               json::parse("[7]"));
@@ -463,15 +462,15 @@ TEST(SpecOptionsTest, VolumeFlagErrors) {
     auto error = [](const std::string &value) {
         return optionError(json({{"volume", value}}).dump());
     };
-    EXPECT_EQ(error("/srv"), "invalid --volume `/srv`: expected HOST:CONTAINER[:OPTIONS] such as "
-                             "`/srv/data:/data:ro`");
+    EXPECT_EQ(error("/srv"), "invalid --volume `/srv`: expected HOST:CONTAINER[:OPTIONS] or "
+                             "NAME:CONTAINER[:ro] such as `/srv/data:/data:ro`");
     EXPECT_EQ(error("/a:/b:ro:x"),
               "invalid --volume `/a:/b:ro:x`: expected HOST:CONTAINER[:OPTIONS] "
-              "such as `/srv/data:/data:ro`");
-    EXPECT_EQ(error("/a:"), "invalid --volume `/a:`: expected HOST:CONTAINER[:OPTIONS] such as "
-                            "`/srv/data:/data:ro`");
+              "or NAME:CONTAINER[:ro] such as `/srv/data:/data:ro`");
+    EXPECT_EQ(error("/a:"), "invalid --volume `/a:`: expected HOST:CONTAINER[:OPTIONS] or "
+                            "NAME:CONTAINER[:ro] such as `/srv/data:/data:ro`");
     EXPECT_EQ(error("/a:/b:"), "invalid --volume `/a:/b:`: expected HOST:CONTAINER[:OPTIONS] "
-                               "such as `/srv/data:/data:ro`");
+                               "or NAME:CONTAINER[:ro] such as `/srv/data:/data:ro`");
     EXPECT_EQ(error("/a:data"), "invalid --volume `/a:data`: `data` is not an absolute path");
     EXPECT_EQ(error("/a:/x/../etc"), "invalid --volume `/a:/x/../etc`: `/x/../etc` contains `..`");
     EXPECT_EQ(error("/a:/.."), "invalid --volume `/a:/..`: `/..` contains `..`");
@@ -482,8 +481,16 @@ TEST(SpecOptionsTest, VolumeFlagErrors) {
     EXPECT_EQ(error("/a:/b:fast"),
               "invalid --volume `/a:/b:fast`: unknown option `fast` (known: ro, rw, z, Z, bind, "
               "rbind, private, rprivate, shared, rshared, slave, rslave, nosuid, nodev, noexec)");
-    EXPECT_EQ(error("data:/b"), "invalid --volume `data:/b`: named volumes are not supported yet: "
-                                "give a host path (absolute, or starting with `./`)");
+    EXPECT_EQ(error("a/b:/b"), "invalid --volume `a/b:/b`: `a/b` is neither a volume name "
+                               "([a-zA-Z0-9][a-zA-Z0-9_.-]*) nor a host path (absolute, or "
+                               "starting with `./` or `../`)");
+    EXPECT_EQ(error("-x:/b"), "invalid --volume `-x:/b`: `-x` is neither a volume name "
+                              "([a-zA-Z0-9][a-zA-Z0-9_.-]*) nor a host path (absolute, or "
+                              "starting with `./` or `../`)");
+    EXPECT_EQ(error("data:/b:nosuid"), "invalid --volume `data:/b:nosuid`: option `nosuid` is "
+                                       "for host paths; a named volume takes `ro`, `rw`, `z`, "
+                                       "`Z`");
+    EXPECT_EQ(error("data:rel"), "invalid --volume `data:rel`: `rel` is not an absolute path");
     EXPECT_EQ(optionError(R"({"volume": ["/a:/b", "/c:/b/"]})"),
               "invalid --volume `/c:/b/`: `/b` is already mounted by `/a:/b`");
     json many = json::array();
@@ -492,6 +499,94 @@ TEST(SpecOptionsTest, VolumeFlagErrors) {
               "invalid --volume `/a:/v64`: 65 bind mounts, at most 64 per container");
     many.erase(many.size() - 1);
     EXPECT_EQ(applied(json({{"volume", many}}).dump())["mounts"].size(), 64u);
+}
+
+TEST(SpecOptionsTest, NamedVolumesAndEphemeralStorage) {
+    json s = applied(R"({"volume": ["shared:/app/shared", "db.data_1:/var/lib/db/:ro,Z",
+                                    "/srv:/srv"], "ephemeral_storage": "64Mi"})");
+    EXPECT_EQ(s["volumes"], json::parse(R"([
+        {"name": "shared", "type": "volume", "source": "shared", "containerPath": "/app/shared",
+         "readOnly": false},
+        {"name": "db.data_1", "type": "volume", "source": "db.data_1",
+         "containerPath": "/var/lib/db", "readOnly": true},
+        {"name": "ephemeral", "type": "emptyDir", "sizeLimit": 67108864,
+         "containerPath": "/scratch", "readOnly": false}])"));
+    EXPECT_EQ(s["mounts"].size(), 1u);
+    // accepted, and listed until the storage service mounts them
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--volume=shared:/app/shared",
+        "--volume=db.data_1:/var/lib/db/:ro,Z", "--ephemeral-storage"])"));
+
+    // A flag replaces a spec file's mount or volume of the same destination.
+    json base = {
+        {"mounts", {{{"destination", "/data"}, {"source", "/old"}, {"type", "bind"}}}},
+        {"volumes",
+         {{{"name", "old"}, {"type", "volume"}, {"source", "old"}, {"containerPath", "/v"}},
+          {{"name", "tmp"}, {"type", "emptyDir"}, {"containerPath", "/scratch"}}}}};
+    s = applied(R"({"volume": ["data:/data", "/host:/v"], "ephemeral_storage": "1Gi"})", base);
+    EXPECT_EQ(s["mounts"], json::parse(R"([{"destination": "/v", "source": "/host",
+                                          "type": "bind", "options": ["rbind"]}])"));
+    EXPECT_EQ(s["volumes"], json::parse(R"([
+        {"name": "data", "type": "volume", "source": "data", "containerPath": "/data",
+         "readOnly": false},
+        {"name": "ephemeral", "type": "emptyDir", "sizeLimit": 1073741824,
+         "containerPath": "/scratch", "readOnly": false}])"));
+
+    EXPECT_EQ(optionError(R"({"volume": ["a:/x", "/b:/x"]})"),
+              "invalid --volume `/b:/x`: `/x` is already mounted by `a:/x`");
+    EXPECT_EQ(optionError(R"({"volume": ["a:/scratch"], "ephemeral_storage": "1Gi"})"),
+              "invalid --ephemeral-storage `1Gi`: `/scratch` is already mounted by `a:/scratch`");
+    EXPECT_EQ(optionError(R"({"ephemeral_storage": "5Gx"})"),
+              "invalid --ephemeral-storage `5Gx`: not a quantity");
+    EXPECT_EQ(optionError(R"({"ephemeral_storage": "1Ki"})"),
+              "invalid --ephemeral-storage `1Ki`: below the minimum `1Mi`");
+    json many = json::array();
+    for (int i = 0; i < 64; ++i)
+        many.push_back("v" + std::to_string(i) + ":/v" + std::to_string(i));
+    EXPECT_EQ(optionError(json({{"volume", many}, {"ephemeral_storage", "1Gi"}}).dump()),
+              "invalid --volume `v63:/v63`: 65 bind mounts, at most 64 per container");
+}
+
+TEST(SpecOptionsTest, DiskLimit) {
+    json s = applied(R"({"disk_limit": "2Gi"})");
+    EXPECT_EQ(s["resources"]["limits"]["storage"], 2147483648);
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--disk-limit"])"));
+    // the flag replaces the file's limit and its unapplied entry
+    json base = {{"resources", {{"limits", {{"storage", 1 << 30}}}}},
+                 {"unapplied", {"spec.resources.limits.storage"}}};
+    s = applied(R"({"disk_limit": 4194304})", base);
+    EXPECT_EQ(s["resources"]["limits"]["storage"], 4194304);
+    EXPECT_EQ(s["unapplied"], json::parse(R"(["--disk-limit"])"));
+    EXPECT_EQ(optionError(R"({"disk_limit": "lots"})"),
+              "invalid --disk-limit `lots`: not a quantity");
+    EXPECT_EQ(optionError(R"({"disk_limit": "100Ki"})"),
+              "invalid --disk-limit `100Ki`: below the minimum `1Mi`");
+    EXPECT_EQ(optionError(R"({"disk_limit": "9Pi"})"),
+              "invalid --disk-limit `9Pi`: above the maximum `8Pi`");
+}
+
+TEST(SpecOptionsTest, ImageOrRootfs) {
+    json file = {{"image", "busybox"}, {"rootfs", "/from/file"}};
+    json s = applied(R"({"image": "alpine:3.20"})", file);
+    EXPECT_EQ(s, json::parse(R"({"image": "alpine:3.20"})"));
+    // a directory replaces the file's image: the container does not run it
+    s = applied(R"({"rootfs": "/srv/root"})",
+                {{"image", "busybox"}, {"imageId", "sha256:x"}, {"imageConfig", json::object()}});
+    EXPECT_EQ(s, json::parse(R"({"rootfs": "/srv/root"})"));
+    s = applied(R"({"rootfs_img": "/r.img"})", {{"image", "busybox"}});
+    EXPECT_EQ(s, json::parse(R"({"rootfsImage": "/r.img"})"));
+    s = applied(R"({"image": "busybox"})", {{"rootfsImage", "/r.img"}});
+    EXPECT_EQ(s, json::parse(R"({"image": "busybox"})"));
+    EXPECT_EQ(optionError(R"({"image": "busybox", "rootfs": "/r"})"),
+              "give a ROOTFS directory or an IMAGE, not both");
+    EXPECT_EQ(optionError(R"({"image": "busybox", "rootfs_img": "/r.img"})"),
+              "give an IMAGE or --rootfs-img, not both");
+    EXPECT_EQ(optionError(R"({"image": "bad name"})"),
+              "invalid image reference `bad name`: expected a name such as `busybox:latest` or "
+              "an image id");
+    // CMD replaces a file's command (the Entrypoint replacement) and args
+    s = applied(R"({"command": ["echo", "hi"]})",
+                {{"process", {{"command", {"/bin/server"}}, {"args", {"-v"}}}}});
+    EXPECT_EQ(s["process"], json::parse(R"({"args": ["echo", "hi"]})"));
 }
 
 TEST(SpecOptionsTest, SoftMountsVolatileAndRootfsImage) {

@@ -126,7 +126,8 @@ TEST(SpecParseTest, ProcessFields) {
     EXPECT_EQ(s, json::parse(R"({
         "rootfs": "/srv/rootfs",
         "process": {
-            "args": ["/bin/server", "--port", "8080", "--verbose", "true"],
+            "command": ["/bin/server"],
+            "args": ["--port", "8080", "--verbose", "true"],
             "cwd": "/app",
             "init": true,
             "env": ["PORT=9090", "VERSION=1.10", "EMPTY="],
@@ -141,8 +142,9 @@ TEST(SpecParseTest, ProcessFields) {
 }
 
 TEST(SpecParseTest, CommandAloneOrArgsAlone) {
-    EXPECT_EQ(parseSpec("  command: [/bin/sh, -c, 'echo hi']\n")["process"]["args"],
-              json::parse(R"(["/bin/sh", "-c", "echo hi"])"));
+    // kept apart until finalize joins them: `command` replaces an image's Entrypoint
+    EXPECT_EQ(parseSpec("  command: [/bin/sh, -c, 'echo hi']\n")["process"],
+              json::parse(R"({"command": ["/bin/sh", "-c", "echo hi"]})"));
     EXPECT_EQ(parseSpec("  args: [/bin/true]\n")["process"]["args"],
               json::parse(R"(["/bin/true"])"));
     EXPECT_FALSE(parseSpec("  command: []\n").contains("process"));
@@ -267,9 +269,8 @@ TEST(SpecParseTest, Volumes) {
     EXPECT_EQ(s["mounts"], json::parse(R"([{"destination": "/data", "source": "/srv/data",
         "type": "bind", "options": ["rbind", "ro"]}])"));
     EXPECT_EQ(s["volumes"], json::parse(R"([
-        {"name": "scratch", "type": "emptyDir", "emptyDir": {}, "containerPath": "/scratch",
-         "readOnly": false},
-        {"name": "shm", "type": "emptyDir", "emptyDir": {"medium": "Memory", "sizeLimit": 67108864},
+        {"name": "scratch", "type": "emptyDir", "containerPath": "/scratch", "readOnly": false},
+        {"name": "shm", "type": "emptyDir", "medium": "Memory", "sizeLimit": 67108864,
          "containerPath": "/shm", "readOnly": false},
         {"name": "conf", "type": "configMap", "source": "app-config", "containerPath": "/etc/app",
          "readOnly": false},

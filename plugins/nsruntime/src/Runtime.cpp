@@ -89,8 +89,8 @@ std::vector<std::string> mergeEnv(std::vector<std::string> env,
 
 std::string cgroupPath(const std::string &id) { return "mobileops/" + id; }
 
-// The service's JSON output of `fn`; throws Error with its message.
-template <typename Fn> json cgroupOutput(const Host &host, Fn &&fn) {
+// A service's JSON output of `fn`; throws Error with its message.
+template <typename Fn> json serviceOutput(const Host &host, const char *service, Fn &&fn) {
     mo_buffer buf = MO_BUFFER_INIT;
     mo_error err = MO_ERROR_INIT;
     int rc = fn(&buf, &err);
@@ -100,8 +100,13 @@ template <typename Fn> json cgroupOutput(const Host &host, Fn &&fn) {
     try {
         return json::parse(text);
     } catch (const json::exception &e) {
-        throw Error(MO_E_INTERNAL, std::string("the cgroup service's output: ") + e.what());
+        throw Error(MO_E_INTERNAL,
+                    std::string("the ") + service + " service's output: " + e.what());
     }
+}
+
+template <typename Fn> json cgroupOutput(const Host &host, Fn &&fn) {
+    return serviceOutput(host, "cgroup", std::forward<Fn>(fn));
 }
 
 // Where `init` lives below the container's cgroup `path` on cgroup2 ("/init.scope"), ""
@@ -262,7 +267,10 @@ void Runtime::insert(const ContainerSpec &spec, const std::string &id, const std
 }
 
 void Runtime::release(const std::string &id) const {
-    if (auto rec = _host.get(kContainerKind, id)) releaseCgroup(*rec);
+    if (auto rec = _host.get(kContainerKind, id)) {
+        releaseCgroup(*rec);
+        releaseStorage(id, *rec); // a failure keeps the record, so delete can be tried again
+    }
     std::error_code ec;
     std::filesystem::remove_all(containerDir(id), ec);
     _host.remove(kContainerKind, id);
@@ -272,13 +280,19 @@ json Runtime::create(const json &specJson) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
     spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
-    prepareSpec(spec);
+    // An image root exists only once the storage service made it for the container's id.
+    const bool storage = usesStorage(spec);
+    if (!storage) prepareSpec(spec);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
     if (spec.hostname.empty()) spec.raw["hostname"] = name.substr(0, 63);
     json record;
     insert(spec, id, name, record);
     try {
+        if (storage) {
+            prepareStorage(spec, id, record);
+            prepareSpec(spec);
+        }
         mkdirs(containerDir(id));
         record["status"] = status::created;
         record.erase("creator");
@@ -306,13 +320,13 @@ void Runtime::start(const std::string &ref) {
     // The previous run exited but its monitor has not recorded it yet: let it finish first.
     if (exitPending(f.id)) f.record = awaitRecordedExit(f.id, 5000);
     ContainerSpec spec = specOf(f.record);
+    json record = f.record;
+    prepareStorage(spec, f.id, record); // again: after a reboot nothing is mounted
     prepareSpec(spec);
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     mkdirs(containerDir(f.id));
-    json record = f.record;
     LaunchOptions options = launchOptions(spec, f.id, record);
-    if (record.contains("cgroup") && !f.record.contains("cgroup"))
-        _host.put(kContainerKind, f.id, record.value("name", ""), record);
+    if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
     startMonitor(_host, _sys, spec, f.id, logPath(f.id), options);
     _host.event("container.start", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
@@ -322,8 +336,8 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     if (!spec.name.empty()) checkName(spec.name);
     if (stdio.tty) spec.process.terminal = true;
     spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
-    prepareSpec(spec);
-    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
+    const bool storage = usesStorage(spec);
+    if (!storage) prepareSpec(spec);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
     if (spec.hostname.empty()) {
@@ -346,6 +360,11 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         }
     } cleanup{*this, id};
 
+    if (storage) {
+        prepareStorage(spec, id, record);
+        prepareSpec(spec);
+    }
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, id, record);
     if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release
     int signal = 0;
@@ -545,7 +564,7 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
         process.additionalGroups = spec.process.additionalGroups;
     }
     // An image or a volatile root exists only in the container: look users up there.
-    prepareProcess(process, spec.rootfsImage.empty() && !spec.volatileRoot
+    prepareProcess(process, spec.rootfsImage.empty() && spec.imageId.empty() && !spec.volatileRoot
                                 ? spec.rootfs
                                 : "/proc/" + std::to_string(f.record.value("pid", 0)) + "/root");
     std::function<void(pid_t)> join;
@@ -663,6 +682,73 @@ json Runtime::gc() {
         released.push_back({{"container", id}, {"what", "orphaned run directory"}});
     }
     return {{"released", released}};
+}
+
+const mo_storage_service *Runtime::storageService(std::string *why) const {
+    return static_cast<const mo_storage_service *>(_host.lookup(MO_SERVICE_STORAGE, why));
+}
+
+void Runtime::prepareStorage(ContainerSpec &spec, const std::string &id, json &record) const {
+    if (!usesStorage(spec)) return;
+    std::string why;
+    const mo_storage_service *svc = storageService(&why);
+    if (!spec.imageId.empty()) {
+        if (!svc || !svc->prepare_rootfs)
+            throw Error(MO_E_UNSUPPORTED,
+                        "image " + quote(spec.image.empty() ? spec.imageId : spec.image) +
+                            ": an image root needs the storage service" +
+                            (why.empty() ? std::string() : " (" + why + ")"));
+        json options = {{"readonly", spec.readonly}};
+        if (spec.diskLimit) options["diskLimit"] = *spec.diskLimit;
+        std::string text = options.dump();
+        json out = serviceOutput(_host, "storage", [&](mo_buffer *b, mo_error *e) {
+            return svc->prepare_rootfs(svc->self, id.c_str(), spec.imageId.c_str(), text.c_str(), b,
+                                       e);
+        });
+        const json *path = out.is_object() && out.contains("path") ? &out["path"] : nullptr;
+        if (!path || !path->is_string() || path->get<std::string>().rfind('/', 0) != 0)
+            throw Error(MO_E_INTERNAL, "the storage service's prepare_rootfs returned no path");
+        spec.rootfs = path->get<std::string>();
+        record["rootfs"] = spec.rootfs;
+        makeDirInRoot(spec.rootfs, spec.process.cwd);
+    }
+    if (spec.volumes.empty()) return;
+    // Without the service the CLI listed the volumes as not applied.
+    if (!svc || !svc->prepare_volumes) return;
+    std::string text = spec.volumes.dump();
+    json out = serviceOutput(_host, "storage", [&](mo_buffer *b, mo_error *e) {
+        return svc->prepare_volumes(svc->self, id.c_str(), text.c_str(), b, e);
+    });
+    if (!out.is_array())
+        throw Error(MO_E_INTERNAL, "the storage service's prepare_volumes returned no list");
+    for (const auto &volume : out) addVolumeMount(spec.mounts, volume);
+}
+
+void Runtime::releaseStorage(const std::string &id, const json &record) const {
+    auto spec = record.find("spec");
+    if (spec == record.end() || !spec->is_object()) return;
+    auto given = [&](const char *key) {
+        auto it = spec->find(key);
+        return it != spec->end() && !it->is_null() && !it->empty();
+    };
+    const bool image = given("imageId"), volumes = given("volumes");
+    if (!image && !volumes) return;
+    std::string why;
+    const mo_storage_service *svc = storageService(&why);
+    if (!svc) {
+        _host.log(MO_LOG_WARNING,
+                  "container " + display(record) + ": its storage is not released: " + why);
+        return;
+    }
+    auto call = [&](int (*fn)(void *, const char *, mo_error *), const char *what) {
+        if (!fn) return;
+        mo_error err = MO_ERROR_INIT;
+        if (int rc = fn(svc->self, id.c_str(), &err); rc < 0)
+            throw Error(rc, "release the " + std::string(what) + " of " + display(record) + ": " +
+                                err.message);
+    };
+    if (volumes) call(svc->release_volumes, "volumes");
+    if (image) call(svc->release_rootfs, "root filesystem");
 }
 
 const mo_cgroup_service *Runtime::cgroupService() const {

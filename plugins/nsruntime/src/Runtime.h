@@ -3,8 +3,8 @@
 // monitor, foreground run and exec in the caller's process.
 #pragma once
 
-#include "Exec.h"
 #include "Errors.h"
+#include "Exec.h"
 #include "Launcher.h"
 #include "Spec.h"
 #include "Syscalls.h"
@@ -66,6 +66,16 @@ private:
     // "stopped", without exit_code or finished.
     bool exitPending(const std::string &id) const;
     void release(const std::string &id) const;
+    // The storage service, or nullptr (the reason in *why).
+    const struct mo_storage_service *storageService(std::string *why = nullptr) const;
+    // An image root and volumes from the storage service (usesStorage): spec.rootfs (and
+    // the record's rootfs) becomes the root prepare_rootfs made for the container, each
+    // volume from prepare_volumes a bind mount. Called at create, run and every start:
+    // the service's calls are idempotent and mount again what a reboot took away.
+    void prepareStorage(ContainerSpec &spec, const std::string &id, nlohmann::json &record) const;
+    // release_volumes and release_rootfs for a record whose spec used them; throws when the
+    // service fails, so the caller keeps the record for another try.
+    void releaseStorage(const std::string &id, const nlohmann::json &record) const;
     // The cgroup service, or MO_E_UNSUPPORTED "<what> needs the cgroup service".
     const struct mo_cgroup_service *cgroup(const char *what) const;
     // The cgroup service when one is installed and can create and attach, else nullptr.

@@ -1,7 +1,6 @@
 #include "Spec.h"
 
 #include "Errors.h"
-#include "Errors.h"
 #include "Mounts.h"
 #include "SystemMode.h"
 
@@ -310,6 +309,41 @@ std::string readInRoot(const std::string &rootfs, const std::string &path) {
     return out;
 }
 
+void makeDirInRoot(const std::string &rootfs, const std::string &path) {
+    int root = ::open(rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) throw sysError("rootfs " + quote(rootfs), errno);
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closeRoot{root};
+    auto open = [&](const std::string &dir) {
+        struct open_how how = {};
+        how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        return static_cast<int>(
+            ::syscall(SYS_openat2, root, dir.empty() ? "." : dir.c_str(), &how, sizeof how));
+    };
+    std::string parent;
+    for (const auto &comp : split(path, '/')) {
+        if (comp.empty() || comp == ".") continue;
+        std::string next = parent + "/" + comp;
+        int fd = open(next);
+        if (fd < 0 && errno == ENOENT) {
+            int dir = open(parent);
+            if (dir < 0) throw sysError("create " + quote(path) + " in the root", errno);
+            int r = ::mkdirat(dir, comp.c_str(), 0755);
+            int err = errno;
+            ::close(dir);
+            if (r < 0 && err != EEXIST)
+                throw sysError("create " + quote(next) + " in the root", err);
+            fd = open(next);
+        }
+        if (fd < 0) throw sysError("cwd " + quote(path) + ": " + quote(next), errno);
+        ::close(fd);
+        parent = next;
+    }
+}
+
 ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
     const std::string path = "process.";
     if (!p.is_object()) throw invalid("process: expected an object");
@@ -389,7 +423,10 @@ ContainerSpec parseSpec(const json &doc) {
     s.image = getString(doc, "image", "");
     s.rootfs = getString(doc, "rootfs", "");
     s.rootfsImage = getString(doc, "rootfsImage", "");
-    if (s.rootfs.empty() && s.rootfsImage.empty())
+    s.imageId = getString(doc, "imageId", "");
+    if (!s.imageId.empty() && (!s.rootfs.empty() || !s.rootfsImage.empty()))
+        throw invalid("imageId: give either an image or a rootfs (rootfs, rootfsImage), not both");
+    if (s.rootfs.empty() && s.rootfsImage.empty() && s.imageId.empty())
         throw invalid("rootfs: no root filesystem given");
     if (!s.rootfs.empty() && !s.rootfsImage.empty())
         throw invalid("rootfsImage: give either rootfs or rootfsImage, not both");
@@ -470,6 +507,16 @@ ContainerSpec parseSpec(const json &doc) {
             throw invalid("mounts: " + std::to_string(binds) + " bind mounts, at most " +
                           std::to_string(kMaxVolumes) + " per container");
     }
+    if (const json *v = field(doc, "volumes")) {
+        if (!v->is_array()) throw invalid("volumes: expected an array");
+        for (const auto &e : *v)
+            if (!e.is_object()) throw invalid("volumes: expected objects");
+        s.volumes = *v;
+    }
+    if (const json *res = field(doc, "resources"); res && res->is_object())
+        if (const json *limits = field(*res, "limits"); limits && limits->is_object())
+            if (field(*limits, "storage"))
+                s.diskLimit = getUnsigned(*limits, "storage", "resources.limits.", 0, UINT64_MAX);
     if (!s.rootfsImage.empty() && s.userns())
         throw Error(MO_E_UNSUPPORTED, "rootfsImage: an image root cannot be used with a user "
                                       "namespace (mounting ext4 needs the host's root)");
@@ -486,6 +533,33 @@ ContainerSpec parseSpec(const json &doc) {
     if (s.initSystem) applyInitSystem(s, field(doc, "stopSignal") != nullptr);
     if (s.hardwareAccess) checkHardwareAccess(s);
     return s;
+}
+
+void addVolumeMount(std::vector<MountSpec> &mounts, const json &volume) {
+    const std::string vp = "volume ";
+    if (!volume.is_object()) throw invalid("volumes: the storage service returned a non-object");
+    MountSpec m;
+    m.destination = getString(volume, "destination", vp);
+    m.source = getString(volume, "source", vp);
+    m.type = "bind";
+    m.options = {"rbind"};
+    if (getBool(volume, "readOnly", vp, false)) m.options.push_back("ro");
+    if (m.destination.empty() || m.destination[0] != '/' || hasDotDot(m.destination))
+        throw invalid("volume " + quote(m.destination) +
+                      ": not an absolute container path without `..`");
+    if (m.source.empty() || m.source[0] != '/')
+        throw invalid("volume " + quote(m.destination) + ": source " + quote(m.source) +
+                      " is not an absolute path");
+    // /app before /app/config, whatever order the spec listed them in
+    auto below = std::find_if(mounts.begin(), mounts.end(), [&](const MountSpec &o) {
+        return o.destination.rfind(m.destination + "/", 0) == 0;
+    });
+    mounts.insert(below, std::move(m));
+    size_t binds = std::count_if(mounts.begin(), mounts.end(),
+                                 [](const MountSpec &ms) { return ms.type == "bind"; });
+    if (binds > kMaxVolumes)
+        throw invalid("mounts: " + std::to_string(binds) + " bind mounts and volumes, at most " +
+                      std::to_string(kMaxVolumes) + " per container");
 }
 
 void prepareProcess(ProcessSpec &process, const std::string &rootfs) {

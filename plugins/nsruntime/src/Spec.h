@@ -92,6 +92,14 @@ struct ContainerSpec {
     bool volatileRoot = false;
     std::string rootfsImage;
     bool softMounts = false;
+    // An image root: the storage service's image id ("sha256:<hex>"); `rootfs` is then
+    // empty in the document and set by the runtime to the root the service prepared, with
+    // the writable layer limited to `diskLimit` bytes (resources.limits.storage) when set.
+    std::string imageId;
+    std::optional<uint64_t> diskLimit;
+    // `volumes` as the document holds them (named volumes, emptyDir), for the storage
+    // service's prepare_volumes; the runtime adds the bind mounts it returns to `mounts`.
+    nlohmann::json volumes = nlohmann::json::array();
     // Not a spec key: an empty host directory on which a volatile or image root is
     // assembled, only ever mounted on inside the container's own mount namespace.
     std::string mountPoint = "/run/mobileops/rootfs";
@@ -109,9 +117,18 @@ struct ContainerSpec {
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
 };
 
+// True when the container needs the storage service: an image root or volumes.
+inline bool usesStorage(const ContainerSpec &spec) {
+    return !spec.imageId.empty() || !spec.volumes.empty();
+}
+
 // Parse and validate. Errors are MO_E_INVALID naming the field ("process.args: ...").
 ContainerSpec parseSpec(const nlohmann::json &doc);
 ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults);
+
+// A bind mount from the storage service's prepare_volumes ({source, destination,
+// readOnly}) added to `mounts` before any mount below its destination.
+void addVolumeMount(std::vector<MountSpec> &mounts, const nlohmann::json &volume);
 
 // Checks against the host: rootfs exists and is a directory (or rootfsImage passes its
 // e2fsck), rlimits are settable, bind sources exist (soft mounts without one are dropped
@@ -119,6 +136,11 @@ ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults)
 // additionalGids) and additionalGroups against its /etc/group, and sets HOME when unset.
 void prepareSpec(ContainerSpec &spec);
 void prepareProcess(ProcessSpec &process, const std::string &rootfs);
+
+// Create the directory `path` (and its missing parents, 0755) inside `rootfs`, resolving
+// every component inside it as the container will: an image's WorkingDir need not exist
+// in the image (docker, podman and runc create it).
+void makeDirInRoot(const std::string &rootfs, const std::string &path);
 
 // Read a file inside `rootfs` without following symlinks out of it; empty when missing.
 std::string readInRoot(const std::string &rootfs, const std::string &path);
