@@ -121,7 +121,7 @@ TEST(Classes, MistakesAreRefusedNamingFileLineClassAndField) {
     EXPECT_EQ(errorOf("classes:\n  - name: a\n  - name: a\n"), f + ":3: class `a`: defined twice");
     EXPECT_EQ(errorOf("classes:\n  - name: a\n    name: b\n"),
               f + ":3: class `a`: field `name` is given twice");
-    EXPECT_NE(errorOf("classes:\n  - name: ../x\n").find(":2: class name `../x`: expected"),
+    EXPECT_NE(errorOf("classes:\n  - name: ../x\n").find(":2: invalid class name `../x`: expected"),
               std::string::npos);
     EXPECT_NE(errorOf("classes:\n  - quota: loop\n").find(":2: classes: a class has no `name`"),
               std::string::npos);

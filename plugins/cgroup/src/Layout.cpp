@@ -1,5 +1,7 @@
 #include "Layout.h"
 
+#include <mobileops/common/Mounts.h>
+
 #include "CgroupFs.h"
 #include "Errors.h"
 
@@ -18,21 +20,6 @@ std::vector<std::string> split(const std::string &text, char sep) {
     std::string item;
     std::istringstream in(text);
     while (std::getline(in, item, sep)) out.push_back(item);
-    return out;
-}
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape(const std::string &s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3') {
-            out +=
-                static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-            i += 3;
-        } else {
-            out += s[i];
-        }
-    }
     return out;
 }
 
@@ -115,8 +102,8 @@ Layout Layout::parse(const std::string &mountinfo, const std::string &selfCgroup
         if (fstype != "cgroup" && fstype != "cgroup2") continue;
         Hierarchy h;
         h.version = fstype == "cgroup2" ? 2 : 1;
-        h.mountRoot = unescape(pre[3]);
-        h.mountpoint = root + unescape(pre[4]);
+        h.mountRoot = common::unescapeMountinfo(pre[3]);
+        h.mountpoint = root + common::unescapeMountinfo(pre[4]);
         std::string key = "cgroup2";
         if (h.version == 1) {
             std::vector<std::string> names;

@@ -1,5 +1,7 @@
 #include "Runtime.h"
 
+#include <mobileops/common/Names.h>
+
 #include "Launcher.h"
 #include "Monitor.h"
 #include "ProcFs.h"
@@ -175,18 +177,7 @@ json finishCgroup(const Host &host, const mo_cgroup_service *svc, const std::str
 
 } // namespace
 
-void checkName(const std::string &name) {
-    auto ok = [](char c, bool first) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (!first && (c == '_' || c == '.' || c == '-'));
-    };
-    bool valid = !name.empty() && name.size() <= 128;
-    for (size_t i = 0; valid && i < name.size(); ++i) valid = ok(name[i], i == 0);
-    if (!valid)
-        throw Error(MO_E_INVALID, "invalid container name " + quote(name) +
-                                      ": use letters, digits, `_`, `.` and `-`, starting with a "
-                                      "letter or digit, at most 128 characters");
-}
+void checkName(const std::string &name) { common::checkName("container name", name); }
 
 Runtime::Runtime(Host host, Syscalls &sys)
     : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {

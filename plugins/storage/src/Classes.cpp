@@ -37,19 +37,6 @@ std::optional<QuotaMechanism> parseQuotaMechanism(const std::string &text) {
     return std::nullopt;
 }
 
-void checkName(const std::string &what, const std::string &name) {
-    auto alnum = [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    };
-    bool ok = !name.empty() && name.size() <= 128 && alnum(name[0]);
-    for (size_t i = 1; ok && i < name.size(); ++i)
-        ok = alnum(name[i]) || name[i] == '_' || name[i] == '.' || name[i] == '-';
-    if (!ok)
-        throw sdk::Error(MO_E_INVALID, what + " " + quote(name) +
-                                           ": expected a letter or digit, then up to 127 "
-                                           "letters, digits, `_`, `.` or `-`");
-}
-
 json StorageClass::toJson() const {
     return {{"name", name},
             {"description", description},

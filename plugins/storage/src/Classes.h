@@ -5,6 +5,8 @@
 // them. The file format is documented in docs/volumes.md.
 #pragma once
 
+#include <mobileops/common/Names.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -76,8 +78,6 @@ struct MountOptions {
 };
 MountOptions parseMountOptions(const std::vector<std::string> &options);
 
-// [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}: names of volumes, classes and assets. Throws
-// MO_E_INVALID naming `what` ("volume name") and the value.
-void checkName(const std::string &what, const std::string &name);
+using common::checkName; // "invalid WHAT `NAME`: expected ..."
 
 } // namespace mobileops::storage

@@ -5,6 +5,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Loop.h>
+#include <mobileops/common/Mounts.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -76,20 +77,8 @@ void makeDir(const std::string &path, mode_t mode = 0700) {
         throw common::sysError("create " + quote(path), errno);
 }
 
-// Mount points below nothing else: a path is mounted when mountinfo lists it exactly.
-bool mounted(const std::string &path) {
-    std::ifstream in("/proc/self/mountinfo");
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream fields(line);
-        std::string id, parent, dev, root, point;
-        fields >> id >> parent >> dev >> root >> point;
-        if (point == path) return true;
-    }
-    return false;
-}
-
 void unmount(const std::string &path) {
-    for (int i = 0; i < 8 && mounted(path); ++i)
+    for (int i = 0; i < 8 && common::isMountPoint(path); ++i)
         if (::umount2(path.c_str(), 0) < 0) {
             if (errno == EBUSY) {
                 ::umount2(path.c_str(), MNT_DETACH);
@@ -748,7 +737,7 @@ json ImageStore::prepareRootfs(const std::string &containerId, const std::string
                 common::createImage(req);
                 ::rmdir(empty.c_str());
             }
-            if (!mounted(base)) {
+            if (!common::isMountPoint(base)) {
                 common::LoopDevice loop(img, false);
                 if (::mount(loop.path().c_str(), base.c_str(), "ext4", MS_NOATIME, "") < 0)
                     throw common::sysError("mount the writable layer " + quote(img), errno);
@@ -757,7 +746,7 @@ json ImageStore::prepareRootfs(const std::string &containerId, const std::string
         makeDir(base + "/upper", 0755);
         makeDir(base + "/work", 0700);
         makeDir(dir + "/merged", 0755);
-        if (!mounted(dir + "/merged"))
+        if (!common::isMountPoint(dir + "/merged"))
             mountOverlay(lowers, base + "/upper", base + "/work", dir + "/merged");
         json doc = {{"container", containerId}, {"image", id},
                     {"path", dir + "/merged"},  {"upper", base + "/upper"},

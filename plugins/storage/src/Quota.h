@@ -8,6 +8,8 @@
 //   <home>/data/        the data: the image's mount point, or the plain directory
 #pragma once
 
+#include <mobileops/common/Mounts.h>
+
 #include "Classes.h"
 
 #include <nlohmann/json.hpp>
@@ -84,10 +86,8 @@ void makeDirs(const std::string &path, mode_t mode);
 void removeTree(const std::string &path);
 // Bytes allocated below `path` (hard links counted once), like `du -s`.
 uint64_t diskUsage(const std::string &path);
-// Whether `path` is a mount point (in this mount namespace).
-bool isMountPoint(const std::string &path);
-// The mount points at or below `path`, deepest first.
-std::vector<std::string> mountsBelow(const std::string &path);
+using common::isMountPoint;
+using common::mountsBelow;
 // A new unique directory "<parent>/<prefix>XXXXXX" (0700).
 std::string tempDir(const std::string &parent, const std::string &prefix);
 } // namespace fsutil

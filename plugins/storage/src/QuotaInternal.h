@@ -15,13 +15,9 @@ namespace mobileops::storage {
 
 namespace fsutil {
 
-struct MountEntry {
-    std::string mountPoint, fstype, source, options, superOptions;
-    dev_t device = 0;
-};
-std::vector<MountEntry> mountTable();
-// The mount holding `path` (or its nearest existing parent).
-std::optional<MountEntry> mountOf(const std::string &path);
+using common::MountEntry;
+using common::mountOf;
+using common::mountTable;
 
 } // namespace fsutil
 

@@ -7,6 +7,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>
+#include <mobileops/common/Names.h>
 #include <mobileops/plugin.hpp>
 
 #include <fcntl.h>
@@ -35,18 +36,7 @@ bool isHex64(const std::string &s) {
     return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-void checkSnapshotName(const std::string &name) {
-    auto ok = [](char c, bool first) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (!first && (c == '_' || c == '.' || c == '-'));
-    };
-    bool valid = !name.empty() && name.size() <= 128;
-    for (size_t i = 0; valid && i < name.size(); ++i) valid = ok(name[i], i == 0);
-    if (!valid)
-        throw sdk::Error(MO_E_INVALID, "invalid snapshot name " + quote(name) +
-                                           ": expected 1 to 128 letters, digits, `_`, `.`, "
-                                           "`-`, starting with a letter or digit");
-}
+void checkSnapshotName(const std::string &name) { common::checkName("snapshot name", name); }
 
 std::string display(const std::string &name, const std::string &id) {
     return quote(name.empty() ? id.substr(0, 12) : name);
