@@ -239,6 +239,9 @@ TEST_F(PodmanRoundTrip, PodmanSaveLoadsAndRuns) {
         r = mo({"image", "unpack", "localhost/frompodman:1", out});
         ASSERT_EQ(r.status, 0) << r.err;
         EXPECT_EQ(::access((out + "/bin/busybox").c_str(), X_OK), 0);
+        r = mo({"container", "run", "--rm", "localhost/frompodman:1", "/bin/echo", "ran"});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(r.out, "ran\n");
     }
 }
 

@@ -198,6 +198,32 @@ TEST_F(ImageContainerCli, EachContainerHasItsOwnWritableLayer) {
     EXPECT_EQ(r.out, "only-a\n") << r.err;
 }
 
+// Disk usage (allocated KiB, hard links once) of the whole store.
+static long storeKiB(const std::string &dir) {
+    Result r = run({"/usr/bin/du", "-skx", dir}); // -x: not through the overlays
+    return std::stol(r.out);
+}
+
+TEST_F(ImageContainerCli, TwoContainersShareTheImagesLayers) {
+    const long image = storeKiB(storage() + "/layers");
+    ASSERT_GT(image, 1000) << "the busybox layer should be over a megabyte";
+    const long before = storeKiB(storage());
+    ASSERT_EQ(mo({"container", "boot", "a", "bb:1", "sleep", "1000"}).status, 0);
+    ASSERT_EQ(mo({"container", "boot", "b", "bb:1", "sleep", "1000"}).status, 0);
+    // Two roots on the image cost their (empty) upper layers, not a copy each.
+    EXPECT_LT(storeKiB(storage()) - before, image / 4);
+    // What a container writes lands in its upper layer only.
+    Result r =
+        mo({"container", "exec", "a", "dd", "if=/dev/zero", "of=/big", "bs=1024", "count=2048"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    long grown = storeKiB(storage()) - before;
+    EXPECT_GE(grown, 2048);
+    EXPECT_LT(grown, 2048 + image / 4);
+    EXPECT_EQ(storeKiB(storage() + "/layers"), image);
+    ASSERT_EQ(mo({"container", "delete", "--force", "a"}).status, 0);
+    ASSERT_EQ(mo({"container", "delete", "--force", "b"}).status, 0);
+}
+
 TEST_F(ImageContainerCli, DeleteAndFailedCreatesLeaveNothing) {
     ASSERT_EQ(mo({"container", "create", "c", "bb:1", "true"}).status, 0);
     ASSERT_EQ(mo({"container", "boot", "d", "bb:1", "sleep", "1000"}).status, 0);
