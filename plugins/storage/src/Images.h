@@ -16,7 +16,6 @@
 #include "MediaTypes.h"
 #include "Paths.h"
 #include "Progress.h"
-#include "Registry.h"
 
 #include <mobileops/common/Host.h>
 #include <nlohmann/json.hpp>
@@ -38,12 +37,6 @@ struct LayerRef {
 struct IngestOptions {
     bool allowDevices = false; // device nodes in layers
     bool quiet = false;        // no progress on the terminal
-};
-
-struct TransferOptions {
-    RegistryOptions registry;
-    Platform platform;
-    IngestOptions ingest;
 };
 
 class ImageStore {
@@ -86,15 +79,6 @@ public:
     // `format`: "docker-archive" (default) or "oci-archive".
     nlohmann::json save(const std::vector<std::string> &refs, const std::string &output,
                         const std::string &format, bool quiet);
-
-    // Pull from a registry (OCI distribution API): the manifest (an index picks
-    // `platform`), the config, the layers this store lacks (in parallel, resumed from
-    // what an interrupted pull left), each verified, then extracted once.
-    nlohmann::json pull(const std::string &ref, const TransferOptions &options);
-    // Push an image's blobs (those the registry lacks) and its manifest to `destination`
-    // (default: the image's name).
-    nlohmann::json push(const std::string &ref, const std::string &destination,
-                        const TransferOptions &options);
 
     // --- building blocks (load, pull) ---
     // Move (or copy, when `move` is false) a file into the blob store after checking it

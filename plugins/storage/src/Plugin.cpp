@@ -10,7 +10,10 @@
 #include <mobileops/common/Loop.h>
 #include <mobileops/plugin.hpp>
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -241,49 +244,13 @@ private:
                 return common::createImage(request).dump();
             },
             "{dir, file, size (\"2G\", \"512Mi\" or bytes), force (replace an existing file)}");
-        auto transfer = [=](const json &a) {
-            TransferOptions o;
-            o.ingest = ingest(a);
-            if (a.contains("tlsVerify") && a["tlsVerify"].is_boolean())
-                o.registry.tlsVerify = a["tlsVerify"].get<bool>();
-            o.registry.plainHttp = a.value("plainHttp", false);
-            o.registry.caFile = str(a, "caFile");
-            std::string creds = str(a, "creds");
-            if (!creds.empty()) {
-                auto colon = creds.find(':');
-                o.registry.credentials.username = creds.substr(0, colon);
-                if (colon != std::string::npos)
-                    o.registry.credentials.password = creds.substr(colon + 1);
-            }
-            if (a.contains("parallel") && a["parallel"].is_number_unsigned())
-                o.registry.parallel = std::max(1u, a["parallel"].get<unsigned>());
-            std::string platform = str(a, "platform");
-            if (!platform.empty()) {
-                auto first = platform.find('/');
-                if (first == std::string::npos)
-                    throw sdk::Error(MO_E_INVALID,
-                                     "platform " + quote(platform) + " is not OS/ARCH[/VARIANT]");
-                o.platform.os = platform.substr(0, first);
-                std::string rest = platform.substr(first + 1);
-                auto second = rest.find('/');
-                o.platform.architecture = rest.substr(0, second);
-                if (second != std::string::npos) o.platform.variant = rest.substr(second + 1);
-            }
-            return o;
-        };
         method(
             "image_pull", "pull an image from a registry",
-            [=, this](const std::string &t) {
-                json a = args(t);
-                return _images->pull(str(a, "ref"), transfer(a)).dump();
-            },
+            [this](const std::string &t) { return transfer("pull", t).dump(); },
             "{ref, platform, creds, tlsVerify, plainHttp, caFile, parallel, quiet, allowDevices}");
         method(
             "image_push", "push an image to a registry",
-            [=, this](const std::string &t) {
-                json a = args(t);
-                return _images->push(str(a, "ref"), str(a, "destination"), transfer(a)).dump();
-            },
+            [this](const std::string &t) { return transfer("push", t).dump(); },
             "{ref, destination, creds, tlsVerify, plainHttp, caFile, parallel, quiet}");
         method("gc", "container roots of deleted containers, dead work files",
                [this](const std::string &) {
@@ -294,6 +261,42 @@ private:
                    return out.dump();
                });
     }
+
+    // Pull and push run in storage-registry.so, opened here on first use: Poco's TLS
+    // stack would otherwise cost every container start ~17 ms (Transfer.h). It sits in
+    // <libdir>/mobileops/modules next to the plugin directory, or at storage.registry_module.
+    json transfer(const char *op, const std::string &args) {
+        using Entry = int (*)(void *, const char *, const char *, char **, char **);
+        static Entry entry = nullptr;
+        if (!entry) {
+            std::string path = config("storage.registry_module");
+            if (path.empty()) {
+                Dl_info info{};
+                if (::dladdr(reinterpret_cast<void *>(&moduleAnchor), &info) == 0 ||
+                    !info.dli_fname)
+                    throw sdk::Error(MO_E_INTERNAL,
+                                     "cannot tell where the storage plugin was loaded from");
+                std::string self = info.dli_fname;
+                std::string plugins = self.substr(0, self.rfind('/'));
+                path = plugins.substr(0, plugins.rfind('/')) + "/modules/storage-registry.so";
+            }
+            void *handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+            if (!handle)
+                throw sdk::Error(MO_E_UNSUPPORTED,
+                                 "registry transfers need " + quote(path) + ": " + ::dlerror());
+            entry = reinterpret_cast<Entry>(::dlsym(handle, "mobileops_storage_transfer"));
+            if (!entry)
+                throw sdk::Error(MO_E_ABI, quote(path) + " has no `mobileops_storage_transfer`");
+        }
+        char *result = nullptr, *error = nullptr;
+        int rc = entry(_images.get(), op, args.c_str(), &result, &error);
+        std::string text = rc == 0 ? (result ? result : "{}") : (error ? error : "transfer failed");
+        std::free(result);
+        std::free(error);
+        if (rc != 0) throw sdk::Error(rc, text);
+        return json::parse(text);
+    }
+    static void moduleAnchor() {}
 
     std::unique_ptr<common::Host> _hostApi;
     std::unique_ptr<Paths> _paths;

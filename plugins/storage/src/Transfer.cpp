@@ -1,17 +1,49 @@
-// `image pull` and `image push`: the registry client (Registry.h) moves the bytes; the
-// store decides what it lacks, verifies what arrived and records the image only once
-// every layer extracted whole.
-#include "Images.h"
-#include "Registry.h"
+#include "Transfer.h"
 
 #include <mobileops/common/Errors.h>
+
+#include <algorithm>
 
 namespace mobileops::storage {
 
 using common::quote;
 using nlohmann::json;
 
-json ImageStore::pull(const std::string &ref, const TransferOptions &options) {
+TransferOptions transferOptions(const json &a) {
+    auto str = [&](const char *key) {
+        return a.contains(key) && a[key].is_string() ? a[key].get<std::string>() : std::string();
+    };
+    TransferOptions o;
+    o.ingest.allowDevices = a.value("allowDevices", false);
+    o.ingest.quiet = a.value("quiet", false);
+    if (a.contains("tlsVerify") && a["tlsVerify"].is_boolean())
+        o.registry.tlsVerify = a["tlsVerify"].get<bool>();
+    o.registry.plainHttp = a.value("plainHttp", false);
+    o.registry.caFile = str("caFile");
+    std::string creds = str("creds");
+    if (!creds.empty()) {
+        auto colon = creds.find(':');
+        o.registry.credentials.username = creds.substr(0, colon);
+        if (colon != std::string::npos) o.registry.credentials.password = creds.substr(colon + 1);
+    }
+    if (a.contains("parallel") && a["parallel"].is_number_unsigned())
+        o.registry.parallel = std::max(1u, a["parallel"].get<unsigned>());
+    std::string platform = str("platform");
+    if (!platform.empty()) {
+        auto first = platform.find('/');
+        if (first == std::string::npos)
+            throw sdk::Error(MO_E_INVALID,
+                             "platform " + quote(platform) + " is not OS/ARCH[/VARIANT]");
+        o.platform.os = platform.substr(0, first);
+        std::string rest = platform.substr(first + 1);
+        auto second = rest.find('/');
+        o.platform.architecture = rest.substr(0, second);
+        if (second != std::string::npos) o.platform.variant = rest.substr(second + 1);
+    }
+    return o;
+}
+
+json pull(ImageStore &store, const std::string &ref, const TransferOptions &options) {
     Reference reference = Reference::parse(ref);
     RegistryClient client(reference, options.registry);
     ResolvedImage resolved = client.resolve(options.platform);
@@ -33,12 +65,12 @@ json ImageStore::pull(const std::string &ref, const TransferOptions &options) {
     Progress progress = Progress::forTerminal(options.ingest.quiet);
     std::vector<Descriptor> missing;
     for (const Descriptor &d : resolved.layers) {
-        if (hasBlob(d.digest)) continue;
+        if (store.hasBlob(d.digest)) continue;
         missing.push_back(d);
         progress.start(d.digest, "layer " + shortId(d.digest), d.size);
     }
     client.fetchBlobs(
-        missing, [this](const Descriptor &d) { return _paths.blob(d.digest); },
+        missing, [&store](const Descriptor &d) { return store.paths().blob(d.digest); },
         [&progress](const std::string &digest, uint64_t done, uint64_t) {
             progress.update(digest, done);
         });
@@ -49,22 +81,22 @@ json ImageStore::pull(const std::string &ref, const TransferOptions &options) {
         l.diffId = diffIds[i].get<std::string>();
         l.mediaType = resolved.layers[i].mediaType;
         l.size = resolved.layers[i].size;
-        ensureLayer(l, options.ingest, &progress);
+        store.ensureLayer(l, options.ingest, &progress);
         layers.push_back(l);
     }
     std::vector<std::string> names;
     if (reference.digest.empty()) names.push_back(reference.str());
     json out =
-        commit(resolved.manifestBytes, configBytes, layers, names, "pull " + reference.str());
+        store.commit(resolved.manifestBytes, configBytes, layers, names, "pull " + reference.str());
     out["pulled"] = missing.size();
     return out;
 }
 
-json ImageStore::push(const std::string &ref, const std::string &destination,
-                      const TransferOptions &options) {
-    json image = resolve(ref);
+json push(ImageStore &store, const std::string &ref, const std::string &destination,
+          const TransferOptions &options) {
+    json image = store.resolve(ref);
     Reference dest = Reference::parse(destination.empty() ? ref : destination);
-    std::string manifestBytes = readBlob(image.value("digest", ""));
+    std::string manifestBytes = store.readBlob(image.value("digest", ""));
     json manifest = json::parse(manifestBytes);
     std::vector<std::pair<Descriptor, std::string>> blobs;
     Progress progress = Progress::forTerminal(options.ingest.quiet);
@@ -73,14 +105,14 @@ json ImageStore::push(const std::string &ref, const std::string &destination,
         d.mediaType = l.value("mediaType", "");
         d.digest = l.value("digest", "");
         d.size = l.value("size", 0ull);
-        blobs.emplace_back(d, _paths.blob(d.digest));
+        blobs.emplace_back(d, store.paths().blob(d.digest));
         progress.start(d.digest, "layer " + shortId(d.digest), d.size);
     }
     Descriptor config;
     config.mediaType = manifest["config"].value("mediaType", "");
     config.digest = manifest["config"].value("digest", "");
     config.size = manifest["config"].value("size", 0ull);
-    blobs.emplace_back(config, _paths.blob(config.digest));
+    blobs.emplace_back(config, store.paths().blob(config.digest));
     RegistryClient client(dest, options.registry);
     client.pushBlobs(blobs, [&progress](const std::string &digest, uint64_t done, uint64_t) {
         progress.update(digest, done);
