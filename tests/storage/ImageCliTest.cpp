@@ -168,11 +168,21 @@ TEST_F(ImageCli, HostileArchivesAreRefusedAndLeaveNothing) {
 TEST_F(ImageCli, TagRmAndPrune) {
     ASSERT_EQ(mo({"image", "import", rootfsTar("gz"), "one:1"}).status, 0);
     ASSERT_EQ(mo({"image", "tag", "one:1", "two:2"}).status, 0);
-    Result r = mo({"image", "rm", "one:1"});
+    // Another image with no name stays through an rm of this one.
+    ASSERT_EQ(mo({"image", "import", rootfsTar("")}).status, 0);
+    json image = json::parse(mo({"--json", "image", "inspect", "one:1"}).out);
+    std::string id = image["id"].get<std::string>().substr(7, 12);
+    Result r = mo({"image", "rm", id});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("has 2 names"), std::string::npos) << r.err;
+    r = mo({"image", "rm", "one:1"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("untagged"), std::string::npos);
-    EXPECT_EQ(listJson().size(), 1u);
+    EXPECT_EQ(listJson().size(), 2u); // two:2 and the unnamed one
     r = mo({"image", "rm", "two:2"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(listJson().size(), 1u) << "the unnamed image is prune's, not rm's";
+    r = mo({"image", "prune"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_TRUE(listJson().empty());
     EXPECT_TRUE(entries("layers").empty()) << "the last image's layer goes with it";

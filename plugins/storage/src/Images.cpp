@@ -589,7 +589,6 @@ void ImageStore::removeImage(const json &image, json &report) {
 }
 
 json ImageStore::remove(const std::vector<std::string> &refs, bool force) {
-    (void)force;
     json report = {{"untagged", json::array()}, {"deleted", json::array()}};
     for (const std::string &ref : refs) {
         json image = resolve(ref);
@@ -611,6 +610,13 @@ json ImageStore::remove(const std::vector<std::string> &refs, bool force) {
             }
         } catch (const sdk::Error &) {
         }
+        if (!byName && names.size() > 1 && !force) {
+            std::string list;
+            for (const auto &n : names) list += (list.empty() ? "" : ", ") + quote(familiar(n));
+            throw sdk::Error(MO_E_STATE, "image " + quote(ref) + " has " +
+                                             std::to_string(names.size()) + " names (" + list +
+                                             "): remove them by name, or use --force");
+        }
         if (!users.empty()) {
             std::string list;
             for (const auto &u : users) list += (list.empty() ? "" : ", ") + quote(u);
@@ -621,7 +627,7 @@ json ImageStore::remove(const std::vector<std::string> &refs, bool force) {
         for (const auto &n : names) report["untagged"].push_back(n);
         removeImage(image, report);
     }
-    json swept = prune();
+    json swept = sweep();
     report["layersRemoved"] = swept["layersRemoved"];
     report["blobsRemoved"] = swept["blobsRemoved"];
     report["bytesFreed"] = swept["bytesFreed"];
@@ -629,19 +635,30 @@ json ImageStore::remove(const std::vector<std::string> &refs, bool force) {
 }
 
 json ImageStore::prune() {
-    auto lock = _host.lock("storage/images");
-    json report = {
-        {"deleted", json::array()}, {"layersRemoved", 0}, {"blobsRemoved", 0}, {"bytesFreed", 0}};
-    std::set<std::string> used;
-    for (const json &c : _host.list(kContainer))
-        if (c.contains("spec")) used.insert(c["spec"].value("imageId", ""));
-    for (const json &r : _host.list(kRootfs)) used.insert(r.value("image", ""));
-    std::set<std::string> named;
-    for (const json &n : _host.list(kName)) named.insert(n.value("id", ""));
-    for (const json &image : _host.list(kImage)) {
-        std::string id = image.value("id", "");
-        if (!named.count(id) && !used.count(id)) removeImage(image, report);
+    json report = {{"deleted", json::array()}};
+    {
+        auto lock = _host.lock("storage/images");
+        std::set<std::string> used;
+        for (const json &c : _host.list(kContainer))
+            if (c.contains("spec")) used.insert(c["spec"].value("imageId", ""));
+        for (const json &r : _host.list(kRootfs)) used.insert(r.value("image", ""));
+        std::set<std::string> named;
+        for (const json &n : _host.list(kName)) named.insert(n.value("id", ""));
+        for (const json &image : _host.list(kImage)) {
+            std::string id = image.value("id", "");
+            if (!named.count(id) && !used.count(id)) removeImage(image, report);
+        }
     }
+    json swept = sweep();
+    for (const char *key : {"layersRemoved", "blobsRemoved", "bytesFreed", "tmpRemoved"})
+        report[key] = swept[key];
+    return report;
+}
+
+// Blobs and layers no image references, and work files of processes that are gone.
+json ImageStore::sweep() {
+    auto lock = _host.lock("storage/images");
+    json report = {{"layersRemoved", 0}, {"blobsRemoved", 0}, {"bytesFreed", 0}};
     // What the remaining images reference.
     std::set<std::string> blobs, layers;
     for (const json &image : _host.list(kImage)) {

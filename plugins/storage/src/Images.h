@@ -64,6 +64,8 @@ public:
     // Images without names that no container uses, then blobs and layers no image
     // references, then temporary files of dead processes.
     nlohmann::json prune();
+    // Blobs and layers no image references, dead work files (what `rm` leaves to sweep).
+    nlohmann::json sweep();
 
     // --- ingest ---
     // A rootfs tarball (any compression) as a one-layer image.
