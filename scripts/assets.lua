@@ -9,14 +9,6 @@ local wf = mo.workflow{
   summary = "Back up, restore and verify registered host files and directories",
 }
 
-local function human(bytes)
-  if type(bytes) ~= "number" then return "-" end
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while bytes >= 1024 and i < #units do bytes = bytes / 1024; i = i + 1 end
-  return i == 1 and string.format("%d%s", bytes, units[i]) or string.format("%.1f%s", bytes, units[i])
-end
-
 local names_arg = { { name = "NAME", summary = "asset names (default: all)", variadic = true, optional = true } }
 
 wf:verb{
@@ -70,7 +62,7 @@ wf:verb{
     local r = storage.asset_backup{ names = mo.array(args.NAME), quiet = opts.quiet or mo.json }
     if mo.json then return mo.output(r) end
     for _, b in ipairs(r.backups) do
-      mo.printf("%s: %s (%s, %d entries, %s)", b.asset, b.file, human(b.size), b.files, b.sha256)
+      mo.printf("%s: %s (%s, %d entries, %s)", b.asset, b.file, mo.bytes(b.size), b.files, b.sha256)
     end
   end,
 }

@@ -415,13 +415,7 @@ wf:verb{
   end,
 }
 
-local function human(bytes)
-  if not bytes or bytes < 0 then return "--" end
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while bytes >= 1024 and i < #units do bytes = bytes / 1024; i = i + 1 end
-  return i == 1 and string.format("%d%s", bytes, units[i]) or string.format("%.1f%s", bytes, units[i])
-end
+local function human(bytes) return (bytes and bytes >= 0) and mo.bytes(bytes) or "--" end
 
 -- One row of `stats`: CPU % from two usage samples `dt` seconds apart.
 local function stats_row(before, after, dt)

@@ -25,14 +25,6 @@ end
 
 local function short_id(id) return (id or ""):gsub("^sha256:", ""):sub(1, 12) end
 
-local function human(n)
-  n = tonumber(n) or 0
-  local units = { "B", "kB", "MB", "GB", "TB" }
-  local u = 1
-  while n >= 1000 and u < #units do n = n / 1000; u = u + 1 end
-  return u == 1 and string.format("%d %s", n, units[u]) or string.format("%.1f %s", n, units[u])
-end
-
 local function report(image, verb)
   if mo.json then return mo.output(image) end
   local names = image.names or {}
@@ -102,7 +94,7 @@ wf:verb{
                                     format = opts.format, quiet = opts.quiet }
     if mo.json then return mo.output(r) end
     mo.printf("saved %d image%s to %s (%s, %s of layers)", #r.images, #r.images == 1 and "" or "s",
-              r.output, r.format, human(r.bytes))
+              r.output, r.format, mo.bytes(r.bytes))
   end,
 }
 
@@ -178,7 +170,7 @@ wf:verb{
       { key = "tag" },
       { key = "id", title = "IMAGE ID", format = short_id },
       { key = "created", format = function(v) return v and (v:sub(1, 19):gsub("T", " ")) or "" end },
-      { key = "size", format = human },
+      { key = "size", format = function(v) return mo.bytes(v) end },
       { key = "layers" },
     })
   end,
@@ -222,7 +214,7 @@ wf:verb{
     if mo.json then return mo.output(r) end
     mo.printf("deleted %d image%s, %d layer%s, %d blob%s (%s)", #r.deleted, #r.deleted == 1 and "" or "s",
               r.layersRemoved, r.layersRemoved == 1 and "" or "s", r.blobsRemoved,
-              r.blobsRemoved == 1 and "" or "s", human(r.bytesFreed))
+              r.blobsRemoved == 1 and "" or "s", mo.bytes(r.bytesFreed))
   end,
 }
 

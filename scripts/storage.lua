@@ -9,14 +9,6 @@ local wf = mo.workflow{
   summary = "Storage classes",
 }
 
-local function human(bytes)
-  if type(bytes) ~= "number" then return "none" end
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while bytes >= 1024 and i < #units do bytes = bytes / 1024; i = i + 1 end
-  return i == 1 and string.format("%d%s", bytes, units[i]) or string.format("%.1f%s", bytes, units[i])
-end
-
 wf:verb{
   name = "class",
   summary = "List storage classes, or inspect one: `class list`, `class inspect NAME`",
@@ -28,7 +20,7 @@ wf:verb{
       return mo.output(mo.array(storage.class_list()), {
         { key = "name", format = function(v, row) return row.default and (v .. " (default)") or v end },
         { key = "quota" },
-        { key = "defaultSize", title = "DEFAULT SIZE", format = function(v) return human(v) end },
+        { key = "defaultSize", title = "DEFAULT SIZE", format = function(v) return mo.bytes(v, "none") end },
         { key = "mountOptions", title = "MOUNT OPTIONS", format = function(v) return #v > 0 and table.concat(v, ",") or "-" end },
         { key = "volumes", format = function(v) return tostring(#v) end },
         { key = "directory" },

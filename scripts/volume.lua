@@ -10,14 +10,6 @@ local wf = mo.workflow{
   description = "Volumes live in storage classes (see `mobileops storage class list`); a size is enforced for real: writes past it fail with ENOSPC or EDQUOT.",
 }
 
-local function human(bytes)
-  if type(bytes) ~= "number" then return "-" end
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while bytes >= 1024 and i < #units do bytes = bytes / 1024; i = i + 1 end
-  return i == 1 and string.format("%d%s", bytes, units[i]) or string.format("%.1f%s", bytes, units[i])
-end
-
 local name_arg = { { name = "NAME", summary = "volume name" } }
 
 wf:verb{
@@ -43,7 +35,7 @@ wf:verb{
     mo.output(mo.array(storage.volume_list()), {
       { key = "name" },
       { key = "class" },
-      { key = "size", format = function(v, row) return type(v) == "number" and human(v) or "unlimited" end },
+      { key = "size", format = function(v, row) return type(v) == "number" and mo.bytes(v) or "unlimited" end },
       { key = "quota" },
       { key = "users", format = function(v) return tostring(#(v or {})) end },
       { key = "status" },
@@ -88,7 +80,7 @@ wf:verb{
     local r = storage.volume_prune()
     if mo.json then return mo.output(r) end
     for _, n in ipairs(r.removed) do mo.print(n) end
-    mo.printf("removed %d volume(s), %s reclaimed", #r.removed, human(r.reclaimed))
+    mo.printf("removed %d volume(s), %s reclaimed", #r.removed, mo.bytes(r.reclaimed))
   end,
 }
 
@@ -104,7 +96,7 @@ wf:verb{
     if not opts.output then mo.error("volume backup: no -o FILE.tar.zst given") end
     local r = storage.volume_backup{ name = args.NAME, output = opts.output, quiet = opts.quiet or mo.json }
     if mo.json then return mo.output(r) end
-    mo.printf("%s: %s (%s, %s)", args.NAME, r.file, human(r.size), r.sha256)
+    mo.printf("%s: %s (%s, %s)", args.NAME, r.file, mo.bytes(r.size), r.sha256)
   end,
 }
 

@@ -67,6 +67,14 @@ function mo.printf(fmt, ...)
   mo.print(string.format(fmt, ...))
 end
 
+function mo.bytes(n, none)
+  if type(n) ~= "number" then return none or "-" end
+  local units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }
+  local i = 1
+  while n >= 1024 and i < #units do n = n / 1024; i = i + 1 end
+  return i == 1 and string.format("%d%s", n, units[i]) or string.format("%.1f%s", n, units[i])
+end
+
 local function cell(v)
   if v == nil or v == mo.null then return "" end
   if type(v) == "table" then
