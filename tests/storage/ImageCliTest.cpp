@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -190,6 +193,34 @@ TEST_F(ImageCli, TagRmAndPrune) {
     r = mo({"image", "rm", "nothing:here"});
     EXPECT_NE(r.status, 0);
     EXPECT_NE(r.err.find("nothing:here"), std::string::npos) << r.err;
+}
+
+// A load or pull in another process has stored a layer it has not recorded yet: its
+// tmp/<pid>-ingest marker keeps rm and prune off it while that process lives.
+TEST_F(ImageCli, SweepsSpareWhatALiveIngestHasStored) {
+    Result r = mo({"--json", "image", "import", rootfsTar("gz"), "swept:1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json image = json::parse(r.out);
+    std::string diffHex = image["layers"][0]["diffId"].get<std::string>().substr(7);
+    std::string blobHex = image["layers"][0]["digest"].get<std::string>().substr(7);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::pause();
+        ::_exit(0);
+    }
+    std::ofstream(storage() + "/tmp/" + std::to_string(pid) + "-ingest") << diffHex << "\n"
+                                                                         << blobHex << "\n";
+    r = mo({"image", "rm", "swept:1"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(entries("layers").count(diffHex), 1u);
+    EXPECT_EQ(entries("blobs/sha256").count(blobHex), 1u);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ASSERT_EQ(mo({"image", "prune"}).status, 0);
+    EXPECT_TRUE(entries("layers").empty());
+    EXPECT_TRUE(entries("blobs/sha256").empty());
+    EXPECT_TRUE(entries("tmp").empty()) << "the dead process's marker goes too";
 }
 
 TEST_F(ImageCli, SaveAndLoadRoundTrip) {

@@ -160,6 +160,36 @@ ImageStore::ImageStore(const common::Host &host, const Paths &paths) : _host(hos
     _paths.create();
 }
 
+ImageStore::~ImageStore() {
+    if (!_ingestMarker.empty()) ::unlink(_ingestMarker.c_str());
+}
+
+void ImageStore::protect(const std::string &digest) {
+    std::string line = digestHex(digest) + "\n";
+    if (_ingestMarker.empty())
+        _ingestMarker = _paths.tmp() + "/" + std::to_string(::getpid()) + "-ingest";
+    int fd = ::open(_ingestMarker.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) throw common::sysError("write " + quote(_ingestMarker), errno);
+    ssize_t n = ::write(fd, line.data(), line.size());
+    int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(line.size()))
+        throw common::sysError("write " + quote(_ingestMarker), n < 0 ? err : EIO);
+}
+
+std::set<std::string> ImageStore::protectedDigests() const {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto &entry : fs::directory_iterator(_paths.tmp(), ec)) {
+        std::string file = entry.path().filename().string();
+        if (file.size() < 7 || file.compare(file.size() - 7, 7, "-ingest") != 0) continue;
+        if (!pidAlive(static_cast<pid_t>(std::atoi(file.c_str())))) continue;
+        std::ifstream in(entry.path());
+        for (std::string hex; std::getline(in, hex);) out.insert(hex);
+    }
+    return out;
+}
+
 std::string ImageStore::tempPath(const std::string &what) const {
     static std::mt19937_64 rng(std::random_device{}());
     char buf[32];
@@ -302,6 +332,7 @@ std::string ImageStore::putBlobFile(const std::string &file, const std::string &
     if (!expected.empty() && digest != expected)
         throw sdk::Error(MO_E_INVALID, "blob " + quote(expected) + " does not match its digest (" +
                                            quote(file) + " hashes to " + quote(digest) + ")");
+    protect(digest);
     std::string dest = _paths.blob(digest);
     if (hasBlob(digest)) {
         if (move) ::unlink(file.c_str());
@@ -326,6 +357,7 @@ std::string ImageStore::putBlobBytes(const std::string &bytes, const std::string
     if (!expected.empty() && digest != expected)
         throw sdk::Error(MO_E_INVALID,
                          "blob " + quote(expected) + " does not match its digest " + quote(digest));
+    protect(digest);
     if (hasBlob(digest)) return digest;
     std::string tmp = tempPath("blob");
     writeFile(tmp, bytes);
@@ -341,6 +373,8 @@ std::string ImageStore::putBlobBytes(const std::string &bytes, const std::string
 
 std::string ImageStore::ensureLayer(const LayerRef &layer, const IngestOptions &options,
                                     Progress *progress) {
+    protect(layer.digest);
+    if (!layer.diffId.empty()) protect(layer.diffId);
     struct stat st;
     if (!layer.diffId.empty() && ::stat(_paths.layer(layer.diffId).c_str(), &st) == 0) {
         if (progress) progress->finish(layer.digest, "already present");
@@ -381,6 +415,7 @@ std::string ImageStore::ensureLayer(const LayerRef &layer, const IngestOptions &
                  {"unpackedSize", result.unpackedSize},
                  {"entries", result.entries}};
     writeFile(work + "/layer.json", meta.dump());
+    protect(result.diffId);
     std::string dest = _paths.layer(result.diffId);
     if (::rename(work.c_str(), dest.c_str()) < 0) {
         int err = errno;
@@ -482,6 +517,7 @@ json ImageStore::importTarball(const std::string &file, const std::string &name,
     // (xz, bzip2) the tree written again as a plain tar.
     LayerRef layer;
     layer.diffId = result.diffId;
+    protect(layer.diffId);
     try {
         Magic magic = magicOf(file);
         if (magic == Magic::Other) {
@@ -669,13 +705,15 @@ json ImageStore::sweep() {
             layers.insert(digestHex(l.value("diffId", "")));
         }
     }
+    // What a load or pull in progress has stored but not yet recorded.
+    const std::set<std::string> busy = protectedDigests();
     uint64_t freed = 0;
     auto sweep = [&](const std::string &dir, const std::set<std::string> &keep,
                      const char *counter) {
         std::error_code ec;
         for (const auto &entry : fs::directory_iterator(dir, ec)) {
             std::string file = entry.path().filename().string();
-            if (keep.count(file)) continue;
+            if (keep.count(file) || busy.count(file)) continue;
             // A download in progress ("<hex>.partial") belongs to a pull that may resume.
             if (file.size() > 8 && file.compare(file.size() - 8, 8, ".partial") == 0) continue;
             std::error_code sec;

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct IngestOptions {
 class ImageStore {
 public:
     ImageStore(const common::Host &host, const Paths &paths);
+    ~ImageStore();
+    ImageStore(const ImageStore &) = delete;
+    ImageStore &operator=(const ImageStore &) = delete;
 
     // --- lookups ---
     // An image by id ("sha256:<hex>", or 12+ hex digits of it) or by name; throws
@@ -114,16 +118,23 @@ public:
     const Paths &paths() const { return _paths; }
     const common::Host &host() const { return _host; }
 
+    // Keep a blob or layer from `rm` and `prune` of other processes until this one has
+    // recorded the image that uses it (or exits): its hex goes into tmp/<pid>-ingest,
+    // which sweep() reads while that process lives. Called before anything is stored.
+    void protect(const std::string &digest);
+
     // A fresh path below tmp/ ("<pid>-<random>-<what>"), not created.
     std::string tempPath(const std::string &what) const;
 
 private:
     std::vector<std::string> namesOf(const std::string &id) const;
+    std::set<std::string> protectedDigests() const;
     void removeImage(const nlohmann::json &image, nlohmann::json &report);
     nlohmann::json record(const std::string &id) const;
 
     const common::Host &_host;
     Paths _paths;
+    std::string _ingestMarker; // tmp/<pid>-ingest, made by the first protect()
 };
 
 // The uncompressed bytes of a compressed file (any filter libarchive reads) in `output`.

@@ -65,6 +65,7 @@ json pull(ImageStore &store, const std::string &ref, const TransferOptions &opti
     Progress progress = Progress::forTerminal(options.ingest.quiet);
     std::vector<Descriptor> missing;
     for (const Descriptor &d : resolved.layers) {
+        store.protect(d.digest);
         if (store.hasBlob(d.digest)) continue;
         missing.push_back(d);
         progress.start(d.digest, "layer " + shortId(d.digest), d.size);
