@@ -317,12 +317,14 @@ TEST_F(Engine, PivotRootNotChroot) {
 }
 
 TEST_F(Engine, NetworkNamespaceHasOnlyLoopbackUp) {
-    // Retries instead of sleeps: the listener may start late on a loaded machine.
+    // Retries instead of sleeps: the listener may start late on a loaded machine. Send
+    // until the listener has written what it got (it takes one connection, then exits):
+    // a send that connected is not yet a line in the file, and CI on a loaded host once
+    // saw the file stay empty for 5 s after the first successful send.
     auto r = sh("ls /sys/class/net; cat /sys/class/net/lo/flags; "
                 "(nc -l -p 5555 > /dev/shm/got &); "
-                "for i in $(seq 50); do echo over-lo | nc 127.0.0.1 5555 2>/dev/null && break; "
-                "sleep 0.1; done; "
-                "for i in $(seq 50); do [ -s /dev/shm/got ] && break; sleep 0.1; done; "
+                "for i in $(seq 200); do [ -s /dev/shm/got ] && break; "
+                "echo over-lo | nc 127.0.0.1 5555 2>/dev/null; sleep 0.1; done; "
                 "cat /dev/shm/got");
     EXPECT_EQ(r.out, "lo\n0x9\nover-lo\n") << r.err;
     r = sh("ls /sys/class/net", {{"network", {{"mode", "none"}}}});

@@ -255,7 +255,7 @@ protected:
 
 // Everything but gzip: libarchive's filters, which check the checksums of xz, zstd and
 // bzip2 themselves, behind its "raw" format (the decompressed bytes as one entry).
-class FilterStream : public Stream {
+class FilterStream final : public Stream {
 public:
     FilterStream(Source &source, const std::string &path) : _outer(archive_read_new()) {
         archive *a = _outer.get();
@@ -299,7 +299,7 @@ private:
 // gzip through zlib, because libarchive 3.6's gzip reader never checks the members' CRC32
 // and length ("XXX TODO: Verify the length and CRC" in its consume_trailer), so a corrupt
 // layer would unpack silently. Concatenated members are read as one stream, as gzip does.
-class GzipStream : public Stream {
+class GzipStream final : public Stream {
 public:
     explicit GzipStream(Source &source) : _source(source), _out(kBufferSize) {
         if (inflateInit2(&_z, 16 + MAX_WBITS) != Z_OK)
