@@ -287,25 +287,15 @@ wf:verb{
   args = { { name = "NAME", summary = "container name or id" },
            { name = "MORE", summary = "more containers", variadic = true, optional = true } },
   run = function(opts, args)
-    local failed = 0
-    local names = { args.NAME }
-    for _, n in ipairs(args.MORE) do names[#names + 1] = n end
-    for _, n in ipairs(names) do
+    return mo.each(args.NAME, args.MORE, function(n)
       local ok, state = pcall(mo.runtime.state, n)
-      local err
-      ok, err = pcall(mo.runtime.remove, n, opts.force)
-      if ok and state and type(state) == "table" and state.spec and state.spec.imageId then
+      mo.runtime.remove(n, opts.force)
+      if ok and type(state) == "table" and state.spec and state.spec.imageId then
         -- its snapshots go with it (they are of its writable layer)
         local removed, why = pcall(mo.plugins.storage.container_snapshot_rm, { container = state.id })
         if not removed then mo.warn("snapshots of " .. n .. " are left: " .. tostring(why)) end
       end
-      if not ok then
-        if #names == 1 then error(err, 0) end
-        mo.eprint("mobileops: " .. tostring(err))
-        failed = failed + 1
-      end
-    end
-    if failed > 0 then return 1 end
+    end)
   end,
 }
 

@@ -58,18 +58,7 @@ wf:verb{
   args = { { name = "NAME", summary = "volume name" },
            { name = "MORE", summary = "more volumes", variadic = true, optional = true } },
   run = function(opts, args)
-    local names = { args.NAME }
-    for _, n in ipairs(args.MORE) do names[#names + 1] = n end
-    local failed = 0
-    for _, n in ipairs(names) do
-      local ok, err = pcall(storage.volume_rm, { name = n, force = opts.force })
-      if not ok then
-        if #names == 1 then error(err, 0) end
-        mo.eprint("mobileops: " .. tostring(err))
-        failed = failed + 1
-      end
-    end
-    if failed > 0 then return 1 end
+    return mo.each(args.NAME, args.MORE, function(n) storage.volume_rm{ name = n, force = opts.force } end)
   end,
 }
 

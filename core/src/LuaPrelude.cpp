@@ -67,6 +67,21 @@ function mo.printf(fmt, ...)
   mo.print(string.format(fmt, ...))
 end
 
+function mo.each(first, more, fn)
+  local names = { first }
+  for _, n in ipairs(more or {}) do names[#names + 1] = n end
+  local failed = 0
+  for _, n in ipairs(names) do
+    local ok, err = pcall(fn, n)
+    if not ok then
+      if #names == 1 then error(err, 0) end
+      mo.eprint("mobileops: " .. tostring(err))
+      failed = failed + 1
+    end
+  end
+  if failed > 0 then return 1 end
+end
+
 function mo.bytes(n, none)
   if type(n) ~= "number" then return none or "-" end
   local units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }

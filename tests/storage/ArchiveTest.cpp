@@ -2,6 +2,7 @@
 // (security.capability included) through a round trip, device nodes, and the overlayfs
 // forms of whiteouts checked by mounting real overlays of extracted layers.
 #include "Archive.h"
+#include "ArchiveTestSupport.h"
 #include "TestUtil.h"
 
 #include <mobileops/abi.h>
@@ -26,20 +27,10 @@
 namespace mobileops::storage {
 namespace {
 
+using namespace test_support;
+
 namespace fs = std::filesystem;
 using test::TempDir;
-
-std::string slurp(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void spit(const std::string &path, const std::string &content) {
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream(path, std::ios::binary) << content;
-}
 
 std::string xattrs(const std::string &path) {
     std::string names(4096, '\0');
@@ -93,12 +84,6 @@ std::map<std::string, std::string> tree(const std::string &root) {
     return out;
 }
 
-std::vector<std::string> names(const std::map<std::string, std::string> &t) {
-    std::vector<std::string> out;
-    for (auto &[k, v] : t) out.push_back(k);
-    return out;
-}
-
 // security.capability for cap_net_raw+ep (what `setcap cap_net_raw+ep` writes).
 std::string netRawCapability() {
     vfs_cap_data cap{};
@@ -138,12 +123,6 @@ std::vector<std::string> listing(const std::string &file) {
 
 bool contains(const std::vector<std::string> &v, const std::string &s) {
     return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-ExtractOptions opts(Whiteouts w = Whiteouts::Refuse) {
-    ExtractOptions o;
-    o.whiteouts = w;
-    return o;
 }
 
 TEST(ArchiveRoot, OwnershipModesAndCapabilitiesRoundTrip) {

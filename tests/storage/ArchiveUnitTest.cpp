@@ -2,6 +2,7 @@
 // (each leaving nothing behind), multi-layer Apply with whiteouts, writeTree round trips
 // and ArchiveWriter. Ownership, device nodes, xattrs and overlay mounts are in ArchiveTest.
 #include "Archive.h"
+#include "ArchiveTestSupport.h"
 #include "Digest.h"
 
 #include <mobileops/abi.h>
@@ -28,6 +29,8 @@
 namespace mobileops::storage {
 namespace {
 
+using namespace test_support;
+
 namespace fs = std::filesystem;
 
 class Dir {
@@ -47,18 +50,6 @@ public:
 private:
     std::string _path;
 };
-
-std::string slurp(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void spit(const std::string &path, const std::string &content) {
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream(path, std::ios::binary) << content;
-}
 
 // Output of a shell command (stdout only).
 std::string sh(const std::string &cmd) {
@@ -182,12 +173,6 @@ std::map<std::string, std::string> tree(const std::string &root, bool withTimes 
     return out;
 }
 
-std::vector<std::string> names(const std::map<std::string, std::string> &t) {
-    std::vector<std::string> out;
-    for (auto &[k, v] : t) out.push_back(k);
-    return out;
-}
-
 // The call fails with `code` and a message containing `text`.
 void expectError(const std::function<void()> &fn, int code, const std::string &text) {
     try {
@@ -198,12 +183,6 @@ void expectError(const std::function<void()> &fn, int code, const std::string &t
         EXPECT_NE(std::string(e.what()).find(text), std::string::npos)
             << "message: " << e.what() << "\nexpected: " << text;
     }
-}
-
-ExtractOptions opts(Whiteouts w = Whiteouts::Refuse) {
-    ExtractOptions o;
-    o.whiteouts = w;
-    return o;
 }
 
 // The archive is refused with `text`, and the target is gone.
