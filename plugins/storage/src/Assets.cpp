@@ -2,7 +2,7 @@
 
 #include "Backup.h"
 #include "Digest.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 #include "Quota.h"
 
 #include <mobileops/common/Errors.h>

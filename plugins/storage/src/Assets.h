@@ -12,6 +12,7 @@
 #pragma once
 
 #include "Classes.h"
+#include <mobileops/common/Progress.h>
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,7 @@ class Host;
 
 namespace mobileops::storage {
 
-class Progress;
+using Progress = common::Progress;
 
 class Assets {
 public:

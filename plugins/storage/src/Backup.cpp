@@ -1,7 +1,7 @@
 #include "Backup.h"
 
 #include "Archive.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 
 #include <mobileops/common/Errors.h>
 

@@ -5,13 +5,14 @@
 // archive fails the extraction and the caller discards the half-filled directory.
 #pragma once
 
+#include <mobileops/common/Progress.h>
 #include <nlohmann/json.hpp>
 
 #include <string>
 
 namespace mobileops::storage {
 
-class Progress;
+using Progress = common::Progress;
 
 // "2024-05-01T12:00:00Z"
 std::string timestamp();

@@ -15,7 +15,7 @@
 #include "Archive.h"
 #include "MediaTypes.h"
 #include "Paths.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 
 #include <mobileops/common/Host.h>
 #include <nlohmann/json.hpp>
@@ -26,6 +26,8 @@
 #include <vector>
 
 namespace mobileops::storage {
+
+using Progress = common::Progress;
 
 // A layer as an image names it: its blob and what the blob unpacks to.
 struct LayerRef {

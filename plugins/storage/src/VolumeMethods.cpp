@@ -2,7 +2,7 @@
 
 #include "Assets.h"
 #include "Paths.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 #include "Quota.h"
 #include "QuotaInternal.h"
 #include "Volumes.h"

@@ -3,7 +3,7 @@
 #include "Backup.h"
 #include "Digest.h"
 #include "Paths.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>

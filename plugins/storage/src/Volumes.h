@@ -16,6 +16,7 @@
 
 #include "Classes.h"
 #include "Quota.h"
+#include <mobileops/common/Progress.h>
 
 #include <nlohmann/json.hpp>
 
@@ -30,7 +31,7 @@ class Host;
 namespace mobileops::storage {
 
 class Paths;
-class Progress;
+using Progress = common::Progress;
 
 struct VolumeRequest {
     std::string name;

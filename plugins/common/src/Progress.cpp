@@ -1,10 +1,10 @@
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 
 #include <unistd.h>
 
 #include <cstdio>
 
-namespace mobileops::storage {
+namespace mobileops::common {
 
 using Clock = std::chrono::steady_clock;
 
@@ -93,4 +93,4 @@ void Progress::draw(bool force) {
     std::fflush(stderr);
 }
 
-} // namespace mobileops::storage
+} // namespace mobileops::common

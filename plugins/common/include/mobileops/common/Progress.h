@@ -1,4 +1,4 @@
-// Progress of long transfers (import, load, save, pull, push, backup) on the operator's
+// Progress of long transfers (import, load, save, pull, push, backup, log export) on the operator's
 // terminal: one line per item (a layer, a blob, an archive) with bytes, total and rate,
 // redrawn in place at most ten times a second. Silent when stderr is not a terminal or
 // the caller asked for quiet, so scripts and logs see only the final result.
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace mobileops::storage {
+namespace mobileops::common {
 
 class Progress {
 public:
@@ -50,4 +50,4 @@ private:
     std::chrono::steady_clock::time_point _lastDraw{};
 };
 
-} // namespace mobileops::storage
+} // namespace mobileops::common
