@@ -5,7 +5,7 @@
 // data left untouched.
 #include "Classes.h"
 #include "Paths.h"
-#include "Progress.h"
+#include <mobileops/common/Progress.h>
 #include "TestUtil.h"
 #include "VolumeTestHost.h"
 #include "VolumeTestTree.h"
