@@ -56,6 +56,8 @@ local create_options = {
   { name = "volume", short = "v", type = "list", metavar = "SOURCE:CONTAINER[:OPTS]", summary = "bind a host path (/path, ./path; OPTS: ro, rw, rprivate, rshared, rslave, nosuid, nodev, noexec) or mount a named volume (NAME, created when missing; OPTS: ro, rw)" },
   { name = "ephemeral-storage", type = "string", metavar = "SIZE", summary = "a scratch area of SIZE at /scratch that vanishes with the container" },
   { name = "disk-limit", type = "string", metavar = "SIZE", summary = "size of the container's writable layer (image roots), e.g. 5Gi" },
+  { name = "log-max-size", type = "string", metavar = "SIZE", summary = "keep at most SIZE of the container's logs, oldest dropped first (64Ki-1Ti; default: logcollector.max_size, 100Mi)" },
+  { name = "log-max-age", type = "string", metavar = "DURATION", summary = "drop the container's logs older than DURATION, e.g. 7d or 1h30m (default: logcollector.max_age, none)" },
   { name = "soft-mounts", summary = "skip a volume whose host path is missing, with a warning" },
   { name = "volatile", summary = "writes go to memory and vanish at stop; the rootfs is never modified" },
   { name = "rootfs-img", type = "string", metavar = "FILE.img", summary = "boot an ext4 image (see `image create-img`) instead of IMAGE" },
@@ -76,6 +78,7 @@ local spec_keys = {
   "ignore_unsupported", "runtime",
   "init_system", "hw_access",
   "volume", "soft_mounts", "volatile", "rootfs_img", "ephemeral_storage", "disk_limit",
+  "log_max_size", "log_max_age",
   "cap_add", "cap_drop", "security_opt", "privileged",
 }
 

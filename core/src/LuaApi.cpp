@@ -6,13 +6,19 @@
 #include "mobileops/core/Error.h"
 #include "mobileops/core/PluginManager.h"
 #include "mobileops/core/Spec.h"
+#include "mobileops/core/Store.h"
 
 #include <mobileops/services.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <initializer_list>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 
@@ -285,6 +291,160 @@ int l_now(lua_State *L) {
 int l_error(lua_State *L) {
     int code = lua_isnumber(L, 2) ? static_cast<int>(lua_tointeger(L, 2)) : MO_E_INVALID;
     lua::raise(L, code, str(L, 1));
+}
+
+// --- event log ---------------------------------------------------------------------------
+
+// An options table's fields, each checked. Unknown keys are refused: a misspelt filter
+// must not silently widen a query or a deletion.
+class TableArg {
+public:
+    // `where` is "mo.events: invalid 'query"; messages add ".field': expected ...".
+    TableArg(lua_State *L, int idx, std::string where)
+        : _L(L), _idx(idx), _where(std::move(where)) {}
+
+    void only(std::initializer_list<const char *> known) const {
+        if (!lua_istable(_L, _idx)) return;
+        lua_pushnil(_L);
+        while (lua_next(_L, _idx)) {
+            lua_pop(_L, 1);
+            std::string key = lua_type(_L, -1) == LUA_TSTRING ? lua_tostring(_L, -1) : "?";
+            if (std::none_of(known.begin(), known.end(), [&](const char *k) { return key == k; })) {
+                std::string names;
+                for (const char *k : known) names += (names.empty() ? "" : ", ") + std::string(k);
+                throw Error(MO_E_INVALID,
+                            _where + "." + key + "': unknown field (known: " + names + ")");
+            }
+        }
+    }
+
+    std::optional<double> number(const char *key, const std::string &expected) const {
+        if (!push(key)) return std::nullopt;
+        bool ok = lua_type(_L, -1) == LUA_TNUMBER && std::isfinite(lua_tonumber(_L, -1));
+        double n = lua_tonumber(_L, -1);
+        lua_pop(_L, 1);
+        if (!ok) bad(key, expected);
+        return n;
+    }
+
+    std::optional<int64_t> integer(const char *key, int64_t min, int64_t max,
+                                   const std::string &expected) const {
+        auto n = number(key, expected);
+        if (!n) return std::nullopt;
+        // 2^63 would pass a comparison with INT64_MAX as a double, and not convert
+        if (*n != std::floor(*n) || *n < static_cast<double>(min) ||
+            *n > static_cast<double>(max) || *n >= 0x1p63)
+            bad(key, expected);
+        return static_cast<int64_t>(*n);
+    }
+
+    std::optional<bool> boolean(const char *key) const {
+        if (!push(key)) return std::nullopt;
+        bool ok = lua_type(_L, -1) == LUA_TBOOLEAN;
+        bool b = lua_toboolean(_L, -1);
+        lua_pop(_L, 1);
+        if (!ok) bad(key, "true or false");
+        return b;
+    }
+
+    std::optional<std::string> string(const char *key, const std::string &expected) const {
+        if (!push(key)) return std::nullopt;
+        bool ok = lua_type(_L, -1) == LUA_TSTRING;
+        std::string s = ok ? lua::str(_L, -1) : std::string();
+        lua_pop(_L, 1);
+        if (!ok || s.empty()) bad(key, expected);
+        return s;
+    }
+
+private:
+    bool push(const char *key) const {
+        if (!lua_istable(_L, _idx)) return false;
+        lua_getfield(_L, _idx, key);
+        if (!lua_isnil(_L, -1)) return true;
+        lua_pop(_L, 1);
+        return false;
+    }
+
+    [[noreturn]] void bad(const char *key, const std::string &expected) const {
+        throw Error(MO_E_INVALID, _where + "." + key + "': expected " + expected);
+    }
+
+    lua_State *_L;
+    int _idx;
+    std::string _where;
+};
+
+// Seconds since the epoch (a Lua number) to nanoseconds, saturating: a bound far out of
+// range still means "before everything" or "after everything".
+int64_t epochNanoseconds(double seconds) {
+    double ns = std::round(seconds * 1e9);
+    if (ns >= 9.2e18) return INT64_MAX;
+    if (ns <= -9.2e18) return INT64_MIN;
+    return static_cast<int64_t>(ns);
+}
+
+constexpr int64_t kMaxEventsLimit = 100000;
+
+int l_events(lua_State *L) {
+    return protect(L, [&] {
+        TableArg query(L, 1, "mo.events: invalid 'query");
+        query.only({"after", "since", "until", "type", "limit", "newest"});
+        Store::EventQuery q;
+        q.after =
+            query.integer("after", 0, INT64_MAX, "a sequence number (an integer >= 0)").value_or(0);
+        const char *seconds = "seconds since the epoch (a number)";
+        if (auto since = query.number("since", seconds)) q.since = epochNanoseconds(*since);
+        if (auto until = query.number("until", seconds)) q.until = epochNanoseconds(*until);
+        q.type = query
+                     .string("type", "an event type such as `container.exit`, or a prefix "
+                                     "ending in a dot such as `container.`")
+                     .value_or("");
+        q.limit = static_cast<size_t>(
+            query.integer("limit", 1, kMaxEventsLimit, "an integer from 1 to 100000")
+                .value_or(1000));
+        q.newest = query.boolean("newest").value_or(false);
+
+        std::vector<Store::Event> events = plugins(L).store().events(q);
+        lua_createtable(L, static_cast<int>(events.size()), 0);
+        int i = 1;
+        for (const Store::Event &e : events) {
+            json payload = json::parse(e.payload, nullptr, false);
+            if (payload.is_discarded())
+                throw Error(MO_E_STORE, "event " + std::to_string(e.seq) +
+                                            " in the state store: the payload is not JSON");
+            lua_createtable(L, 0, 5);
+            lua_pushnumber(L, static_cast<lua_Number>(e.seq));
+            lua_setfield(L, -2, "seq");
+            lua_pushlstring(L, e.time.data(), e.time.size());
+            lua_setfield(L, -2, "time");
+            lua_pushlstring(L, e.type.data(), e.type.size());
+            lua_setfield(L, -2, "type");
+            lua_pushlstring(L, e.source.data(), e.source.size());
+            lua_setfield(L, -2, "source");
+            pushJson(L, payload);
+            lua_setfield(L, -2, "payload");
+            lua_rawseti(L, -2, i++);
+        }
+        if (events.empty()) {
+            luaL_getmetatable(L, "mobileops.array");
+            lua_setmetatable(L, -2);
+        }
+        return 1;
+    });
+}
+
+int l_events_prune(lua_State *L) {
+    return protect(L, [&] {
+        TableArg opts(L, 1, "mo.events_prune: invalid 'opts");
+        opts.only({"max_age", "max_rows"});
+        auto maxAge = opts.integer("max_age", 0, INT64_MAX, "seconds (an integer >= 0)");
+        auto maxRows = opts.integer("max_rows", 0, INT64_MAX, "a number of events (>= 0)");
+        if (!maxAge && !maxRows)
+            throw Error(MO_E_INVALID,
+                        "mo.events_prune: invalid 'opts': expected max_age or max_rows");
+        lua_pushnumber(L, static_cast<lua_Number>(plugins(L).store().pruneEvents(maxAge, maxRows)));
+        return 1;
+    });
 }
 
 // --- runtime service -------------------------------------------------------------------
@@ -794,6 +954,29 @@ const std::vector<ApiFunction> kApi = {
      {{"sig", "any", "name or number"}},
      "integer",
      l_signal},
+    // --- event log
+    {"",
+     "events",
+     "0.1",
+     "Events of the state store's event log (container.create, container.exit, ...), oldest "
+     "first. Page through with `after` = the last `seq` seen.",
+     {{"query", "table?",
+       "{after? (a seq: events after it, default 0), since? (seconds since the epoch: events "
+       "at or after it), until? (seconds since the epoch: events before it; a Lua keyword, so "
+       "`[\"until\"] = t`), type? "
+       "(`container.exit` exactly, or every type starting with a prefix that ends in a dot: "
+       "`container.`), limit? (default 1000, at most 100000), newest? (true: the newest `limit` "
+       "that match, still oldest first)}"}},
+     "array of {seq, time (RFC 3339, UTC, nanoseconds), type, source, payload (table)}",
+     l_events},
+    {"",
+     "events_prune",
+     "0.1",
+     "Delete old events: those older than max_age seconds, then all but the newest max_rows. "
+     "Sequence numbers are never reused.",
+     {{"opts", "table", "{max_age? (seconds), max_rows?}: at least one"}},
+     "the number of events deleted",
+     l_events_prune},
     // --- spec model
     {"spec",
      "load",

@@ -434,6 +434,7 @@ private:
     void userns(const Doc &value, const std::string &path);
     json mappings(const Doc &value, const std::string &path);
     void restartPolicy(const Doc &value, const std::string &path);
+    void logging(const Doc &value, const std::string &path);
 
     std::string _source;
     Document _doc;
@@ -756,6 +757,7 @@ void Checker::specFields(const Doc &value, const std::string &path) {
               _out["stopTimeout"] = integer(v, p, 0, kMaxStopTimeout);
           })},
          {"restartPolicy", on([&](const Doc &v, const std::string &p) { restartPolicy(v, p); })},
+         {"logging", on([&](const Doc &v, const std::string &p) { logging(v, p); })},
          {"verify", on([&](const Doc &v, const std::string &p) {
               std::string mode = string(v, p);
               if (mode != "off" && mode != "lazy" && mode != "strict")
@@ -1367,6 +1369,29 @@ void Checker::restartPolicy(const Doc &value, const std::string &path) {
     if (normal != "no") addUnapplied(_out, path);
 }
 
+// The retention of the container's captured output, applied by the log service.
+void Checker::logging(const Doc &value, const std::string &path) {
+    json out = json::object();
+    auto checked = [&](const Doc &v, const std::string &p, const char *example, auto parse) {
+        if (!v.is_string() && !v.is_number())
+            fail(p, std::string("expected ") + example + ", not " + kindOf(v));
+        try {
+            return parse(display(v, p));
+        } catch (const InvalidValue &e) {
+            invalid(p, e);
+        }
+    };
+    fields(value, path,
+           {{"maxSize",
+             [&](const Doc &v, const std::string &p) {
+                 out["maxSize"] = checked(v, p, "a quantity such as `10Mi`", parseLogMaxSize);
+             }},
+            {"maxAge", [&](const Doc &v, const std::string &p) {
+                 out["maxAge"] = checked(v, p, "a duration such as `7d`", parseLogMaxAge);
+             }}});
+    if (!out.empty()) _out["logging"] = out;
+}
+
 fs::path baseDirectory(const std::string &source) {
     std::error_code ec;
     if (!source.empty() && fs::is_regular_file(source, ec)) {
@@ -1378,6 +1403,42 @@ fs::path baseDirectory(const std::string &source) {
 }
 
 } // namespace
+
+std::uint64_t parseLogMaxSize(const std::string &text) {
+    std::uint64_t bytes = parseQuantity(text);
+    if (bytes < (64ull << 10)) throw InvalidValue(text, "is below the minimum `64Ki`");
+    if (bytes > (1ull << 40)) throw InvalidValue(text, "is above the maximum `1Ti`");
+    return bytes;
+}
+
+// Whole numbers with units, largest first and each once, so a typo such as `1m1m` or
+// `30m1h` is refused rather than guessed at.
+std::int64_t parseLogMaxAge(const std::string &text) {
+    static constexpr std::pair<char, std::int64_t> kUnits[] = {
+        {'w', 7 * 86400}, {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+    constexpr std::int64_t kMax = 3650ll * 86400;
+    const char *form = "is not a duration such as `7d` or `1h30m` (whole numbers with units "
+                       "w, d, h, m, s, largest first)";
+    if (text.empty()) throw InvalidValue(text, form);
+    std::int64_t total = 0;
+    std::size_t at = 0, allowed = 0; // the first unit still allowed
+    while (at < text.size()) {
+        std::size_t start = at;
+        while (at < text.size() && isDigit(text[at])) ++at;
+        if (at == start || at == text.size()) throw InvalidValue(text, form);
+        std::size_t unit = allowed;
+        while (unit < std::size(kUnits) && kUnits[unit].first != text[at]) ++unit;
+        if (unit == std::size(kUnits)) throw InvalidValue(text, form);
+        // 12 digits of weeks, five times over, still fit an int64_t
+        if (at - start > 12) throw InvalidValue(text, "is above the maximum `3650d`");
+        total += std::stoll(text.substr(start, at - start)) * kUnits[unit].second;
+        allowed = unit + 1;
+        ++at;
+    }
+    if (total < 1) throw InvalidValue(text, "is below the minimum `1s`");
+    if (total > kMax) throw InvalidValue(text, "is above the maximum `3650d`");
+    return total;
+}
 
 json parseVirtualRoot(const std::string &text, const std::string &source) {
     try {

@@ -620,6 +620,24 @@ void applySecurity(json &spec, const Options &o) {
                      "no masked or read-only kernel paths: it can take over this host");
 }
 
+// --log-max-size, --log-max-age: the log service's retention for this container; each
+// replaces the file's spec.logging field of the same name.
+void applyLogging(json &spec, const Options &o) {
+    auto set = [&](const char *key, const char *field, auto parse) {
+        auto text = o.numberText(key);
+        if (!text) return;
+        json &logging = spec["logging"];
+        if (!logging.is_object()) logging = json::object();
+        try {
+            logging[field] = parse(*text);
+        } catch (const InvalidValue &e) {
+            badFlag(key, e);
+        }
+    };
+    set("log_max_size", "maxSize", parseLogMaxSize);
+    set("log_max_age", "maxAge", parseLogMaxAge);
+}
+
 void applyAll(json &spec, const Options &o) {
     if (auto name = o.string("name")) {
         if (!isValidName(*name)) badFlag("name", *name, kNameRule);
@@ -775,6 +793,7 @@ void applyAll(json &spec, const Options &o) {
     applySystemModes(spec, o);
     applyMounts(spec, o);
     applySecurity(spec, o);
+    applyLogging(spec, o);
     if (auto timeout = o.numberText("stop_timeout"))
         spec["stopTimeout"] = integerFlag("stop_timeout", *timeout, 0, kMaxStopTimeout,
                                           "expected seconds from 0 to 86400");

@@ -60,9 +60,8 @@ CREATE INDEX objects_kind_created ON objects(kind, created);
 };
 
 // RFC 3339 in UTC with `digits` (3 or 9) fractional digits; fixed width, so it sorts.
-std::string timestamp(int digits) {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
+// (int64_t nanoseconds span the years 1677 to 2262: always four digits.)
+std::string timestamp(const timespec &ts, int digits) {
     tm t{};
     gmtime_r(&ts.tv_sec, &t);
     long fraction = digits == 3 ? ts.tv_nsec / 1000000 : ts.tv_nsec;
@@ -70,6 +69,19 @@ std::string timestamp(int digits) {
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ", t.tm_year + 1900,
                   t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, digits, fraction);
     return buf;
+}
+
+std::string timestamp(int digits) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return timestamp(ts, digits);
+}
+
+// A bound for the events' `time` column, formatted as appendEvent stores it.
+std::string eventTime(int64_t ns) {
+    int64_t seconds = ns / 1000000000, fraction = ns % 1000000000;
+    if (fraction < 0) --seconds, fraction += 1000000000;
+    return timestamp(timespec{static_cast<time_t>(seconds), static_cast<long>(fraction)}, 9);
 }
 
 void requireNonEmpty(std::string_view value, const char *what) {
@@ -593,15 +605,75 @@ int64_t Store::appendEvent(std::string_view type, std::string_view source,
 }
 
 std::vector<Store::Event> Store::events(int64_t afterSeq, size_t limit) {
+    EventQuery query;
+    query.after = afterSeq;
+    query.limit = limit;
+    return events(query);
+}
+
+std::vector<Store::Event> Store::events(const EventQuery &q) {
     checkProcess();
-    Query query(*this, "SELECT seq, time, type, source, payload FROM events WHERE seq > ?1 "
-                       "ORDER BY seq LIMIT ?2");
-    query.bind(afterSeq).bind(static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+    // One statement per combination of filters, so each can use its own plan (the time
+    // index for a narrow window, the rowid for `after`); all are cached like any other.
+    std::string sql = "SELECT seq, time, type, source, payload FROM events WHERE seq > ?1";
+    if (q.since) sql += " AND time >= ?2";
+    if (q.until) sql += " AND time < ?3";
+    bool prefix = !q.type.empty() && q.type.back() == '.';
+    if (prefix)
+        sql += " AND type >= ?4 AND type < ?5"; // "container." <= type < "container/"
+    else if (!q.type.empty())
+        sql += " AND type = ?4";
+    sql += q.newest ? " ORDER BY seq DESC LIMIT ?6" : " ORDER BY seq LIMIT ?6";
+    if (q.newest) sql = "SELECT * FROM (" + sql + ") ORDER BY seq";
+
+    std::string since = q.since ? eventTime(*q.since) : std::string();
+    std::string until = q.until ? eventTime(*q.until) : std::string();
+    std::string upper = q.type;
+    if (prefix) upper.back() = '.' + 1;
+    // Slots of filters left out of the statement exist all the same (the highest number
+    // sets the count), so every value is bound in order.
+    Query query(*this, sql);
+    query.bind(q.after)
+        .bind(std::string_view(since))
+        .bind(std::string_view(until))
+        .bind(std::string_view(q.type))
+        .bind(std::string_view(upper))
+        .bind(static_cast<int64_t>(std::min<size_t>(q.limit, INT64_MAX)));
     std::vector<Event> events;
     while (query.step())
         events.push_back(
             Event{query.integer(0), query.text(1), query.text(2), query.text(3), query.text(4)});
     return events;
+}
+
+int64_t Store::pruneEvents(std::optional<int64_t> maxAgeSeconds, std::optional<int64_t> maxRows) {
+    checkProcess();
+    if (maxAgeSeconds && *maxAgeSeconds < 0)
+        throw Error(MO_E_INVALID, "invalid event max age " + quote(std::to_string(*maxAgeSeconds)) +
+                                      ": expected seconds >= 0");
+    if (maxRows && *maxRows < 0)
+        throw Error(MO_E_INVALID, "invalid event max rows " + quote(std::to_string(*maxRows)) +
+                                      ": expected a count >= 0");
+    Transaction tx(*this);
+    int64_t deleted = 0;
+    if (maxAgeSeconds) {
+        timespec now{};
+        clock_gettime(CLOCK_REALTIME, &now);
+        // An age reaching before the epoch is before every stored event.
+        int64_t limit = std::min<int64_t>(*maxAgeSeconds, now.tv_sec + 1);
+        std::string before = timestamp(timespec{now.tv_sec - limit, now.tv_nsec}, 9);
+        Query query(*this, "DELETE FROM events WHERE time < ?1");
+        query.bind(std::string_view(before)).step();
+        deleted += sqlite3_changes(_db);
+    }
+    if (maxRows) {
+        Query query(*this, "DELETE FROM events WHERE seq <= (SELECT seq FROM events ORDER BY "
+                           "seq DESC LIMIT 1 OFFSET ?1)");
+        query.bind(*maxRows).step();
+        deleted += sqlite3_changes(_db);
+    }
+    tx.commit();
+    return deleted;
 }
 
 void Store::begin() {

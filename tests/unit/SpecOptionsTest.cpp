@@ -693,3 +693,50 @@ TEST(SpecOptionsTest, RefusesBadSecurityFlags) {
     EXPECT_EQ(optionError(R"({"privileged": "yes"})"),
               "invalid --privileged: expected true or false");
 }
+
+TEST(SpecOptionsTest, LogRetention) {
+    EXPECT_EQ(applied(R"({"log_max_size": "10Mi", "log_max_age": "7d"})"),
+              json::parse(R"({"logging": {"maxSize": 10485760, "maxAge": 604800}})"));
+    EXPECT_EQ(applied(R"({"log_max_size": 65536})")["logging"]["maxSize"], 65536);
+    EXPECT_EQ(applied(R"({"log_max_age": "1h30m"})")["logging"]["maxAge"], 5400);
+    // not given: no logging block (the log service's configured defaults apply)
+    EXPECT_FALSE(applied(R"({"log_max_size": null})").contains("logging"));
+    // retention is the log service's: nothing for the not-applied list
+    EXPECT_FALSE(applied(R"({"log_max_size": "1Gi"})").contains("unapplied"));
+
+    EXPECT_EQ(optionError(R"({"log_max_size": "lots"})"),
+              "invalid --log-max-size `lots`: not a quantity");
+    EXPECT_EQ(optionError(R"({"log_max_size": "1Ki"})"),
+              "invalid --log-max-size `1Ki`: below the minimum `64Ki`");
+    EXPECT_EQ(optionError(R"({"log_max_size": "2Ti"})"),
+              "invalid --log-max-size `2Ti`: above the maximum `1Ti`");
+    EXPECT_EQ(optionError(R"({"log_max_size": true})"),
+              "invalid --log-max-size: expected a number");
+    EXPECT_EQ(optionError(R"({"log_max_age": "7x"})"),
+              "invalid --log-max-age `7x`: not a duration such as `7d` or `1h30m` (whole "
+              "numbers with units w, d, h, m, s, largest first)");
+    EXPECT_EQ(optionError(R"({"log_max_age": 3600})"),
+              "invalid --log-max-age `3600`: not a duration such as `7d` or `1h30m` (whole "
+              "numbers with units w, d, h, m, s, largest first)");
+    EXPECT_EQ(optionError(R"({"log_max_age": "0m"})"),
+              "invalid --log-max-age `0m`: below the minimum `1s`");
+    EXPECT_EQ(optionError(R"({"log_max_age": "3651d"})"),
+              "invalid --log-max-age `3651d`: above the maximum `3650d`");
+}
+
+TEST(SpecOptionsTest, LogRetentionFlagsWinOverTheSpecFile) {
+    json spec = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec:\n"
+                                 "  logging: { maxSize: 10Mi, maxAge: 7d }\n",
+                                 "t.yaml");
+    // each flag replaces its own field and leaves the other as the file set it
+    json s = applied(R"({"log_max_age": "12h"})", spec);
+    EXPECT_EQ(s["logging"], json::parse(R"({"maxSize": 10485760, "maxAge": 43200})"));
+    s = applied(R"({"log_max_size": "1Gi"})", spec);
+    EXPECT_EQ(s["logging"], json::parse(R"({"maxSize": 1073741824, "maxAge": 604800})"));
+    s = applied(R"({"log_max_size": "64Ki", "log_max_age": "1s"})", spec);
+    EXPECT_EQ(s["logging"], json::parse(R"({"maxSize": 65536, "maxAge": 1})"));
+    // a bad flag is refused even when the file's value is good
+    EXPECT_EQ(optionError(R"({"log_max_age": "1w1w"})", spec),
+              "invalid --log-max-age `1w1w`: not a duration such as `7d` or `1h30m` (whole "
+              "numbers with units w, d, h, m, s, largest first)");
+}

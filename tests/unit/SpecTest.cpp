@@ -803,3 +803,85 @@ TEST(SpecParseTest, DeviceThrottleAndIgnoreUnsupported) {
     EXPECT_EQ(t["writeIops"], 100);
     EXPECT_TRUE(t["major"].is_number());
 }
+
+TEST(SpecParseTest, Logging) {
+    EXPECT_EQ(parseSpec("  logging: { maxSize: 10Mi, maxAge: 7d }\n"),
+              json::parse(R"({"logging": {"maxSize": 10485760, "maxAge": 604800}})"));
+    EXPECT_EQ(parseSpec("  logging: { maxSize: 65536 }\n"),
+              json::parse(R"({"logging": {"maxSize": 65536}})"));
+    EXPECT_EQ(parseSpec("  logging: { maxSize: \"1Ti\" }\n")["logging"]["maxSize"], 1ull << 40);
+    EXPECT_EQ(parseSpec("  logging: { maxSize: 1.5Mi }\n")["logging"]["maxSize"], 1572864);
+    auto age = [](const std::string &text) {
+        return parseSpec("  logging: { maxAge: \"" + text + "\" }\n")["logging"]["maxAge"];
+    };
+    EXPECT_EQ(age("1s"), 1);
+    EXPECT_EQ(age("90m"), 5400);
+    EXPECT_EQ(age("1h30m"), 5400);
+    EXPECT_EQ(age("2w3d4h5m6s"), 2 * 604800 + 3 * 86400 + 4 * 3600 + 5 * 60 + 6);
+    EXPECT_EQ(age("0h1s"), 1);
+    EXPECT_EQ(age("3650d"), 3650 * 86400);
+    EXPECT_EQ(age("521w3d"), 3650 * 86400);
+    // nothing given is no logging block
+    EXPECT_EQ(parseSpec("  logging: {}\n"), json::object());
+    EXPECT_EQ(parseSpec("  logging:\n"), json::object());
+    EXPECT_EQ(parseSpec("  logging: { maxSize: ~ }\n"), json::object());
+    // JSON gives the same
+    EXPECT_EQ(parseVirtualRoot(R"({"apiVersion": "v1", "kind": "VirtualRoot",
+                                   "spec": {"logging": {"maxSize": "10Mi", "maxAge": "12h"}}})",
+                               "t.json")["logging"],
+              json::parse(R"({"maxSize": 10485760, "maxAge": 43200})"));
+}
+
+TEST(SpecParseTest, RefusesBadLogging) {
+    EXPECT_EQ(specError("  logging: { maxSize: 10Mx }\n"),
+              "t.yaml:4: spec.logging.maxSize: `10Mx` is not a quantity");
+    EXPECT_EQ(specError("  logging: { maxSize: 10mb }\n"),
+              "t.yaml:4: spec.logging.maxSize: `10mb` is not a quantity");
+    EXPECT_EQ(specError("  logging: { maxSize: 63Ki }\n"),
+              "t.yaml:4: spec.logging.maxSize: `63Ki` is below the minimum `64Ki`");
+    EXPECT_EQ(specError("  logging: { maxSize: 65535 }\n"),
+              "t.yaml:4: spec.logging.maxSize: `65535` is below the minimum `64Ki`");
+    EXPECT_EQ(specError("  logging: { maxSize: 1025Gi }\n"),
+              "t.yaml:4: spec.logging.maxSize: `1025Gi` is above the maximum `1Ti`");
+    EXPECT_EQ(specError("  logging: { maxSize: -1Mi }\n"),
+              "t.yaml:4: spec.logging.maxSize: `-1Mi` is negative");
+    EXPECT_EQ(specError("  logging: { maxSize: [1] }\n"),
+              "t.yaml:4: spec.logging.maxSize: expected a quantity such as `10Mi`, not a list");
+    EXPECT_EQ(specError("  logging: { maxSize: true }\n"),
+              "t.yaml:4: spec.logging.maxSize: expected a quantity such as `10Mi`, not a boolean");
+
+    const std::string form = "is not a duration such as `7d` or `1h30m` (whole numbers with "
+                             "units w, d, h, m, s, largest first)";
+    for (const char *bad : {"7x", "7", "d", "7D", "1.5h", "1h 30m", "30m1h", "1m1m", "-1d", "1h30",
+                            "h1", "1y", "+1d", "7days"})
+        EXPECT_EQ(specError(std::string("  logging: { maxAge: \"") + bad + "\" }\n"),
+                  std::string("t.yaml:4: spec.logging.maxAge: `") + bad + "` " + form)
+            << bad;
+    EXPECT_EQ(specError("  logging: { maxAge: \"\" }\n"),
+              "t.yaml:4: spec.logging.maxAge: an empty value " + form);
+    // a plain number has no unit
+    EXPECT_EQ(specError("  logging: { maxAge: 3600 }\n"),
+              "t.yaml:4: spec.logging.maxAge: `3600` " + form);
+    EXPECT_EQ(specError("  logging: { maxAge: 0s }\n"),
+              "t.yaml:4: spec.logging.maxAge: `0s` is below the minimum `1s`");
+    EXPECT_EQ(specError("  logging: { maxAge: 0d0h }\n"),
+              "t.yaml:4: spec.logging.maxAge: `0d0h` is below the minimum `1s`");
+    EXPECT_EQ(specError("  logging: { maxAge: 3650d1s }\n"),
+              "t.yaml:4: spec.logging.maxAge: `3650d1s` is above the maximum `3650d`");
+    EXPECT_EQ(specError("  logging: { maxAge: 522w }\n"),
+              "t.yaml:4: spec.logging.maxAge: `522w` is above the maximum `3650d`");
+    EXPECT_EQ(specError("  logging: { maxAge: 99999999999999999999s }\n"),
+              "t.yaml:4: spec.logging.maxAge: `99999999999999999999s` is above the maximum "
+              "`3650d`");
+    EXPECT_EQ(specError("  logging: { maxAge: { days: 7 } }\n"),
+              "t.yaml:4: spec.logging.maxAge: expected a duration such as `7d`, not a mapping");
+
+    EXPECT_EQ(specError("  logging: { maxsize: 10Mi }\n"),
+              "t.yaml:4: spec.logging.maxsize: unknown field (did you mean `maxSize`?)");
+    EXPECT_EQ(specError("  logging: { maxAge: 7d, driver: json-file }\n"),
+              "t.yaml:4: spec.logging.driver: unknown field");
+    EXPECT_EQ(specError("  logging: 10Mi\n"),
+              "t.yaml:4: spec.logging: expected a mapping, not a string");
+    EXPECT_EQ(specError("  loging: {}\n"),
+              "t.yaml:4: spec.loging: unknown field (did you mean `logging`?)");
+}

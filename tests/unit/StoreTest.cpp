@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -549,6 +550,179 @@ TEST_F(StoreTest, ConcurrentProcesses) {
         for (int i = 0; i < Puts; ++i)
             EXPECT_TRUE(store->get("container", "p" + std::to_string(p) + "-" + std::to_string(i)));
     ASSERT_TRUE(store->find("container", "contested"));
+}
+
+// Event rows with chosen times, written beside the Store's own connection: appendEvent
+// takes the clock's, which a test cannot place on a boundary.
+void insertEvent(const std::string &path, const std::string &time, const std::string &type) {
+    rawExec(path, "INSERT INTO events(time, type, source, payload) VALUES('" + time + "', '" +
+                      type + "', 'test', '{}')");
+}
+
+// "2024-01-01T00:00:00.000000001Z" -> nanoseconds since the epoch.
+int64_t nanosOf(const std::string &time) {
+    tm t{};
+    EXPECT_NE(::strptime(time.c_str(), "%Y-%m-%dT%H:%M:%S", &t), nullptr) << time;
+    return static_cast<int64_t>(::timegm(&t)) * 1000000000 + std::stoll(time.substr(20, 9));
+}
+
+std::vector<std::string> typesOf(const std::vector<Store::Event> &events) {
+    std::vector<std::string> types;
+    for (const auto &e : events) types.push_back(e.type);
+    return types;
+}
+
+using Types = std::vector<std::string>;
+
+TEST_F(StoreTest, EventQueryByAfterTypeAndLimit) {
+    auto store = Store::open(file("state.db"));
+    int64_t first = store->appendEvent("container.create", "nsruntime", R"({"id":"a"})");
+    store->appendEvent("container.start", "nsruntime", "{}");
+    store->appendEvent("containerd.sync", "other", "{}"); // shares the text, not the prefix
+    store->appendEvent("container", "other", "{}");
+    store->appendEvent("container.exit", "nsruntime", R"({"code":3})");
+    store->appendEvent("image.pull", "storage", "{}");
+    store->appendEvent("container.exit.oom", "cgroup", "{}");
+
+    Store::EventQuery q;
+    EXPECT_EQ(store->events(q).size(), 7u);
+    q.type = "container.exit";
+    EXPECT_EQ(typesOf(store->events(q)), Types{"container.exit"});
+    q.type = "container.";
+    EXPECT_EQ(typesOf(store->events(q)), (Types{"container.create", "container.start",
+                                                "container.exit", "container.exit.oom"}));
+    q.type = "container.exit.";
+    EXPECT_EQ(typesOf(store->events(q)), Types{"container.exit.oom"});
+    q.type = "container";
+    EXPECT_EQ(typesOf(store->events(q)), Types{"container"});
+    q.type = "nothing.";
+    EXPECT_TRUE(store->events(q).empty());
+
+    q.type = "container.";
+    q.after = first;
+    EXPECT_EQ(typesOf(store->events(q)),
+              (Types{"container.start", "container.exit", "container.exit.oom"}));
+    q.limit = 2;
+    auto page = store->events(q);
+    EXPECT_EQ(typesOf(page), (Types{"container.start", "container.exit"}));
+    q.after = page.back().seq;
+    EXPECT_EQ(typesOf(store->events(q)), Types{"container.exit.oom"});
+    q.limit = 0;
+    EXPECT_TRUE(store->events(q).empty());
+
+    Store::EventQuery all;
+    all.limit = 3;
+    EXPECT_EQ(typesOf(store->events(all)),
+              (Types{"container.create", "container.start", "containerd.sync"}));
+    EXPECT_EQ(store->events(all)[0].payload, R"({"id":"a"})");
+}
+
+TEST_F(StoreTest, EventQuerySinceIsInclusiveAndUntilExclusive) {
+    std::string path = file("state.db");
+    auto store = Store::open(path);
+    insertEvent(path, "2024-01-01T00:00:00.000000000Z", "t0");
+    insertEvent(path, "2024-01-01T00:00:00.000000001Z", "t1");
+    insertEvent(path, "2024-01-01T00:00:00.999999999Z", "t2");
+    insertEvent(path, "2024-01-01T00:00:01.000000000Z", "t3");
+    const int64_t t0 = int64_t(1704067200) * 1000000000;
+
+    Store::EventQuery q;
+    q.since = t0 + 1;
+    EXPECT_EQ(typesOf(store->events(q)), (Types{"t1", "t2", "t3"}));
+    q.until = t0 + 999999999;
+    EXPECT_EQ(typesOf(store->events(q)), Types{"t1"});
+    q.until = t0 + 1000000000;
+    EXPECT_EQ(typesOf(store->events(q)), (Types{"t1", "t2"}));
+    q.since = q.until;
+    EXPECT_TRUE(store->events(q).empty());
+    q.since = t0 + 999999999;
+    q.until.reset();
+    EXPECT_EQ(typesOf(store->events(q)), (Types{"t2", "t3"}));
+
+    // the ends of the range are before and after everything
+    q.since = INT64_MIN;
+    q.until = INT64_MAX;
+    EXPECT_EQ(store->events(q).size(), 4u);
+    q.since = INT64_MAX;
+    EXPECT_TRUE(store->events(q).empty());
+    q.since = -1; // 1969-12-31T23:59:59.999999999Z
+    q.until = 0;
+    EXPECT_TRUE(store->events(q).empty());
+
+    // a bound taken from an event appendEvent wrote finds exactly that event
+    int64_t live = store->appendEvent("live", "test", "{}");
+    Store::EventQuery after;
+    after.after = live - 1;
+    int64_t at = nanosOf(store->events(after).at(0).time);
+    Store::EventQuery window;
+    window.since = at;
+    window.until = at + 1;
+    window.type = "live";
+    ASSERT_EQ(store->events(window).size(), 1u);
+    EXPECT_EQ(store->events(window)[0].seq, live);
+    window.since = at + 1;
+    window.until.reset();
+    EXPECT_TRUE(store->events(window).empty());
+}
+
+TEST_F(StoreTest, PruneEventsByAgeAndCount) {
+    std::string path = file("state.db");
+    auto store = Store::open(path);
+    insertEvent(path, "1970-01-01T00:00:00.500000000Z", "epoch");
+    insertEvent(path, "2001-01-01T00:00:00.000000000Z", "old");
+    int64_t recent = store->appendEvent("recent", "test", "{}");
+    insertEvent(path, "2200-01-01T00:00:00.000000000Z", "future");
+
+    // an age beyond the epoch reaches nothing
+    EXPECT_EQ(store->pruneEvents(INT64_MAX, std::nullopt), 0);
+    EXPECT_EQ(store->pruneEvents(3600, std::nullopt), 2);
+    EXPECT_EQ(typesOf(store->events()), (Types{"recent", "future"}));
+    EXPECT_EQ(store->pruneEvents(std::nullopt, std::nullopt), 0);
+    EXPECT_EQ(store->pruneEvents(std::nullopt, 5), 0);
+
+    for (int i = 0; i < 5; ++i) store->appendEvent("n" + std::to_string(i), "test", "{}");
+    // age first, then the count of what is left: only the newest 3 stay
+    EXPECT_EQ(store->pruneEvents(3600, 3), 4);
+    EXPECT_EQ(typesOf(store->events()), (Types{"n2", "n3", "n4"}));
+
+    // sequence numbers are never reused, so a reader's cursor stays valid
+    int64_t last = store->events().back().seq;
+    EXPECT_EQ(store->pruneEvents(std::nullopt, 0), 3);
+    EXPECT_TRUE(store->events().empty());
+    int64_t next = store->appendEvent("after", "test", "{}");
+    EXPECT_GT(next, last);
+    EXPECT_GT(last, recent);
+    EXPECT_EQ(typesOf(store->events(last, 10)), Types{"after"});
+
+    EXPECT_STREQ(catchError([&] { store->pruneEvents(-1, std::nullopt); }).what(),
+                 "invalid event max age `-1`: expected seconds >= 0");
+    EXPECT_EQ(catchError([&] { store->pruneEvents(std::nullopt, -2); }).code(), MO_E_INVALID);
+    EXPECT_FALSE(store->inTransaction());
+}
+
+// Not a timing assertion: prints what a filtered read over many events costs.
+TEST_F(StoreTest, EventQueryOverManyEvents) {
+    auto store = Store::open(file("state.db"));
+    constexpr int N = 100000;
+    {
+        Store::Transaction tx(*store);
+        for (int i = 0; i < N; ++i)
+            store->appendEvent(i % 10 == 0 ? "container.exit" : "image.pull", "test",
+                               R"({"n":)" + std::to_string(i) + "}");
+        tx.commit();
+    }
+    Store::EventQuery q;
+    q.type = "container.";
+    q.limit = N;
+    auto start = std::chrono::steady_clock::now();
+    auto events = store->events(q);
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+    EXPECT_EQ(events.size(), size_t(N / 10));
+    q.since = nanosOf(events[N / 20].time);
+    q.after = events[N / 20].seq - 1;
+    EXPECT_EQ(store->events(q).size(), size_t(N / 20));
+    std::printf("[ measure  ] %d events: %zu by type prefix in %.1f ms\n", N, events.size(),
+                ms.count());
 }
 
 } // namespace

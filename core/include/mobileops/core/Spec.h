@@ -78,6 +78,12 @@ inline constexpr const char *kDefaultPath =
 // values above 2^64-1 are refused.
 std::uint64_t parseQuantity(const std::string &text);
 
+// Log retention (spec.logging, --log-max-size, --log-max-age): a byte quantity from 64Ki
+// to 1Ti; a duration such as "7d" or "1h30m" in seconds, from 1s to 3650d (whole numbers
+// with units w, d, h, m, s, largest first). Both throw InvalidValue.
+std::uint64_t parseLogMaxSize(const std::string &text);
+std::int64_t parseLogMaxAge(const std::string &text);
+
 // CPU in millicores: "0.5" and "500m" give 500, "2" gives 2000. Finer than 1m is refused.
 std::int64_t parseCpu(const std::string &text);
 

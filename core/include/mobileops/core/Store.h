@@ -44,6 +44,16 @@ public:
         std::string payload; // JSON
     };
 
+    // Which events Store::events returns, oldest first.
+    struct EventQuery {
+        int64_t after = 0;            // sequence numbers above this one
+        std::optional<int64_t> since; // ns since the epoch: events at or after it
+        std::optional<int64_t> until; // ns since the epoch: events before it
+        std::string type;             // exact; a prefix when it ends with `.` ("container.")
+        size_t limit = 1000;
+        bool newest = false; // the newest `limit` that match (still returned oldest first)
+    };
+
     // Commits on commit(); rolls the whole transaction back when destroyed otherwise.
     class Transaction {
     public:
@@ -91,6 +101,12 @@ public:
     int64_t appendEvent(std::string_view type, std::string_view source,
                         const std::string &payloadJson);
     std::vector<Event> events(int64_t afterSeq = 0, size_t limit = 1000);
+    // The time bounds compare the stored RFC 3339 text, so they cost no conversion per row.
+    std::vector<Event> events(const EventQuery &query);
+    // Delete events older than maxAgeSeconds, then all but the newest maxRows (absent: no
+    // bound of that kind). Sequence numbers are never reused, so readers' `after` stays
+    // valid. Returns how many were deleted.
+    int64_t pruneEvents(std::optional<int64_t> maxAgeSeconds, std::optional<int64_t> maxRows);
 
     // BEGIN IMMEDIATE at depth 0; nested calls only count. commit() writes at the
     // outermost level; rollback() discards everything at any depth.
