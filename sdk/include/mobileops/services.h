@@ -181,16 +181,51 @@ typedef struct mo_integrity_service {
     int (*record)(void *self, const char *target, const char *path, mo_buffer *out, mo_error *err);
 } mo_integrity_service;
 
-/* Log service (ABI 1.0, declared; provided by plugins/logcollector). */
+/*
+ * Log service (ABI 1.0). Provider: "logcollector" (plugins/logcollector).
+ *
+ * A container's output goes to its journal: records of one line each (the newline is not
+ * stored; a line longer than the service's line limit, or one the writer had to flush
+ * before its newline came, is stored in pieces marked partial), with stream and a
+ * nanosecond timestamp, in segments rotated within the container's retention. Exactly
+ * one writer per container at a time. Readers never block the writer.
+ */
+typedef struct mo_log_writer mo_log_writer; /* one container's open journal */
+
+enum {
+    MO_STREAM_STDOUT = 1,
+    MO_STREAM_STDERR = 2
+};
+
 typedef struct mo_log_service {
     uint32_t size;
     void *self;
-    /* Store `len` bytes written by a container on stream ("stdout"/"stderr") at
-     * timestamp_ns. Blocks (back-pressure) rather than dropping. */
-    int (*append)(void *self, const char *container_id, const char *stream, int64_t timestamp_ns,
-                  const char *data, size_t len, mo_error *err);
-    /* Query JSON {container, since, until, tail, stream, pattern} -> JSON array. */
-    int (*query)(void *self, const char *query_json, mo_buffer *out, mo_error *err);
+    /* Open container_id's journal for writing, waiting for a previous writer to finish.
+     * options_json (may be NULL): {name, maxSize, maxAge, cgroup, index, sampleInterval}:
+     * retention ("10Mi", "7d"; defaults from the configuration), the container's cgroup
+     * path for resource samples (the cgroup service's form, "mobileops/<id>"), and whether
+     * to keep the search index current from a background thread (default true). */
+    int (*open)(void *self, const char *container_id, const char *options_json,
+                mo_log_writer **out, mo_error *err);
+    /* Store `len` bytes read from `stream` (MO_STREAM_STDOUT or MO_STREAM_STDERR) at
+     * timestamp_ns (0: now). Complete lines are written before it returns; the rest is
+     * held until its newline, flush or close. Blocks rather than dropping: a writer that
+     * cannot keep up slows the container down through its full pipe. */
+    int (*write)(void *self, mo_log_writer *writer, int stream, int64_t timestamp_ns,
+                 const char *data, size_t len, mo_error *err);
+    /* Write held partial lines now (marked partial): call when the stream went quiet. */
+    int (*flush)(void *self, mo_log_writer *writer, mo_error *err);
+    /* Flush, mark the end of this run in the journal and release the writer. Frees it,
+     * also on failure. */
+    int (*close)(void *self, mo_log_writer *writer, mo_error *err);
+    /* Copy container_id's output to out_fd (stdout lines) and err_fd (stderr lines; -1:
+     * to out_fd), as `mobileops logs show` does. query_json: {since, until, tail,
+     * stream, timestamps, follow, fromEnd, json}; see docs/logs.md. With follow, returns
+     * when the container's writer is gone and everything it wrote was copied. */
+    int (*read)(void *self, const char *container_id, const char *query_json, int out_fd,
+                int err_fd, mo_error *err);
+    /* Delete container_id's journal and index (the container is being removed). */
+    int (*remove)(void *self, const char *container_id, mo_error *err);
 } mo_log_service;
 
 #ifdef __cplusplus
