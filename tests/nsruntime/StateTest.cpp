@@ -85,38 +85,3 @@ TEST(State, IdsAndTimestamps) {
     EXPECT_EQ(t.size(), 24u);
     EXPECT_EQ(t.back(), 'Z');
 }
-
-TEST(Log, FramedLinesRoundTrip) {
-    char path[] = "/tmp/nsruntime-log-XXXXXX";
-    int fd = ::mkstemp(path);
-    ASSERT_GE(fd, 0);
-    {
-        LogWriter w(fd);
-        w.write(1, "hello\nwor", 9);
-        w.write(2, "oops\n", 5);
-        w.write(1, "ld\n", 3);
-        w.write(1, "tail", 4);
-        w.flush(1);
-    }
-    ::lseek(fd, 0, SEEK_SET);
-    std::string all(4096, '\0');
-    all.resize(static_cast<size_t>(::read(fd, all.data(), all.size())));
-    ::close(fd);
-    ::unlink(path);
-    std::vector<LogLine> lines;
-    size_t start = 0, nl;
-    while ((nl = all.find('\n', start)) != std::string::npos) {
-        LogLine l;
-        ASSERT_TRUE(parseLogLine(all.substr(start, nl - start), l)) << all;
-        lines.push_back(l);
-        start = nl + 1;
-    }
-    ASSERT_EQ(lines.size(), 4u);
-    EXPECT_EQ(lines[0].stream, "stdout");
-    EXPECT_EQ(lines[0].text, "hello\n");
-    EXPECT_EQ(lines[1].stream, "stderr");
-    EXPECT_EQ(lines[1].text, "oops\n");
-    EXPECT_EQ(lines[2].text, "world\n");
-    EXPECT_EQ(lines[3].text, "tail") << "a partial last line has no newline";
-    EXPECT_EQ(lines[0].time.back(), 'Z');
-}

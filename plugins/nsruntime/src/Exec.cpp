@@ -1,7 +1,11 @@
 #include "Exec.h"
 
 #include "Errors.h"
+#include "Monitor.h"
 #include "ProcFs.h"
+
+#include <fcntl.h>
+#include <poll.h>
 
 #include <signal.h>
 #include <sys/syscall.h>
@@ -53,13 +57,100 @@ ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty) {
     return io;
 }
 
-int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal) {
+OutputPipes::~OutputPipes() {
+    for (int fd : {_out[0], _out[1], _err[0], _err[1]})
+        if (fd >= 0) ::close(fd);
+}
+
+void OutputPipes::open(ChildIo &io) {
+    if (::pipe2(_out, O_CLOEXEC) < 0) throw sysError("pipe", errno);
+    if (::pipe2(_err, O_CLOEXEC) < 0) throw sysError("pipe", errno);
+    io.out = _out[1];
+    io.err = _err[1];
+}
+
+void OutputPipes::closeWriteEnds() {
+    for (int *fd : {&_out[1], &_err[1]})
+        if (*fd >= 0) {
+            ::close(*fd);
+            *fd = -1;
+        }
+}
+
+namespace {
+
+void writeAll(int &fd, const char *p, size_t n) {
+    while (fd >= 0 && n) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            fd = -1; // the caller's output is gone (EPIPE): keep logging
+            return;
+        }
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+} // namespace
+
+void OutputPipes::pump(const Stdio &stdio, int pidfd) {
+    // SIGPIPE is ignored while pumping: a closed terminal or pipe must not kill us with
+    // the container still writing.
+    struct sigaction ignore = {}, old;
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, &old);
+    int targets[3] = {-1, stdio.out, stdio.err >= 0 ? stdio.err : stdio.out};
+    struct pollfd fds[3] = {{_out[0], POLLIN, 0}, {_err[0], POLLIN, 0}, {pidfd, POLLIN, 0}};
+    int open = 2;
+    bool exited = false, quiet = true;
+    static char buf[65536];
+    while (open > 0) {
+        int timeout = exited ? 100 : (quiet ? -1 : 250);
+        int n = ::poll(fds, 3, timeout);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        if (n == 0) {
+            if (stdio.log) stdio.log->flush();
+            quiet = true;
+            if (exited) break; // what stays behind holds the pipes; its output is not ours
+            continue;
+        }
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
+            if (r > 0) {
+                if (stdio.log) stdio.log->write(i + 1, buf, static_cast<size_t>(r));
+                writeAll(targets[i + 1], buf, static_cast<size_t>(r));
+                quiet = false;
+            } else if (r == 0 || errno != EINTR) {
+                fds[i].fd = -1;
+                --open;
+            }
+        }
+        if (fds[2].fd >= 0 && (fds[2].revents & POLLIN)) {
+            fds[2].fd = -1;
+            exited = true;
+        }
+    }
+    if (stdio.log) stdio.log->flush();
+    ::sigaction(SIGPIPE, &old, nullptr);
+}
+
+int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal,
+                        OutputPipes *pipes) {
     SignalForwarder forwarder(child.pid());
     if (pty) {
         int in = stdio.interactive ? stdio.in : -1;
         TerminalModes modes(in, stdio.out);
+        std::function<void(const char *, size_t)> copy;
+        if (stdio.log) copy = [&](const char *p, size_t n) { stdio.log->write(1, p, n); };
         pumpPty(pty->master(), in, stdio.out, child.pidfd(),
-                firstTerminal({stdio.in, stdio.out, stdio.err}));
+                firstTerminal({stdio.in, stdio.out, stdio.err}), copy);
+        if (stdio.log) stdio.log->flush();
+    } else if (pipes && pipes->active()) {
+        pipes->pump(stdio, child.pidfd());
     }
     return child.wait(signal);
 }

@@ -16,9 +16,34 @@ namespace mobileops::nsruntime {
 
 // The caller's streams (mo_stdio): fds may be -1 (nothing), `tty` asks for a pty,
 // `interactive` keeps stdin connected.
+// `log`, when set (run, not exec), also gets everything the process writes: its stdout
+// and stderr then go through pipes this process copies from, or the pty's output is
+// copied as it is pumped.
+class LogSink;
 struct Stdio {
     int in = -1, out = -1, err = -1;
     bool tty = false, interactive = false;
+    LogSink *log = nullptr;
+};
+
+// The pipes a logged foreground process writes to instead of the caller's fds.
+class OutputPipes {
+public:
+    OutputPipes() = default;
+    ~OutputPipes();
+    OutputPipes(const OutputPipes &) = delete;
+    OutputPipes &operator=(const OutputPipes &) = delete;
+    // Puts the pipes' write ends in io.out and io.err.
+    void open(ChildIo &io);
+    void closeWriteEnds();
+    bool active() const { return _out[0] >= 0; }
+    // Copy both pipes to stdio.out/err and stdio.log until they close, or until the
+    // process behind pidfd exited and no more output came for a moment (processes it
+    // left behind may hold the pipes).
+    void pump(const Stdio &stdio, int pidfd);
+
+private:
+    int _out[2] = {-1, -1}, _err[2] = {-1, -1};
 };
 
 // Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 received by this process to
@@ -40,7 +65,8 @@ int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, 
 // The non-template core of runForeground and execInContainer. childIoFor opens a host
 // pty unless `pty` is open already.
 ChildIo childIoFor(const Stdio &stdio, bool terminal, Pty &pty);
-int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal);
+int superviseForeground(ChildProcess &child, const Stdio &stdio, Pty *pty, int *signal,
+                        OutputPipes *pipes = nullptr);
 
 // Run `process` inside the container whose init is `pid` (started at `startTime`).
 // `afterClone` as for launchInside (the cgroup attach).
@@ -53,9 +79,12 @@ int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, 
     Pty pty;
     const bool terminal = spec.process.terminal || stdio.tty;
     ChildIo io = childIoFor(stdio, terminal, pty);
+    OutputPipes pipes;
+    if (stdio.log && !terminal) pipes.open(io);
     options.dieWithParent = true;
     ChildProcess child = launch(sys, spec, io, options);
     pty.closeSlave();
+    pipes.closeWriteEnds();
     try {
         beforeWait(child);
     } catch (...) {
@@ -63,7 +92,7 @@ int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, 
         child.wait();
         throw;
     }
-    return superviseForeground(child, stdio, terminal ? &pty : nullptr, signal);
+    return superviseForeground(child, stdio, terminal ? &pty : nullptr, signal, &pipes);
 }
 
 } // namespace mobileops::nsruntime

@@ -23,32 +23,12 @@ using nlohmann::json;
 
 namespace {
 
-std::string nanoTimestamp() {
-    struct timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
-    return buf;
-}
-
-constexpr size_t kMaxLine = 16384;
-
-void writeAll(int fd, const std::string &s) {
-    size_t off = 0;
-    while (off < s.size()) {
-        ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return; // a full disk must not stop the container
-        off += static_cast<size_t>(n);
-    }
-}
+// How long the output may stay quiet before a held partial line (a prompt) is stored.
+constexpr int kQuietFlushMs = 250;
 
 [[noreturn]] void monitorMain(const Host &host, Syscalls &sys, const ContainerSpec &spec,
-                              const std::string &id, const std::string &logPath, int report,
-                              const LaunchOptions &options) {
+                              const std::string &id, const mo_log_service *logService,
+                              const json &logOptions, int report, const LaunchOptions &options) {
     try {
         ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         ::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("mobileops-mon"), 0, 0, 0);
@@ -60,8 +40,12 @@ void writeAll(int fd, const std::string &s) {
         if (devNull > 2) ::close(devNull);
         dropInheritedLocks();
 
-        int logFd = ::open(logPath.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (logFd < 0) throw sysError("open the log " + quote(logPath), errno);
+        // Before the launch, so that a log that cannot be opened fails the start cleanly;
+        // the service starts threads only once output comes, after the clone.
+        LogSink log(logService, id, logOptions);
+        log.warn = [&host, &id](const std::string &w) {
+            host.log(MO_LOG_WARNING, "the log of " + quote(id.substr(0, 12)) + ": " + w);
+        };
         int out[2], err[2];
         if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0)
             throw sysError("pipe", errno);
@@ -122,7 +106,6 @@ void writeAll(int fd, const std::string &s) {
         writeReport(report, 0, child.pid(), "");
         ::close(report);
 
-        LogWriter log(logFd);
         // The init's exit is watched too: processes it left behind (no PID namespace) may
         // hold the output pipes open, and only the cgroup's release ends them.
         struct pollfd fds[3] = {{spec.process.terminal ? pty.master() : out[0], POLLIN, 0},
@@ -135,18 +118,24 @@ void writeAll(int fd, const std::string &s) {
             code = child.wait(&signal);
             if (options.afterExit) exit = options.afterExit(signal);
         };
-        char buf[16384];
+        static char buf[65536];
+        bool quiet = true;
         while (open > 0) {
-            int n = ::poll(fds, 3, -1);
+            int n = ::poll(fds, 3, quiet ? -1 : kQuietFlushMs);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) break;
+            if (n == 0) {
+                log.flush();
+                quiet = true;
+                continue;
+            }
             for (int i = 0; i < 2; ++i) {
                 if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
                 ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
                 if (r > 0) {
                     log.write(i + 1, buf, static_cast<size_t>(r));
+                    quiet = false;
                 } else if (r == 0 || errno != EINTR) {
-                    log.flush(i + 1);
                     fds[i].fd = -1;
                     --open;
                 }
@@ -156,16 +145,26 @@ void writeAll(int fd, const std::string &s) {
                 reap();
             }
         }
+        log.flush();
         if (!child.waited()) reap();
         while (::waitpid(-1, nullptr, WNOHANG) > 0) {
         }
-        Host::Transaction tx(host);
-        if (auto rec = host.get(kContainerKind, id); rec && rec->value("pid", 0) == child.pid()) {
-            markStopped(*rec, code, signal);
-            rec->update(exit);
-            host.put(kContainerKind, id, rec->value("name", ""), *rec);
+        json exited;
+        {
+            Host::Transaction tx(host);
+            if (auto rec = host.get(kContainerKind, id);
+                rec && rec->value("pid", 0) == child.pid()) {
+                markStopped(*rec, code, signal);
+                rec->update(exit);
+                host.put(kContainerKind, id, rec->value("name", ""), *rec);
+                exited = *rec;
+            }
+            tx.commit();
         }
-        tx.commit();
+        if (!exited.is_null()) emitExit(host, exited);
+        // Last: a follower of the log stops when the writer is gone, and by then the
+        // store says how the container ended.
+        log.close();
         ::_exit(0);
     } catch (...) {
         failChild(report);
@@ -174,46 +173,80 @@ void writeAll(int fd, const std::string &s) {
 
 } // namespace
 
-void LogWriter::emit(int stream, const std::string &line, bool full) {
-    std::string out =
-        nanoTimestamp() + (stream == 2 ? " stderr " : " stdout ") + (full ? "F " : "P ");
-    out += line;
-    out += '\n';
-    writeAll(_fd, out);
+LogSink::LogSink(const mo_log_service *service, const std::string &id, const json &options) {
+    if (!service || !service->open) return;
+    mo_error err = MO_ERROR_INIT;
+    std::string text = options.dump();
+    if (int rc = service->open(service->self, id.c_str(), text.c_str(), &_writer, &err); rc < 0) {
+        _writer = nullptr;
+        throw Error(rc, "open the log of " + quote(id.substr(0, 12)) + ": " + err.message);
+    }
+    _service = service;
 }
 
-void LogWriter::write(int stream, const char *data, size_t len) {
-    std::string &p = _partial[stream];
-    for (size_t i = 0; i < len; ++i) {
-        if (data[i] == '\n') {
-            emit(stream, p, true);
-            p.clear();
-        } else {
-            p += data[i];
-            if (p.size() >= kMaxLine) {
-                emit(stream, p, false);
-                p.clear();
-            }
-        }
+LogSink::~LogSink() {
+    try {
+        close();
+    } catch (...) {
     }
 }
 
-void LogWriter::flush(int stream) {
-    if (!_partial[stream].empty()) emit(stream, _partial[stream], false);
-    _partial[stream].clear();
+LogSink::LogSink(LogSink &&o) noexcept
+    : warn(std::move(o.warn)), _service(o._service), _writer(o._writer) {
+    o._writer = nullptr;
 }
 
-bool parseLogLine(const std::string &line, LogLine &out) {
-    auto a = line.find(' ');
-    if (a == std::string::npos) return false;
-    auto b = line.find(' ', a + 1);
-    if (b == std::string::npos || b + 2 > line.size()) return false;
-    out.time = line.substr(0, a);
-    out.stream = line.substr(a + 1, b - a - 1);
-    char tag = line[b + 1];
-    out.text = b + 3 <= line.size() ? line.substr(b + 3) : std::string();
-    if (tag == 'F') out.text += '\n';
-    return out.stream == "stdout" || out.stream == "stderr";
+LogSink &LogSink::operator=(LogSink &&o) noexcept {
+    if (this != &o) {
+        close();
+        warn = std::move(o.warn);
+        _service = o._service;
+        _writer = o._writer;
+        o._writer = nullptr;
+    }
+    return *this;
+}
+
+void LogSink::failed(const mo_error &err) {
+    if (warn) warn(err.message);
+    mo_error ignored = MO_ERROR_INIT;
+    _service->close(_service->self, _writer, &ignored);
+    _writer = nullptr;
+}
+
+void LogSink::write(int stream, const char *data, size_t len) {
+    if (!_writer) return;
+    mo_error err = MO_ERROR_INIT;
+    if (_service->write(_service->self, _writer, stream, 0, data, len, &err) < 0) failed(err);
+}
+
+void LogSink::flush() {
+    if (!_writer || !_service->flush) return;
+    mo_error err = MO_ERROR_INIT;
+    if (_service->flush(_service->self, _writer, &err) < 0) failed(err);
+}
+
+void LogSink::close() {
+    if (!_writer) return;
+    mo_error err = MO_ERROR_INIT;
+    mo_log_writer *w = _writer;
+    _writer = nullptr;
+    if (_service->close(_service->self, w, &err) < 0 && warn) warn(err.message);
+}
+
+void emitExit(const Host &host, const json &record) {
+    json payload = {{"id", record.value("id", "")},
+                    {"name", record.value("name", "")},
+                    {"exit_code", record.value("exit_code", -1)}};
+    if (int sig = record.value("signal", 0); sig > 0) payload["signal"] = sig;
+    bool oom = record.value("oom_killed", false);
+    if (oom) payload["oom_killed"] = true;
+    try {
+        host.event("container.exit", payload);
+        if (oom) host.event("container.oom", payload);
+    } catch (const Error &e) {
+        host.log(MO_LOG_WARNING, std::string("record the exit event: ") + e.what());
+    }
 }
 
 void dropInheritedLocks() {
@@ -240,7 +273,7 @@ void dropInheritedLocks() {
 }
 
 pid_t startMonitor(const Host &host, Syscalls &sys, const ContainerSpec &spec,
-                   const std::string &id, const std::string &logPath,
+                   const std::string &id, const mo_log_service *log, const json &logOptions,
                    const LaunchOptions &options) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) throw sysError("pipe", errno);
@@ -256,7 +289,7 @@ pid_t startMonitor(const Host &host, Syscalls &sys, const ContainerSpec &spec,
         ::setsid();
         pid_t monitor = ::fork();
         if (monitor != 0) ::_exit(monitor < 0 ? 1 : 0);
-        monitorMain(host, sys, spec, id, logPath, p[1], options);
+        monitorMain(host, sys, spec, id, log, logOptions, p[1], options);
     }
     ::close(p[1]);
     int st;

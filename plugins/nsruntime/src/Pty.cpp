@@ -272,7 +272,8 @@ private:
 
 } // namespace
 
-void pumpPty(int master, int in, int out, int pidfd, int sizeFrom) {
+void pumpPty(int master, int in, int out, int pidfd, int sizeFrom,
+             const std::function<void(const char *, size_t)> &copy) {
     PumpSignals signals;
     copyWindowSize(sizeFrom, master); // it may have changed since the pty was opened
     char buf[16384];
@@ -294,6 +295,7 @@ void pumpPty(int master, int in, int out, int pidfd, int sizeFrom) {
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t r = ::read(master, buf, sizeof buf);
             if (r > 0) {
+                if (copy) copy(buf, static_cast<size_t>(r));
                 if (out >= 0 && !writeAll(out, buf, static_cast<size_t>(r))) out = -1;
             } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
                 break; // EIO: every slave is closed

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <termios.h>
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -54,6 +55,7 @@ public:
 // Copy in -> master and master -> out until the process behind `pidfd` exits and the
 // master has drained. `in` < 0: no input. The window size of `sizeFrom` (a tty, or -1) is
 // copied to the master at the start and on each SIGWINCH.
-void pumpPty(int master, int in, int out, int pidfd, int sizeFrom);
+void pumpPty(int master, int in, int out, int pidfd, int sizeFrom,
+             const std::function<void(const char *, size_t)> &copy = {});
 
 } // namespace mobileops::nsruntime

@@ -262,6 +262,12 @@ void Runtime::release(const std::string &id) const {
         releaseCgroup(*rec);
         releaseStorage(id, *rec); // a failure keeps the record, so delete can be tried again
     }
+    if (const mo_log_service *log = logService(); log && log->remove) {
+        mo_error err = MO_ERROR_INIT;
+        if (log->remove(log->self, id.c_str(), &err) < 0)
+            _host.log(MO_LOG_WARNING, "the log of " + quote(id.substr(0, 12)) + ": " + err.message +
+                                          " (system gc removes it later)");
+    }
     std::error_code ec;
     std::filesystem::remove_all(containerDir(id), ec);
     _host.remove(kContainerKind, id);
@@ -318,7 +324,7 @@ void Runtime::start(const std::string &ref) {
     mkdirs(containerDir(f.id));
     LaunchOptions options = launchOptions(spec, f.id, record);
     if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
-    startMonitor(_host, _sys, spec, f.id, logPath(f.id), options);
+    startMonitor(_host, _sys, spec, f.id, logService(), logOptions(spec, record), options);
     _host.event("container.start", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
 
@@ -358,11 +364,21 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, id, record);
     if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release
+    // The caller waits for the exit: the index is brought up to date by the next search,
+    // not here.
+    json logOpts = logOptions(spec, record);
+    logOpts["index"] = false;
+    LogSink log(logService(), id, logOpts);
+    log.warn = [this, &name](const std::string &w) {
+        _host.log(MO_LOG_WARNING, "the log of " + quote(name) + ": " + w);
+    };
+    Stdio logged = stdio;
+    if (log.active()) logged.log = &log;
     int signal = 0;
     int exitStatus;
     try {
         exitStatus = runForeground(
-            _sys, spec, stdio,
+            _sys, spec, logged,
             [&](ChildProcess &child) {
                 json self = processIdentity(::getpid());
                 record["status"] = status::running;
@@ -387,12 +403,14 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         throw;
     }
     json exit = options.afterExit ? options.afterExit(signal) : json::object();
+    markStopped(record, exitStatus, signal);
+    record.update(exit);
     if (!autoremove) {
-        markStopped(record, exitStatus, signal);
-        record.update(exit);
         _host.put(kContainerKind, id, name, record);
         cleanup.active = false;
     }
+    emitExit(_host, record);
+    log.close();
     return exitStatus;
 }
 
@@ -562,8 +580,15 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
     if (f.record.contains("cgroup"))
         if (const mo_cgroup_service *svc = cgroupService())
             join = execAttacher(svc, f.record.value("cgroup", ""), f.record.value("pid", 0));
-    return execInContainer(_sys, f.record.value("pid", 0), f.record.value("pid_start", uint64_t(0)),
-                           process, stdio, join);
+    json who = {{"id", f.id}, {"name", f.record.value("name", "")}};
+    json started = who;
+    started["args"] = process.args;
+    _host.event("container.exec", started);
+    int status = execInContainer(_sys, f.record.value("pid", 0),
+                                 f.record.value("pid_start", uint64_t(0)), process, stdio, join);
+    who["exit_code"] = status;
+    _host.event("container.exec_exit", who);
+    return status;
 }
 
 void Runtime::attach(const std::string &ref, const Stdio &stdio) {
@@ -572,35 +597,15 @@ void Runtime::attach(const std::string &ref, const Stdio &stdio) {
     PidFd init(pid);
     if (!init.valid())
         throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
-    int fd = ::open(logPath(f.id).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw sysError("open the log of " + display(f.record), errno);
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    ::lseek(fd, 0, SEEK_END);
-    std::string pending;
-    auto drain = [&] {
-        char buf[16384];
-        ssize_t n;
-        while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-            pending.append(buf, static_cast<size_t>(n));
-            size_t nl;
-            while ((nl = pending.find('\n')) != std::string::npos) {
-                LogLine line;
-                if (parseLogLine(pending.substr(0, nl), line)) {
-                    int out = line.stream == "stderr" ? stdio.err : stdio.out;
-                    if (out >= 0 && ::write(out, line.text.data(), line.text.size()) < 0) {
-                    }
-                }
-                pending.erase(0, nl + 1);
-            }
-        }
-    };
-    // Like `tail -f`: new output until the container exits.
-    while (!init.waitExit(100)) drain();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20)); // the monitor's last writes
-    drain();
+    const mo_log_service *log = logService();
+    if (!log || !log->read)
+        throw Error(MO_E_UNSUPPORTED, "attach needs the log service (plugin logcollector)");
+    // New output from now on, until the container's monitor closes the log.
+    mo_error err = MO_ERROR_INIT;
+    if (int rc = log->read(log->self, f.id.c_str(), R"({"follow":true,"fromEnd":true})", stdio.out,
+                           stdio.err, &err);
+        rc < 0)
+        throw Error(rc, "attach to " + display(f.record) + ": " + err.message);
 }
 
 json Runtime::top(const std::string &ref) {
@@ -673,6 +678,22 @@ json Runtime::gc() {
         released.push_back({{"container", id}, {"what", "orphaned run directory"}});
     }
     return {{"released", released}};
+}
+
+const mo_log_service *Runtime::logService() const {
+    return static_cast<const mo_log_service *>(_host.lookup(MO_SERVICE_LOG));
+}
+
+json Runtime::logOptions(const ContainerSpec &spec, const json &record) const {
+    json o = {{"name", record.value("name", "")}};
+    if (record.contains("cgroup")) o["cgroup"] = record["cgroup"];
+    if (auto l = spec.raw.find("logging"); l != spec.raw.end() && l->is_object()) {
+        if (auto v = l->find("maxSize"); v != l->end() && v->is_number_unsigned())
+            o["maxSize"] = std::to_string(v->get<uint64_t>());
+        if (auto v = l->find("maxAge"); v != l->end() && v->is_number_unsigned())
+            o["maxAge"] = std::to_string(v->get<uint64_t>()) + "s";
+    }
+    return o;
 }
 
 const mo_storage_service *Runtime::storageService(std::string *why) const {

@@ -44,7 +44,6 @@ public:
     nlohmann::json stats(const std::string &ref);
 
     std::string containerDir(const std::string &id) const;
-    std::string logPath(const std::string &id) const { return containerDir(id) + "/output.log"; }
 
 private:
     struct Found {
@@ -66,6 +65,10 @@ private:
     // "stopped", without exit_code or finished.
     bool exitPending(const std::string &id) const;
     void release(const std::string &id) const;
+    // The log service, or null (output is then not kept).
+    const struct mo_log_service *logService() const;
+    // mo_log_service.open's options for the container: name, cgroup, retention.
+    nlohmann::json logOptions(const ContainerSpec &spec, const nlohmann::json &record) const;
     // The storage service, or nullptr (the reason in *why).
     const struct mo_storage_service *storageService(std::string *why = nullptr) const;
     // An image root and volumes from the storage service (usesStorage): spec.rootfs (and
