@@ -68,8 +68,21 @@ wf:verb{
       local report = mo.plugins.storage.gc()
       for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
     end
+    -- and the log collector: journals of containers now gone
+    if #mo.providers("log") > 0 then
+      local report = mo.plugins.logcollector.gc()
+      for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
+    end
     if mo.json then return mo.output({ released = mo.array(released) }) end
-    for _, item in ipairs(released) do mo.print("released " .. tostring(item)) end
+    for _, item in ipairs(released) do
+      if type(item) == "table" then
+        local who = item.name or item.container or item.volume or item.path or ""
+        if type(who) == "string" and #who == 64 then who = who:sub(1, 12) end
+        mo.printf("released %s: %s", tostring(who), tostring(item.what or mo.json_encode(item)))
+      else
+        mo.print("released " .. tostring(item))
+      end
+    end
     if #released == 0 then mo.print("nothing to release") end
   end,
 }
