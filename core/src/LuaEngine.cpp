@@ -121,7 +121,10 @@ int methodCall(lua_State *L) {
         std::free(out.data);
         lua::raise(L, rc, err.message[0] ? err.message : "method " + m->name + " failed", plugin);
     }
-    if (!out.data) return 0;
+    if (!out.data || out.len == 0) { // an empty result is "nothing" (host.h), not bad JSON
+        std::free(out.data);
+        return 0;
+    }
     json result;
     bool ok = true;
     try {

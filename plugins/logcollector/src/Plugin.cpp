@@ -360,7 +360,7 @@ private:
                 // One stream asked for, or JSON: all on stdout, ready for a pipe.
                 bool one = a.value("json", false) || streamArg(a) != 0;
                 show(a, str(a, "container"), 1, one ? 1 : 2);
-                return std::string("null");
+                return std::string();
             },
             "{container, since, until, tail, stream, timestamps, json, follow}");
         method(
