@@ -8,6 +8,7 @@ packages="
   libsqlite3-dev sqlite3
   nlohmann-json3-dev libyaml-cpp-dev
   libseccomp-dev libarchive-dev libpoco-dev libssl-dev
+  libnl-3-dev libnl-route-3-dev libnftables-dev nftables
   libgtest-dev libgmock-dev googletest
   busybox-static debootstrap
   crun runc hyperfine
