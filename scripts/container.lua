@@ -45,7 +45,8 @@ local create_options = {
   { name = "user", short = "u", type = "string", metavar = "UID[:GID]", summary = "run as this user (number or name from the rootfs)" },
   { name = "group-add", type = "list", metavar = "GID", summary = "additional group" },
   { name = "read-only", summary = "mount the root filesystem read-only" },
-  { name = "network", type = "string", metavar = "MODE", summary = "private (default: own namespace, loopback up), host or none" },
+  { name = "network", type = "string", metavar = "MODE", summary = "private (default: own namespace, loopback up), host, none, bridge (the default network) or a network's name" },
+  { name = "publish", short = "p", type = "list", metavar = "[IP:]HOST:CTR[/tcp|udp]", summary = "publish a container port on the host (puts the container on the bridge network)" },
   { name = "init", summary = "run a small init as PID 1 that forwards signals and reaps zombies" },
   { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
@@ -70,7 +71,7 @@ local create_options = {
 for _, o in ipairs(resource_options) do create_options[#create_options + 1] = o end
 
 local spec_keys = {
-  "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network",
+  "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network", "publish",
   "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
   "memory_reservation", "cpu_shares", "cpuset_cpus",
   "memory_swap", "memory_swappiness", "blkio_weight",
@@ -157,6 +158,16 @@ local function build_spec(opts, name, target, command)
     local left = {}
     for _, field in ipairs(spec.unapplied) do
       if not storage_field(field, spec) then left[#left + 1] = field end
+    end
+    spec.unapplied = left
+  end
+  if spec.unapplied and #providers_of("network") > 0 then
+    -- the runtime hands network attachments and published ports to the network service
+    local left = {}
+    for _, field in ipairs(spec.unapplied) do
+      local net = field:match("^%-%-network=") or field:match("^spec%.networking%.mode=")
+        or field == "spec.networking.ports" or field == "--publish"
+      if not net then left[#left + 1] = field end
     end
     spec.unapplied = left
   end

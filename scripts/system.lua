@@ -68,6 +68,11 @@ wf:verb{
       local report = mo.plugins.storage.gc()
       for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
     end
+    -- the network service: attachments, leases, veths and port rules of containers gone
+    if #mo.providers("network") > 0 then
+      local report = mo.plugins.bridge.gc()
+      for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
+    end
     -- and the log collector: journals of containers now gone
     if #mo.providers("log") > 0 then
       local report = mo.plugins.logcollector.gc()
@@ -76,7 +81,7 @@ wf:verb{
     if mo.json then return mo.output({ released = mo.array(released) }) end
     for _, item in ipairs(released) do
       if type(item) == "table" then
-        local who = item.name or item.container or item.volume or item.path or ""
+        local who = item.name or item.container or item.volume or item.link or item.path or ""
         if type(who) == "string" and #who == 64 then who = who:sub(1, 12) end
         mo.printf("released %s: %s", tostring(who), tostring(item.what or mo.json_encode(item)))
       else

@@ -3,6 +3,7 @@
 #include "mobileops/core/Log.h"
 #include "mobileops/core/Spec.h"
 
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -309,6 +310,68 @@ void applyNetwork(json &spec, const std::string &mode) {
     } else {
         badFlag("network", mode, "expected host, none, private, bridge or a network name");
     }
+}
+
+// --publish [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp] ("[::1]:8080:80" for IPv6): a port of
+// the container reachable on the host's. A container with only its own namespace goes on
+// the default bridge network for it.
+void applyPublish(json &spec, const std::vector<std::string> &flags) {
+    if (flags.empty()) return;
+    json &network = spec["network"];
+    if (!network.is_object()) network = json::object();
+    std::string mode = network.value("mode", "private");
+    if (mode != "private")
+        badFlag("publish", flags.front(), "needs a bridge network, not --network " + mode);
+    if (network.value("attach", "").empty()) network["attach"] = "bridge";
+    json &ports = network["ports"];
+    if (!ports.is_array()) ports = json::array();
+    for (const auto &text : flags) {
+        std::string rest = text, proto = "tcp", ip;
+        if (auto slash = rest.rfind('/'); slash != std::string::npos) {
+            proto = rest.substr(slash + 1);
+            rest = rest.substr(0, slash);
+            if (proto != "tcp" && proto != "udp")
+                badFlag("publish", text, "protocol " + quote(proto) + " is not tcp or udp");
+        }
+        if (!rest.empty() && rest[0] == '[') {
+            auto close = rest.find("]:");
+            if (close == std::string::npos)
+                badFlag("publish", text, "expected [IPv6]:HOSTPORT:CONTAINERPORT");
+            ip = rest.substr(1, close - 1);
+            rest = rest.substr(close + 2);
+        } else if (std::count(rest.begin(), rest.end(), ':') == 2) {
+            ip = rest.substr(0, rest.find(':'));
+            rest = rest.substr(rest.find(':') + 1);
+        }
+        auto colon = rest.find(':');
+        if (colon == std::string::npos)
+            badFlag("publish", text, "expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]");
+        auto port = [&](const std::string &p, const char *which) {
+            char *end = nullptr;
+            long n = p.empty() ? 0 : std::strtol(p.c_str(), &end, 10);
+            if (p.empty() || *end || n < 1 || n > 65535)
+                badFlag("publish", text,
+                        std::string(which) + " " + quote(p) + " is not a port (1 to 65535)");
+            return n;
+        };
+        long hostPort = port(rest.substr(0, colon), "host port");
+        long containerPort = port(rest.substr(colon + 1), "container port");
+        unsigned char buf[16];
+        if (!ip.empty() && ::inet_pton(AF_INET, ip.c_str(), buf) != 1 &&
+            ::inet_pton(AF_INET6, ip.c_str(), buf) != 1)
+            badFlag("publish", text, quote(ip) + " is not an IP address");
+        for (const auto &p : ports)
+            if (p.value("hostPort", 0L) == hostPort && p.value("protocol", "tcp") == proto &&
+                p.value("hostIP", "") == ip)
+                badFlag("publish", text,
+                        "host port " + std::to_string(hostPort) + "/" + proto +
+                            " is published twice");
+        json entry = {
+            {"hostPort", hostPort}, {"containerPort", containerPort}, {"protocol", proto}};
+        if (!ip.empty()) entry["hostIP"] = ip;
+        ports.push_back(entry);
+    }
+    addUnapplied(spec, "--publish");
 }
 
 void applyUser(json &spec, const std::string &text) {
@@ -715,6 +778,7 @@ void applyAll(json &spec, const Options &o) {
     for (const auto &group : o.strings("group_add")) addGroup(spec, group);
     if (auto readOnly = o.boolean("read_only")) spec["readonly"] = *readOnly;
     if (auto network = o.string("network")) applyNetwork(spec, *network);
+    applyPublish(spec, o.strings("publish"));
     if (auto init = o.boolean("init")) process(spec)["init"] = *init;
     for (const auto &limit : o.strings("ulimit")) addRlimit(spec, limit);
     if (auto userns = o.string("userns")) {

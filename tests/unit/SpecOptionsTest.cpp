@@ -740,3 +740,33 @@ TEST(SpecOptionsTest, LogRetentionFlagsWinOverTheSpecFile) {
               "invalid --log-max-age `1w1w`: not a duration such as `7d` or `1h30m` (whole "
               "numbers with units w, d, h, m, s, largest first)");
 }
+
+TEST(SpecOptionsTest, PublishPutsThePortsOnTheBridge) {
+    json s = applied(R"({"publish": ["8080:80", "127.0.0.1:5353:53/udp", "[::1]:8443:443/tcp"]})");
+    EXPECT_EQ(s["network"]["attach"], "bridge");
+    ASSERT_EQ(s["network"]["ports"].size(), 3u);
+    EXPECT_EQ(s["network"]["ports"][0],
+              json::parse(R"({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})"));
+    EXPECT_EQ(s["network"]["ports"][1]["hostIP"], "127.0.0.1");
+    EXPECT_EQ(s["network"]["ports"][1]["protocol"], "udp");
+    EXPECT_EQ(s["network"]["ports"][2]["hostIP"], "::1");
+    EXPECT_EQ(s["unapplied"], json::array({"--publish"}));
+    // A named network stays; ports go with it.
+    s = applied(R"({"network": "n1", "publish": ["80:80"]})");
+    EXPECT_EQ(s["network"]["attach"], "n1");
+
+    EXPECT_EQ(optionError(R"({"publish": ["80"]})"),
+              "invalid --publish `80`: expected [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]");
+    EXPECT_EQ(optionError(R"({"publish": ["0:80"]})"),
+              "invalid --publish `0:80`: host port `0` is not a port (1 to 65535)");
+    EXPECT_EQ(optionError(R"({"publish": ["80:70000"]})"),
+              "invalid --publish `80:70000`: container port `70000` is not a port (1 to 65535)");
+    EXPECT_EQ(optionError(R"({"publish": ["80:80/sctp"]})"),
+              "invalid --publish `80:80/sctp`: protocol `sctp` is not tcp or udp");
+    EXPECT_EQ(optionError(R"({"publish": ["999.1.1.1:80:80"]})"),
+              "invalid --publish `999.1.1.1:80:80`: `999.1.1.1` is not an IP address");
+    EXPECT_EQ(optionError(R"({"publish": ["80:80", "80:81"]})"),
+              "invalid --publish `80:81`: host port 80/tcp is published twice");
+    EXPECT_EQ(optionError(R"({"network": "host", "publish": ["80:80"]})"),
+              "invalid --publish `80:80`: needs a bridge network, not --network host");
+}

@@ -220,7 +220,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                     const LaunchOptions &options) {
     Pipe report;
     std::optional<Pipe> sync;
-    if (spec.userns() || options.afterClone) sync.emplace();
+    if (spec.userns() || options.afterClone || options.beforeStart) sync.emplace();
     OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     const pid_t parent = ::getpid();
@@ -272,6 +272,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
             check(sys.writeFile((base + "gid_map").c_str(), idMapText(spec.gidMappings)),
                   "write the gid map");
         }
+        if (options.beforeStart) options.beforeStart(child.pid());
         if (sync) {
             char c = 1;
             if (::write(sync->write.fd, &c, 1) != 1) throw sysError("wake the container", errno);

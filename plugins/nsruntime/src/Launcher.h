@@ -44,6 +44,10 @@ struct LaunchOptions {
     // new cgroup namespace is made by the child only after this returned, so its root is
     // the cgroup the child was moved to.
     std::function<void(pid_t)> afterClone;
+    // Called in the parent once the child's namespaces and id maps exist and before it
+    // builds its root or execs (the network service plugs its interfaces in here).
+    // Throwing aborts the launch.
+    std::function<void(pid_t)> beforeStart;
     // A cgroup2 directory (O_PATH fd) holding every controller the container uses: the
     // child is born in it (clone3 CLONE_INTO_CGROUP, Linux 5.7), so no cgroup.procs write
     // stands between clone and exec. afterClone is then skipped, and used instead when the

@@ -261,6 +261,10 @@ void Runtime::release(const std::string &id) const {
     if (auto rec = _host.get(kContainerKind, id)) {
         releaseCgroup(*rec);
         releaseStorage(id, *rec); // a failure keeps the record, so delete can be tried again
+        const json *spec = rec->contains("spec") ? &(*rec)["spec"] : nullptr;
+        if (spec && spec->contains("network") && (*spec)["network"].is_object() &&
+            !(*spec)["network"].value("attach", "").empty())
+            detachNetwork(id);
     }
     if (const mo_log_service *log = logService(); log && log->remove) {
         mo_error err = MO_ERROR_INIT;
@@ -323,6 +327,7 @@ void Runtime::start(const std::string &ref) {
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     mkdirs(containerDir(f.id));
     LaunchOptions options = launchOptions(spec, f.id, record);
+    prepareNetwork(spec, f.id, record, options);
     if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
     startMonitor(_host, _sys, spec, f.id, logService(), logOptions(spec, record), options);
     _host.event("container.start", {{"id", f.id}, {"name", f.record.value("name", "")}});
@@ -363,6 +368,7 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     }
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, id, record);
+    prepareNetwork(spec, id, record, options);
     if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release
     // The caller waits for the exit: the index is brought up to date by the next search,
     // not here.
@@ -678,6 +684,68 @@ json Runtime::gc() {
         released.push_back({{"container", id}, {"what", "orphaned run directory"}});
     }
     return {{"released", released}};
+}
+
+const mo_network_service *Runtime::networkService() const {
+    return static_cast<const mo_network_service *>(_host.lookup(MO_SERVICE_NETWORK));
+}
+
+void Runtime::prepareNetwork(ContainerSpec &spec, const std::string &id, const json &record,
+                             LaunchOptions &options) const {
+    auto net = spec.raw.find("network");
+    if (net == spec.raw.end() || !net->is_object() || !spec.namespaces.network ||
+        spec.networkMode != "private")
+        return;
+    std::string attach = net->value("attach", "");
+    if (attach.empty()) return;
+    const mo_network_service *svc = networkService();
+    if (!svc || !svc->attach)
+        throw Error(MO_E_UNSUPPORTED,
+                    "network " + quote(attach) + " needs the network service (plugin bridge)");
+    // Names: the network service keeps these current as containers come and go; they are
+    // bind-mounted, so it rewrites them in place.
+    std::string dir = containerDir(id);
+    mkdirs(dir);
+    json config = {{"name", record.value("name", "")},
+                   {"networks", json::array({{{"name", attach}}})},
+                   {"ports", net->value("ports", json::array())},
+                   {"hostsFile", dir + "/hosts"},
+                   {"resolvFile", dir + "/resolv.conf"}};
+    if (net->contains("aliases")) config["aliases"] = (*net)["aliases"];
+    for (const char *file : {"/hosts", "/resolv.conf"}) {
+        std::ofstream touch(dir + file, std::ios::app);
+        if (!touch) throw sysError("create " + quote(dir + file), errno);
+        addVolumeMount(spec.mounts, {{"source", dir + file},
+                                     {"destination", std::string("/etc") + file},
+                                     {"readOnly", false}});
+    }
+    std::string text = config.dump();
+    options.beforeStart = [svc, id, text](pid_t pid) {
+        mo_error err = MO_ERROR_INIT;
+        if (int rc = svc->attach(svc->self, id.c_str(), pid, text.c_str(), nullptr, &err); rc < 0)
+            throw Error(rc, err.message);
+    };
+    // The container's netns goes with its last process; the leases, rules and names go
+    // when it exits.
+    Host host = _host;
+    auto previous = options.afterExit;
+    options.afterExit = [previous, svc, id, host](int signal) {
+        json out = previous ? previous(signal) : json::object();
+        mo_error err = MO_ERROR_INIT;
+        if (svc->detach && svc->detach(svc->self, id.c_str(), &err) < 0)
+            host.log(MO_LOG_WARNING, "network detach of " + quote(id.substr(0, 12)) + ": " +
+                                         err.message + " (system gc retries)");
+        return out;
+    };
+}
+
+void Runtime::detachNetwork(const std::string &id) const {
+    const mo_network_service *svc = networkService();
+    if (!svc || !svc->detach) return;
+    mo_error err = MO_ERROR_INIT;
+    if (svc->detach(svc->self, id.c_str(), &err) < 0)
+        _host.log(MO_LOG_WARNING, "network detach of " + quote(id.substr(0, 12)) + ": " +
+                                      err.message + " (system gc retries)");
 }
 
 const mo_log_service *Runtime::logService() const {

@@ -65,6 +65,14 @@ private:
     // "stopped", without exit_code or finished.
     bool exitPending(const std::string &id) const;
     void release(const std::string &id) const;
+    // The network service, or null.
+    const struct mo_network_service *networkService() const;
+    // A private network namespace attached to a network (spec network.attach): the
+    // hosts and resolv.conf bind mounts, and the service's attach before the container
+    // starts, its detach after it exits.
+    void prepareNetwork(ContainerSpec &spec, const std::string &id, const nlohmann::json &record,
+                        LaunchOptions &options) const;
+    void detachNetwork(const std::string &id) const;
     // The log service, or null (output is then not kept).
     const struct mo_log_service *logService() const;
     // mo_log_service.open's options for the container: name, cgroup, retention.
