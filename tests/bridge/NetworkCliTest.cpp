@@ -289,5 +289,37 @@ TEST_F(NetCli, BadNetworksAreRefusedClearly) {
     EXPECT_NE(r.err.find("--publish"), std::string::npos) << r.err;
 }
 
+TEST_F(NetCli, Ipv6NetworkSetupAndCounters) {
+    Result r = mo({"network", "setup-container", "--json"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["bridge"], "mobileops0");
+    r = mo({"network", "create", "--ipv6", "--subnet", "10.77.7.0/24", "--subnet", "fd00:77:7::/64",
+            "dual"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    boot("a", {"--network", "dual"});
+    boot("b", {"--network", "dual"});
+    json net = json::parse(mo({"network", "inspect", "dual"}).out);
+    std::string b6;
+    for (const auto &c : net["containers"])
+        if (c["name"] == "b")
+            for (const auto &a : c["addresses"])
+                if (a.get<std::string>().find(':') != std::string::npos)
+                    b6 = a.get<std::string>().substr(0, a.get<std::string>().find('/'));
+    ASSERT_EQ(b6.rfind("fd00:77:7::", 0), 0u) << net.dump(2);
+    r = exec("a", {"/bin/ping", "-6", "-c", "1", "-W", "2", b6});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    // The counters of both attachments show the traffic.
+    r = mo({"network", "monitor", "--json"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json counters = json::parse(r.out);
+    ASSERT_EQ(counters.size(), 2u) << counters.dump(2);
+    for (const auto &c : counters) EXPECT_GT(c["tx_packets"].get<int>(), 0) << c;
+    // --network none and host get nothing from the service.
+    boot("n", {"--network", "none"});
+    r = exec("n", {"/bin/busybox", "ip", "addr"});
+    EXPECT_EQ(r.out.find("eth0"), std::string::npos) << r.out;
+    EXPECT_EQ(json::parse(mo({"network", "monitor", "--json"}).out).size(), 2u);
+}
+
 } // namespace
 } // namespace mobileops::test

@@ -2,6 +2,7 @@
 
 #include <mobileops/abi.h>
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/Fd.h>
 
 #include <netlink/addr.h>
 #include <netlink/attr.h>
@@ -52,15 +53,7 @@ using AddrRef = std::unique_ptr<nl_addr, Putter<nl_addr, nl_addr_put>>;
 using RtAddrRef = std::unique_ptr<rtnl_addr, Putter<rtnl_addr, rtnl_addr_put>>;
 using RouteRef = std::unique_ptr<rtnl_route, Putter<rtnl_route, rtnl_route_put>>;
 
-struct Fd {
-    int fd = -1;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-    Fd(const Fd &) = delete;
-    Fd &operator=(const Fd &) = delete;
-};
+using common::Fd;
 
 // The kernel's own rule (dev_valid_name), so a bad name fails here with a clear message
 // instead of as "Invalid argument" from the kernel.

@@ -2,6 +2,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Names.h>
+#include <mobileops/common/Time.h>
 
 #include <sys/socket.h>
 
@@ -22,17 +23,6 @@ namespace {
 constexpr const char *kNetworkKind = "network";
 constexpr const char *kLeaseKind = "lease";
 constexpr size_t kMaxLinkName = 15; // IFNAMSIZ without the NUL
-
-std::string nowUtc() {
-    struct timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    std::tm tm{};
-    ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[48];
-    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%09ldZ", static_cast<long>(ts.tv_nsec));
-    return buf;
-}
 
 // Long names are hashed so every network gets a bridge name the kernel accepts.
 std::string bridgeFor(const std::string &name) {
@@ -282,7 +272,7 @@ Network Networks::create(const NetworkRequest &request, const std::vector<RouteI
         net.subnets.push_back(*subnet[f]);
         net.gateways.push_back(*gateway[f]);
     }
-    net.created = nowUtc();
+    net.created = common::nowRfc3339();
     _host.put(kNetworkKind, net.name, net.name, net.toJson(), true);
     tx.commit();
     return net;

@@ -5,6 +5,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>
+#include <mobileops/common/Json.h>
 #include <mobileops/plugin.hpp>
 
 #include <sys/socket.h>
@@ -60,35 +61,19 @@ public:
     }
 
 private:
-    static BridgePlugin &self(void *p) { return *static_cast<BridgePlugin *>(p); }
-
     template <typename Fn> static int guard(void *p, mo_error *err, Fn &&fn) noexcept {
-        BridgePlugin &plugin = self(p);
-        try {
-            fn(plugin);
-            return 0;
-        } catch (...) {
-            return fail(plugin.host(), err);
-        }
+        return Plugin::guard<BridgePlugin>(p, err, std::forward<Fn>(fn));
     }
-
     static json parse(const char *text, const char *what) {
-        if (!text || !*text) return json::object();
-        try {
-            return json::parse(text);
-        } catch (const json::exception &e) {
-            throw Error(MO_E_INVALID, std::string(what) + " is not JSON: " + e.what());
-        }
+        return common::parseArgument(text, what);
     }
 
     static int attach(void *p, const char *id, int pid, const char *config, mo_buffer *out,
                       mo_error *err) {
         return guard(p, err, [&](BridgePlugin &s) {
-            json result = s._attacher->attach(id ? id : "", pid, parse(config, "network config"));
-            if (out) {
-                std::string text = result.dump();
-                s.host().buffer_set(out, text.data(), text.size());
-            }
+            common::setResult(
+                s.host(), out,
+                s._attacher->attach(id ? id : "", pid, parse(config, "network config")));
         });
     }
 

@@ -9,6 +9,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>
+#include <mobileops/common/Json.h>
 #include <mobileops/plugin.hpp>
 
 #include <chrono>
@@ -98,27 +99,11 @@ public:
     sdk::Probe probe() override { return {true, "journals under " + quote(_store->dir())}; }
 
 private:
-    static LogPlugin &self(void *p) { return *static_cast<LogPlugin *>(p); }
-
     template <typename Fn> static int guard(void *p, mo_error *err, Fn &&fn) noexcept {
-        LogPlugin &plugin = self(p);
-        try {
-            fn(plugin);
-            return 0;
-        } catch (...) {
-            return fail(plugin.host(), err);
-        }
+        return Plugin::guard<LogPlugin>(p, err, std::forward<Fn>(fn));
     }
-
     static json parse(const char *text, const char *what) {
-        if (!text || !*text) return json::object();
-        try {
-            json j = json::parse(text);
-            if (!j.is_object()) throw Error(MO_E_INVALID, std::string(what) + " is not an object");
-            return j;
-        } catch (const json::exception &e) {
-            throw Error(MO_E_INVALID, std::string(what) + " is not JSON: " + e.what());
-        }
+        return common::parseArgument(text, what, true);
     }
 
     // --- the service

@@ -6,6 +6,7 @@
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Loop.h>
 #include <mobileops/common/Mounts.h>
+#include <mobileops/common/Time.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -45,16 +46,7 @@ sdk::Error notFound(const std::string &ref) {
 
 // RFC 3339 with nanoseconds, as docker writes `created`: two imports of the same tree
 // in one second are still two images.
-std::string nowUtc() {
-    struct timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    std::tm tm{};
-    ::gmtime_r(&ts.tv_sec, &tm);
-    char buf[48];
-    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%09ldZ", static_cast<long>(ts.tv_nsec));
-    return buf;
-}
+using common::nowRfc3339;
 
 bool isHex(const std::string &s) {
     return !s.empty() && s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -462,13 +454,13 @@ json ImageStore::commit(const std::string &manifestBytes, const std::string &con
     json doc = {{"id", id},
                 {"digest", manifestDigest},
                 {"manifestMediaType", manifest.value("mediaType", media::kOciManifest)},
-                {"created", config.value("created", nowUtc())},
+                {"created", config.value("created", nowRfc3339())},
                 {"os", config.value("os", "linux")},
                 {"architecture", config.value("architecture", "amd64")},
                 {"size", size},
                 {"layers", layerDocs},
                 {"source", source},
-                {"stored", nowUtc()}};
+                {"stored", nowRfc3339()}};
     auto lock = _host.lock("storage/images");
     common::Host::Transaction tx(_host);
     _host.put(kImage, id, "", doc);
@@ -560,13 +552,13 @@ json ImageStore::importTarball(const std::string &file, const std::string &name,
     struct stat sh;
     bool hasShell = ::lstat((_paths.layer(layer.diffId) + "/fs/bin/sh").c_str(), &sh) == 0;
     json config = {
-        {"created", nowUtc()},
+        {"created", nowRfc3339()},
         {"architecture", "amd64"},
         {"os", "linux"},
         {"config",
          {{"Env", {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}}},
         {"rootfs", {{"type", "layers"}, {"diff_ids", {layer.diffId}}}},
-        {"history", {{{"created", nowUtc()}, {"created_by", "mobileops image import"}}}}};
+        {"history", {{{"created", nowRfc3339()}, {"created_by", "mobileops image import"}}}}};
     if (hasShell) config["config"]["Cmd"] = {"/bin/sh"};
     std::string configBytes = config.dump();
     json manifest = {

@@ -7,6 +7,7 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>
+#include <mobileops/common/Json.h>
 #include <mobileops/common/Loop.h>
 #include <mobileops/plugin.hpp>
 
@@ -60,32 +61,14 @@ public:
 private:
     using json = nlohmann::json;
 
-    static StoragePlugin &self(void *p) { return *static_cast<StoragePlugin *>(p); }
-
     template <typename Fn> static int guard(void *p, mo_error *err, Fn &&fn) noexcept {
-        StoragePlugin &plugin = self(p);
-        try {
-            fn(plugin);
-            return 0;
-        } catch (...) {
-            return fail(plugin.host(), err);
-        }
+        return Plugin::guard<StoragePlugin>(p, err, std::forward<Fn>(fn));
     }
-
     static void output(StoragePlugin &plugin, mo_buffer *out, const json &doc) {
-        if (!out) return;
-        std::string text = doc.dump();
-        int rc = plugin.host().buffer_set(out, text.data(), text.size());
-        if (rc < 0) throw sdk::Error(rc, "out of memory");
+        common::setResult(plugin.host(), out, doc);
     }
-
     static json parse(const char *text, const char *what) {
-        if (!text || !*text) return json::object();
-        try {
-            return json::parse(text);
-        } catch (const json::exception &e) {
-            throw sdk::Error(MO_E_INVALID, std::string(what) + " is not JSON: " + e.what());
-        }
+        return common::parseArgument(text, what);
     }
 
     static int prepareRootfs(void *p, const char *id, const char *image, const char *options,

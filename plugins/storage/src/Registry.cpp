@@ -4,6 +4,7 @@
 #include "Paths.h"
 
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/Fd.h>
 
 #include <Poco/Base64Encoder.h>
 #include <Poco/Delegate.h>
@@ -366,15 +367,7 @@ private:
     bool _wasPending = false;
 };
 
-struct Fd {
-    int fd = -1;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
-    }
-    Fd(const Fd &) = delete;
-    Fd &operator=(const Fd &) = delete;
-};
+using common::Fd;
 
 void writeAll(int fd, const char *data, size_t len, const std::string &path) {
     while (len > 0) {

@@ -122,6 +122,19 @@ public:
         return static_cast<const Iface *>(iface);
     }
 
+    // For the trampolines of a service interface whose `self` is the plugin object: runs
+    // fn(plugin) and returns 0, or turns what it threw into `err` and returns the code.
+    template <typename P, typename Fn>
+    static int guard(void *self, mo_error *err, Fn &&fn) noexcept {
+        P &plugin = *static_cast<P *>(self);
+        try {
+            fn(plugin);
+            return 0;
+        } catch (...) {
+            return fail(plugin.host(), err);
+        }
+    }
+
     // Fill an error slot from the current exception. Use in catch (...) blocks of C
     // callbacks you write by hand.
     static int fail(const mo_host_api &host, mo_error *err) noexcept {
