@@ -78,6 +78,11 @@ wf:verb{
       local report = mo.plugins.logcollector.gc()
       for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
     end
+    -- the event log: older than [events] max_age days (default 30), beyond max_rows (100000)
+    local days = tonumber(mo.config("events.max_age_days") or "") or 30
+    local rows = tonumber(mo.config("events.max_rows") or "") or 100000
+    local pruned = mo.events_prune{ max_age = math.floor(days * 86400), max_rows = math.floor(rows) }
+    if pruned > 0 then released[#released + 1] = { what = string.format("%d old event(s)", pruned), name = "event log" } end
     if mo.json then return mo.output({ released = mo.array(released) }) end
     for _, item in ipairs(released) do
       if type(item) == "table" then

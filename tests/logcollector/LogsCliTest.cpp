@@ -359,6 +359,20 @@ TEST_F(LogsCli, EventsRecordTheLifecycle) {
     EXPECT_EQ(json::parse(r.out).size(), 0u);
 }
 
+TEST_F(LogsCli, GcTrimsTheEventLogToItsLimits) {
+    for (int i = 0; i < 3; ++i) runDetached("e" + std::to_string(i), {"/bin/true"});
+    ASSERT_GE(json::parse(mo({"events", "--json"}).out).size(), 9u);
+    std::string conf = _tmp.file("events.conf", "[events]\nmax_rows = 4\n");
+    auto env = this->env();
+    env["MOBILEOPS_CONFIG"] = conf;
+    Result r = run({dispatcher(), "system", "gc"}, env);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("old event(s)"), std::string::npos) << r.out;
+    json events = json::parse(mo({"events", "--json"}).out);
+    ASSERT_EQ(events.size(), 4u);
+    EXPECT_EQ(events[3]["type"], "container.exit") << "the newest are kept";
+}
+
 TEST_F(LogsCli, OomKillIsAnEvent) {
     Result r = mo({"container", "run", "--name", "oom", "--memory", "16Mi", _rootfs, "/bin/busybox",
                    "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"});
