@@ -21,20 +21,9 @@ using common::Error;
 using common::quote;
 using nlohmann::json;
 
-std::string str(const json &a, const char *key) {
-    auto it = a.find(key);
-    return it != a.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
+std::string str(const json &a, const char *key) { return common::stringArg(a, key); }
 std::vector<std::string> strings(const json &a, const char *key) {
-    std::vector<std::string> out;
-    auto it = a.find(key);
-    if (it == a.end()) return out;
-    if (it->is_string() && !it->get<std::string>().empty()) out.push_back(it->get<std::string>());
-    if (it->is_array())
-        for (const auto &v : *it)
-            if (v.is_string()) out.push_back(v.get<std::string>());
-    return out;
+    return common::stringsArg(a, key);
 }
 
 class BridgePlugin : public sdk::Plugin {

@@ -272,14 +272,32 @@ void JournalWriter::add(RecordType type, uint8_t flags, int64_t time, std::strin
 
 uint64_t JournalWriter::commit() {
     if (_pending.empty()) return _end;
-    writeAll(_pending.data(), _pending.size());
-    _end += _pending.size();
+    // A batch is cut at record boundaries where the segment fills (a 64 KiB read of short
+    // lines makes ~200 KiB of records): segments stay near their size, so retention
+    // removes one small segment at a time and keeps close to maxSize.
+    const uint64_t segment = _retention.effectiveSegmentSize();
+    size_t from = 0;
+    while (from < _pending.size()) {
+        uint64_t used = _end - _segStart;
+        uint64_t room = used < segment ? segment - used : 0;
+        size_t to = from;
+        while (to < _pending.size()) {
+            uint32_t len;
+            std::memcpy(&len, _pending.data() + to, sizeof len);
+            size_t record = kHeaderSize + len;
+            if (to > from && (to - from) + record > room) break;
+            to += record;
+        }
+        writeAll(_pending.data() + from, to - from);
+        _end += to - from;
+        from = to;
+        // Segments are contiguous, so the bytes kept are _end - _oldest: the size limit
+        // holds after every write, not only at rotations.
+        bool full = _end - _segStart >= segment;
+        bool over = _retention.maxSize && _end - _oldest > _retention.maxSize;
+        if (full || over) rotateAndRetain();
+    }
     _pending.clear();
-    // Segments are contiguous, so the bytes kept are _end - _oldest: the size limit holds
-    // after every commit, not only at rotations.
-    bool full = _end - _segStart >= _retention.effectiveSegmentSize();
-    bool over = _retention.maxSize && _end - _oldest > _retention.maxSize;
-    if (full || over) rotateAndRetain();
     return _end;
 }
 

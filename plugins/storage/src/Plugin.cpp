@@ -103,27 +103,15 @@ private:
 
     // The image workflow's methods: JSON object in, JSON out.
     void registerImageMethods() {
-        auto args = [](const std::string &text) {
-            return text.empty() ? json::object() : json::parse(text);
-        };
-        auto str = [](const json &a, const char *key) {
-            return a.contains(key) && a[key].is_string() ? a[key].get<std::string>()
-                                                         : std::string();
-        };
+        auto args = [](const std::string &text) { return parse(text.c_str(), "arguments"); };
+        auto str = [](const json &a, const char *key) { return common::stringArg(a, key); };
         auto ingest = [](const json &a) {
             IngestOptions o;
             o.allowDevices = a.value("allowDevices", false);
             o.quiet = a.value("quiet", false);
             return o;
         };
-        auto strings = [](const json &a, const char *key) {
-            std::vector<std::string> out;
-            if (a.contains(key) && a[key].is_array())
-                for (const auto &v : a[key])
-                    if (v.is_string()) out.push_back(v.get<std::string>());
-            if (a.contains(key) && a[key].is_string()) out.push_back(a[key].get<std::string>());
-            return out;
-        };
+        auto strings = [](const json &a, const char *key) { return common::stringsArg(a, key); };
         method(
             "image_import", "a rootfs tarball as a one-layer image",
             [=, this](const std::string &t) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 namespace mobileops::common {
 
@@ -32,6 +33,25 @@ inline void setResult(const mo_host_api &host, mo_buffer *out, const nlohmann::j
     std::string text = doc.dump();
     if (int rc = host.buffer_set(out, text.data(), text.size()); rc < 0)
         throw Error(rc, "out of memory");
+}
+
+// A string member of a method's arguments; "" when absent or not a string.
+inline std::string stringArg(const nlohmann::json &args, const char *key) {
+    auto it = args.find(key);
+    return it != args.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// A member given as one string or a list of them (Lua's `x = "a"` or `x = {"a", "b"}`);
+// empty strings and other types are left out.
+inline std::vector<std::string> stringsArg(const nlohmann::json &args, const char *key) {
+    std::vector<std::string> out;
+    auto it = args.find(key);
+    if (it == args.end()) return out;
+    if (it->is_string() && !it->get<std::string>().empty()) out.push_back(it->get<std::string>());
+    if (it->is_array())
+        for (const auto &v : *it)
+            if (v.is_string() && !v.get<std::string>().empty()) out.push_back(v.get<std::string>());
+    return out;
 }
 
 } // namespace mobileops::common
