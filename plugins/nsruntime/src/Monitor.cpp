@@ -102,6 +102,9 @@ constexpr int kQuietFlushMs = 250;
             rec->erase("oom_killed");
             host.put(kContainerKind, id, rec->value("name", ""), *rec);
             tx.commit();
+            // Here, not in the caller: a container that exits at once must not have its
+            // exit recorded before its start.
+            emitStart(host, *rec);
         }
         writeReport(report, 0, child.pid(), "");
         ::close(report);
@@ -232,6 +235,15 @@ void LogSink::close() {
     mo_log_writer *w = _writer;
     _writer = nullptr;
     if (_service->close(_service->self, w, &err) < 0 && warn) warn(err.message);
+}
+
+void emitStart(const Host &host, const json &record) {
+    try {
+        host.event("container.start",
+                   {{"id", record.value("id", "")}, {"name", record.value("name", "")}});
+    } catch (const Error &e) {
+        host.log(MO_LOG_WARNING, std::string("record the start event: ") + e.what());
+    }
 }
 
 void emitExit(const Host &host, const json &record) {

@@ -54,6 +54,8 @@ pid_t startMonitor(const Host &host, Syscalls &sys, const ContainerSpec &spec,
                    const std::string &id, const mo_log_service *log,
                    const nlohmann::json &logOptions, const LaunchOptions &options = {});
 
+// Record container.start {id, name} (when the record says running).
+void emitStart(const Host &host, const nlohmann::json &record);
 // Record the events of an exit: container.exit {id, name, exit_code, signal?,
 // oom_killed?} and, when the kernel's OOM killer ended it, container.oom.
 void emitExit(const Host &host, const nlohmann::json &record);

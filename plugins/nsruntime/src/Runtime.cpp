@@ -330,7 +330,6 @@ void Runtime::start(const std::string &ref) {
     prepareNetwork(spec, f.id, record, options);
     if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
     startMonitor(_host, _sys, spec, f.id, logService(), logOptions(spec, record), options);
-    _host.event("container.start", {{"id", f.id}, {"name", f.record.value("name", "")}});
 }
 
 int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
@@ -348,19 +347,21 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     }
     json record;
     insert(spec, id, name, record);
+    _host.event("container.create", {{"id", id}, {"name", name}});
     // The row goes on every failure path with --rm; without it, a stopped record stays.
     struct Cleanup {
         const Runtime &rt;
-        const std::string &id;
+        const std::string &id, &name;
         bool active = true;
         ~Cleanup() {
             if (!active) return;
             try {
                 rt.release(id);
+                rt._host.event("container.remove", {{"id", id}, {"name", name}});
             } catch (...) {
             }
         }
-    } cleanup{*this, id};
+    } cleanup{*this, id, name};
 
     if (storage) {
         prepareStorage(spec, id, record);
@@ -395,6 +396,7 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
                 record["monitor_start"] = self["start"];
                 record["started"] = nowTimestamp();
                 _host.put(kContainerKind, id, name, record);
+                emitStart(_host, record);
             },
             &signal, options);
     } catch (const LaunchError &e) {
