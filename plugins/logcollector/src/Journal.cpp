@@ -177,7 +177,7 @@ JournalWriter::JournalWriter(std::string dir, Retention retention,
         _lockFd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         if (_lockFd < 0) throw sysError("open " + quote(lockPath), errno);
         auto deadline = std::chrono::steady_clock::now() + lockTimeout;
-        std::minstd_rand jitter(uint32_t(::getpid()));
+        std::minstd_rand jitter{static_cast<uint32_t>(::getpid())};
         while (::flock(_lockFd, LOCK_EX | LOCK_NB) != 0) {
             if (errno == EINTR) continue;
             if (errno != EWOULDBLOCK) throw sysError("lock " + quote(lockPath), errno);
