@@ -67,4 +67,6 @@ function(mobileops_plugin name)
   target_link_options(${name} PRIVATE ${_runtime_options} -Wl,--exclude-libs,ALL
                       -Wl,--no-undefined -Wl,-z,defs)
   install(TARGETS ${name} LIBRARY DESTINATION ${MOBILEOPS_INSTALL_PLUGINDIR})
+  # The toolbox manifest (top-level CMakeLists.txt) is written once every plugin is built.
+  set_property(GLOBAL APPEND PROPERTY MOBILEOPS_PLUGIN_TARGETS ${name})
 endfunction()

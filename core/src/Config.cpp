@@ -100,6 +100,7 @@ Config Config::load() {
 
     std::map<std::string, std::string> values;
     parseConfigFile(p.configFile, values);
+    values["prefix"] = p.prefix;
     values["root_dir"] = p.rootDir;
     values["run_dir"] = p.runDir;
     values["libexec_dir"] = p.libexecDir;

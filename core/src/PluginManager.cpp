@@ -7,14 +7,24 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <fstream>
+#include <set>
 #include <sstream>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
+
+#ifndef MOBILEOPS_REL_PLUGINDIR
+#define MOBILEOPS_REL_PLUGINDIR "lib/mobileops/plugins"
+#endif
 
 namespace mobileops::core {
 
@@ -64,6 +74,219 @@ std::string cacheKey(const struct stat &st) {
 
 // The part of the descriptor we can read before trusting its size.
 constexpr size_t kDescriptorHeader = 3 * sizeof(uint32_t);
+
+// OpenSSL's one-shot digest, looked up only when plugins.verify needs it: linking
+// libcrypto would cost every command ~0.6 ms at start.
+struct Crypto {
+    using DigestFn = int (*)(const void *data, size_t count, unsigned char *md, unsigned int *size,
+                             const void *type, void *impl);
+    using MdFn = const void *(*)();
+    DigestFn digest = nullptr;
+    MdFn sha256 = nullptr;
+    std::string error;
+};
+
+const Crypto &crypto() {
+    static const Crypto c = [] {
+        Crypto c;
+        // Never closed: the integrity plugin links the same library.
+        void *lib = ::dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            const char *e = ::dlerror();
+            c.error = std::string("plugins.verify = manifest needs OpenSSL's `libcrypto.so.3`: ") +
+                      (e ? e : "cannot load it");
+            return c;
+        }
+        c.digest = reinterpret_cast<Crypto::DigestFn>(::dlsym(lib, "EVP_Digest"));
+        c.sha256 = reinterpret_cast<Crypto::MdFn>(::dlsym(lib, "EVP_sha256"));
+        if (!c.digest || !c.sha256)
+            c.error = "plugins.verify = manifest: `libcrypto.so.3` has no `EVP_Digest` or "
+                      "`EVP_sha256`";
+        return c;
+    }();
+    return c;
+}
+
+// What identifies the content of a file that was hashed once in this process.
+struct FileId {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    long mtimeSec, mtimeNsec, ctimeSec, ctimeNsec;
+    bool operator==(const FileId &) const = default;
+};
+
+FileId fileId(const struct stat &st) {
+    return {st.st_dev,          st.st_ino,         st.st_size,        st.st_mtim.tv_sec,
+            st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+}
+
+std::string trim(const std::string &s) {
+    auto b = s.find_first_not_of(" \t");
+    if (b == std::string::npos) return {};
+    return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+bool isSha256Hex(const std::string &s) {
+    return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+} // namespace
+
+namespace {
+
+struct Hashed {
+    FileId id{};
+    std::string digest; // hex; "" when the file could not be hashed
+    std::string why;
+};
+
+// The file's sha256 and the identity of the inode that was hashed.
+Hashed hashFile(const Crypto &c, const std::string &path) {
+    Hashed h;
+    auto failed = [&](const std::string &why) {
+        h.why = "cannot hash it for plugins.verify: " + why;
+        return h;
+    };
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return failed(std::strerror(errno));
+    struct stat st {};
+    int rc = ::fstat(fd, &st);
+    size_t size = static_cast<size_t>(st.st_size);
+    void *data = rc == 0 && size ? ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+    int err = errno;
+    ::close(fd);
+    if (rc < 0 || data == MAP_FAILED) return failed(std::strerror(err));
+    unsigned char md[32];
+    unsigned int len = 0;
+    int ok = c.digest(data ? data : "", size, md, &len, c.sha256(), nullptr);
+    if (data) ::munmap(data, size);
+    if (ok != 1 || len != sizeof md) return failed("EVP_Digest failed");
+    static constexpr char hex[] = "0123456789abcdef";
+    for (unsigned char b : md) {
+        h.digest += hex[b >> 4];
+        h.digest += hex[b & 0xf];
+    }
+    h.id = fileId(st);
+    return h;
+}
+
+} // namespace
+
+// plugins.verify = manifest: which digests a plugin file may have.
+class PluginVerifier {
+public:
+    PluginVerifier(std::string manifest, std::set<std::string> allowed)
+        : _manifest(std::move(manifest)), _allowed(std::move(allowed)) {}
+
+    // Hash `paths` on all CPUs ahead of refusal(): a scan hashes every plugin file.
+    void prehash(const std::vector<std::string> &paths) {
+        if (!ready()) return;
+        std::vector<Hashed> out(paths.size());
+        std::atomic<size_t> next{0};
+        auto work = [&] {
+            for (size_t i; (i = next.fetch_add(1)) < paths.size();)
+                out[i] = hashFile(crypto(), paths[i]);
+        };
+        size_t threads = std::min<size_t>(std::thread::hardware_concurrency(), paths.size());
+        std::vector<std::thread> pool;
+        for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+        work();
+        for (auto &t : pool) t.join();
+        for (size_t i = 0; i < paths.size(); ++i)
+            if (!out[i].digest.empty()) _hashed[paths[i]] = std::move(out[i]);
+    }
+
+    // Why the file at `path` may not be opened, or "" when its digest is admitted.
+    std::string refusal(const std::string &path) {
+        if (!ready()) return _broken.empty() ? crypto().error : _broken;
+        // Hashed again unless this process hashed the same unchanged inode already.
+        struct stat st {};
+        auto memo = _hashed.find(path);
+        if (memo == _hashed.end() || ::stat(path.c_str(), &st) < 0 ||
+            !(memo->second.id == fileId(st)))
+            memo = _hashed.insert_or_assign(path, hashFile(crypto(), path)).first;
+        const Hashed &h = memo->second;
+        if (h.digest.empty()) {
+            std::string why = h.why;
+            _hashed.erase(memo);
+            return why;
+        }
+        auto listed = _listed.find(path.substr(path.rfind('/') + 1));
+        if ((listed != _listed.end() && listed->second == h.digest) || _allowed.count(h.digest))
+            return {};
+        return "sha256 " + quote(h.digest) + " is not in the toolbox manifest " + quote(_manifest) +
+               " or plugins.allow";
+    }
+
+private:
+    // A readable manifest and libcrypto: files can be hashed and judged.
+    bool ready() {
+        if (!_read) readManifest();
+        return _broken.empty() && crypto().error.empty();
+    }
+
+    void readManifest() {
+        _read = true;
+        auto broken = [&](const std::string &why) {
+            _broken = "toolbox manifest " + quote(_manifest) + ": " + why +
+                      " (plugins.verify = manifest admits no plugin without it)";
+        };
+        struct stat st {};
+        if (::stat(_manifest.c_str(), &st) < 0) return broken(std::strerror(errno));
+        if (st.st_mode & S_IWOTH) return broken("world-writable, not trusted");
+        std::ifstream in(_manifest);
+        if (!in) return broken(std::strerror(errno));
+        json m = json::parse(in, nullptr, false);
+        if (m.is_discarded() || !m.is_object() || !m.contains("files") || !m["files"].is_object())
+            return broken("not a toolbox manifest (no `files` object)");
+        const std::string dir = MOBILEOPS_REL_PLUGINDIR "/";
+        for (auto &[rel, entry] : m["files"].items()) {
+            if (rel.compare(0, dir.size(), dir) != 0 || rel.find('/', dir.size()) != rel.npos)
+                continue;
+            if (!entry.is_object() || !entry.contains("sha256") || !entry["sha256"].is_string())
+                return broken(quote("files." + rel + ".sha256") + " is not a string");
+            _listed[rel.substr(dir.size())] = entry["sha256"].get<std::string>();
+        }
+    }
+
+    std::string _manifest;
+    std::set<std::string> _allowed;
+    bool _read = false;
+    std::string _broken;                        // why every plugin is refused
+    std::map<std::string, std::string> _listed; // plugin file name -> sha256
+    std::map<std::string, Hashed> _hashed;      // path -> what this process hashed
+};
+
+namespace {
+
+// The verifier plugins.verify asks for (null for `off`); throws MO_E_INVALID for a bad
+// plugins.verify or plugins.allow.
+std::unique_ptr<PluginVerifier> makeVerifier(const Config &config) {
+    const std::string mode = config.get("plugins.verify", "off");
+    if (mode == "off") return nullptr;
+    if (mode != "manifest")
+        throw Error(MO_E_INVALID,
+                    "invalid plugins.verify " + quote(mode) + ": expected `off` or `manifest`");
+    std::set<std::string> allowed;
+    std::istringstream list(config.get("plugins.allow", ""));
+    for (std::string item; std::getline(list, item, ',');) {
+        item = trim(item);
+        if (item.empty()) continue;
+        std::string hex = item.rfind("sha256:", 0) == 0 ? item.substr(7) : std::string();
+        for (char &ch : hex) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (!isSha256Hex(hex))
+            throw Error(MO_E_INVALID, "invalid plugins.allow entry " + quote(item) +
+                                          ": expected sha256:<64 hex digits>");
+        allowed.insert(hex);
+    }
+    const std::string pluginDir = MOBILEOPS_REL_PLUGINDIR;
+    std::string manifest = config.get("plugins.manifest", "");
+    if (manifest.empty())
+        manifest = config.paths().prefix + "/" + pluginDir.substr(0, pluginDir.rfind('/')) +
+                   "/toolbox.json";
+    return std::make_unique<PluginVerifier>(manifest, std::move(allowed));
+}
 
 } // namespace
 
@@ -143,17 +366,21 @@ void PluginManager::saveCache() {
     _cacheDirty = false;
 }
 
+std::string PluginManager::verifyRefusal(const std::string &path) {
+    return _verifier ? _verifier->refusal(path) : std::string();
+}
+
 void PluginManager::scan() {
     if (_scanned) return;
+    _verifier = makeVerifier(_config);
     _scanned = true;
     loadCache();
     std::map<std::string, PluginRecord *> byName;
     std::map<std::string, std::string> seen; // fresh cache: only files that still exist
+    std::vector<std::pair<std::string, std::vector<std::string>>> listing;
     for (const std::string &dir : _config.paths().pluginDirs) {
         DIR *d = ::opendir(dir.c_str());
         if (!d) continue;
-        struct stat dst {};
-        bool dirWritable = ::stat(dir.c_str(), &dst) == 0 && (dst.st_mode & S_IWOTH);
         std::vector<std::string> files;
         while (dirent *e = ::readdir(d)) {
             std::string n = e->d_name;
@@ -161,6 +388,17 @@ void PluginManager::scan() {
         }
         ::closedir(d);
         std::sort(files.begin(), files.end());
+        listing.emplace_back(dir, std::move(files));
+    }
+    if (_verifier) {
+        std::vector<std::string> paths;
+        for (auto &[dir, files] : listing)
+            for (auto &file : files) paths.push_back(dir + "/" + file);
+        _verifier->prehash(paths);
+    }
+    for (const auto &[dir, files] : listing) {
+        struct stat dst {};
+        bool dirWritable = ::stat(dir.c_str(), &dst) == 0 && (dst.st_mode & S_IWOTH);
         for (const std::string &file : files) {
             auto rec = std::make_unique<PluginRecord>();
             rec->manager = this;
@@ -175,6 +413,8 @@ void PluginManager::scan() {
                 rec->state = PluginRecord::State::Failed;
                 rec->error = "refusing world-writable plugin file";
             } else {
+                // Hashed whatever the cache says: the cache only saves opening the file.
+                const std::string refused = verifyRefusal(rec->path);
                 std::string key = cacheKey(st);
                 auto cached = _cache.find(rec->path);
                 json entry;
@@ -189,7 +429,7 @@ void PluginManager::scan() {
                     for (auto &p : entry.value("provides", json::array()))
                         rec->provides.emplace_back(p[0].get<uint32_t>(), p[1].get<std::string>());
                     if (!rec->error.empty()) rec->state = PluginRecord::State::Failed;
-                } else {
+                } else if (refused.empty()) {
                     inspectFile(*rec, true);
                     json prov = json::array();
                     for (auto &[k, n] : rec->provides) prov.push_back({k, n});
@@ -202,8 +442,14 @@ void PluginManager::scan() {
                              {"provides", prov},
                              {"error", rec->error}};
                     _cacheDirty = true;
+                } else {
+                    entry = json(); // refused unopened: nothing learnt, nothing to cache
                 }
-                seen[rec->path] = entry.dump();
+                if (!entry.is_null()) seen[rec->path] = entry.dump();
+                if (!refused.empty()) {
+                    rec->state = PluginRecord::State::Failed;
+                    rec->error = refused;
+                }
             }
             auto prev = byName.find(rec->name);
             if (prev != byName.end()) {
@@ -235,6 +481,7 @@ void PluginManager::inspectFile(PluginRecord &rec, bool keepOpen) {
         }
     };
     if (!rec.handle) {
+        if (std::string refused = verifyRefusal(rec.path); !refused.empty()) return fail(refused);
         rec.handle = ::dlopen(rec.path.c_str(), RTLD_NOW | RTLD_LOCAL);
         if (!rec.handle) {
             const char *e = ::dlerror();

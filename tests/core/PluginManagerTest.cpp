@@ -7,10 +7,15 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 using namespace mobileops::core;
 using mobileops::test::fixtureDir;
+using mobileops::test::run;
 using mobileops::test::TempDir;
 
 namespace {
@@ -204,6 +209,177 @@ TEST_F(Loader, HostTableStoreRoundTripThroughAPlugin) {
     host->unlock(lock);
     ASSERT_EQ(host->lock(handle, "container/k1", MO_LOCK_NOWAIT, &second, &err), 0) << err.message;
     host->unlock(second);
+}
+
+// plugins.verify = manifest, on copies of the fixture plugins installed in a temporary
+// prefix with a toolbox manifest of our own.
+class Verify : public Loader {
+protected:
+    std::string prefix() const { return _tmp.path() + "/prefix"; }
+    std::string pluginDir() const { return prefix() + "/lib/mobileops/plugins"; }
+    std::string manifestPath() const { return prefix() + "/lib/mobileops/toolbox.json"; }
+
+    std::string install(const std::string &name) {
+        std::filesystem::create_directories(pluginDir());
+        std::string to = pluginDir() + "/" + name + ".so";
+        std::filesystem::copy_file(fixtureDir(name) + "/" + name + ".so", to,
+                                   std::filesystem::copy_options::overwrite_existing);
+        return to;
+    }
+
+    static std::string sha256(const std::string &path) {
+        auto r = run({"/usr/bin/sha256sum", path});
+        EXPECT_EQ(r.status, 0) << r.err;
+        return r.out.substr(0, 64);
+    }
+
+    // The manifest lists `digests` by plugin file name.
+    void writeManifest(const std::map<std::string, std::string> &digests) {
+        std::ostringstream files;
+        for (auto &[name, digest] : digests)
+            files << (files.tellp() > 0 ? "," : "") << "\"lib/mobileops/plugins/" << name
+                  << ".so\": {\"sha256\": \"" << digest << "\", \"size\": 1, \"mode\": \"0755\"}";
+        std::ofstream(manifestPath()) << R"({"format": 1, "algorithm": "sha256", "created": "x", )"
+                                      << R"("files": {)" << files.str() << "}}";
+    }
+
+    std::unique_ptr<PluginManager> verifying(std::map<std::string, std::string> values = {}) {
+        Paths p;
+        p.prefix = prefix();
+        p.rootDir = _tmp.path() + "/root";
+        p.runDir = _tmp.path() + "/run";
+        p.pluginDirs = {pluginDir()};
+        values.emplace("plugins.verify", "manifest");
+        _config = std::make_unique<Config>(p, values);
+        return std::make_unique<PluginManager>(*_config, [this]() -> Store & {
+            if (!_store) _store = Store::open(_tmp.path() + "/root/mobileops.db");
+            return *_store;
+        });
+    }
+
+    static bool mapped(const std::string &path) {
+        std::ifstream maps("/proc/self/maps");
+        std::stringstream all;
+        all << maps.rdbuf();
+        return all.str().find(path) != std::string::npos;
+    }
+
+    // Append to the installed copy: still a loadable ELF, with other bytes.
+    static void tamper(const std::string &path) {
+        std::ofstream(path, std::ios::app) << "tampered";
+    }
+};
+
+TEST_F(Verify, ListedPluginLoads) {
+    std::string file = install("good");
+    writeManifest({{"good", sha256(file)}});
+    auto pm = verifying(); // plugins.manifest: the prefix's toolbox.json
+    EXPECT_EQ(pm->load("good").state, PluginRecord::State::Loaded);
+}
+
+TEST_F(Verify, ChangedPluginIsRefusedNamingDigestAndManifest) {
+    std::string file = install("good");
+    writeManifest({{"good", sha256(file)}});
+    tamper(file);
+    const std::string expected = "sha256 `" + sha256(file) + "` is not in the toolbox manifest `" +
+                                 manifestPath() + "` or plugins.allow";
+    auto pm = verifying();
+    ASSERT_EQ(pm->plugins().size(), 1u);
+    PluginRecord *rec = pm->find("good");
+    ASSERT_NE(rec, nullptr);
+    EXPECT_EQ(rec->state, PluginRecord::State::Failed); // listed as failed, without a load
+    EXPECT_EQ(rec->error, expected);
+    try {
+        pm->load("good");
+        FAIL() << "loaded";
+    } catch (const Error &e) {
+        EXPECT_EQ(std::string(e.what()), "plugin `good` (`" + file + "`): " + expected);
+    }
+    EXPECT_EQ(rec->handle, nullptr);
+    EXPECT_FALSE(mapped(file)) << "the refused file was opened by the dynamic loader";
+}
+
+TEST_F(Verify, AllowListAdmitsIt) {
+    std::string file = install("good");
+    writeManifest({{"good", sha256(file)}});
+    tamper(file);
+    std::string digest = sha256(file);
+    for (char &c : digest) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    auto pm = verifying(
+        {{"plugins.allow", " sha256:" + std::string(64, '0') + " , sha256:" + digest + ","}});
+    EXPECT_EQ(pm->load("good").state, PluginRecord::State::Loaded);
+}
+
+TEST_F(Verify, MissingManifestRefusesEveryPlugin) {
+    install("good");
+    install("provides_runtime");
+    auto pm = verifying({{"plugins.manifest", _tmp.path() + "/nope.json"}});
+    for (PluginRecord *p : pm->plugins()) {
+        EXPECT_EQ(p->state, PluginRecord::State::Failed) << p->name;
+        EXPECT_EQ(p->error, "toolbox manifest `" + _tmp.path() +
+                                "/nope.json`: No such file or directory (plugins.verify = "
+                                "manifest admits no plugin without it)");
+    }
+    EXPECT_THROW(pm->load("good"), Error);
+    EXPECT_FALSE(mapped(pluginDir() + "/good.so"));
+}
+
+TEST_F(Verify, WarmCacheDoesNotSkipTheHash) {
+    std::string file = install("good");
+    {
+        auto pm = verifying({{"plugins.verify", "off"}});
+        pm->load("good"); // writes the cache entry for this very file
+    }
+    writeManifest({{"good", std::string(64, 'a')}});
+    auto pm = verifying();
+    EXPECT_EQ(pm->find("good"), nullptr); // not scanned yet
+    pm->scan();
+    ASSERT_NE(pm->find("good"), nullptr);
+    EXPECT_EQ(pm->find("good")->state, PluginRecord::State::Failed);
+    EXPECT_THROW(pm->load("good"), Error);
+}
+
+TEST_F(Verify, FileReplacedAfterTheScanIsHashedAgainBeforeLoading) {
+    std::string file = install("good");
+    writeManifest({{"good", sha256(file)}});
+    {
+        auto pm = verifying();
+        pm->scan(); // warm the cache: the next scan opens nothing
+    }
+    auto pm = verifying();
+    pm->scan();
+    ASSERT_EQ(pm->find("good")->state, PluginRecord::State::Found);
+    // Replaced between the scan and the load, as an attacker would.
+    std::filesystem::copy_file(file, file + ".new");
+    tamper(file + ".new");
+    std::filesystem::rename(file + ".new", file);
+    try {
+        pm->load("good");
+        FAIL() << "loaded";
+    } catch (const Error &e) {
+        EXPECT_NE(std::string(e.what()).find("is not in the toolbox manifest"), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST_F(Verify, BadSettingsAreClearErrors) {
+    install("good");
+    try {
+        verifying({{"plugins.verify", "yes"}})->scan();
+        FAIL();
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), MO_E_INVALID);
+        EXPECT_EQ(std::string(e.what()),
+                  "invalid plugins.verify `yes`: expected `off` or `manifest`");
+    }
+    try {
+        verifying({{"plugins.allow", "md5:abc"}})->scan();
+        FAIL();
+    } catch (const Error &e) {
+        EXPECT_EQ(e.code(), MO_E_INVALID);
+        EXPECT_EQ(std::string(e.what()),
+                  "invalid plugins.allow entry `md5:abc`: expected sha256:<64 hex digits>");
+    }
 }
 
 } // namespace

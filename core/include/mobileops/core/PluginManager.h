@@ -4,6 +4,11 @@
 // cache in the run directory (keyed by path, inode, size and mtime), opening only files
 // it has not seen; nothing is initialised until a service, method or plugin is asked
 // for. A broken plugin is reported (file, reason) and skipped, never fatal to the others.
+//
+// `plugins.verify = manifest` (default `off`) admits only plugin files whose sha256 is the
+// toolbox manifest's (`plugins.manifest`, default <prefix>/lib/mobileops/toolbox.json)
+// for a plugin file of that name, or is listed in `plugins.allow` ("sha256:<hex>,...").
+// Every file is hashed on each scan, whatever the cache says, and before any dlopen.
 #pragma once
 
 #include <mobileops/plugin.h>
@@ -63,6 +68,8 @@ struct PluginRecord {
     void *user = nullptr;
 };
 
+class PluginVerifier;
+
 class PluginManager {
 public:
     using StoreProvider = std::function<Store &()>;
@@ -108,6 +115,8 @@ public:
 
 private:
     void inspectFile(PluginRecord &record, bool keepOpen);
+    // Why plugins.verify refuses the file at `path` ("" when it may be opened).
+    std::string verifyRefusal(const std::string &path);
     void loadCache();
     void saveCache();
     void unloadAll();
@@ -121,6 +130,7 @@ private:
     std::vector<std::unique_ptr<ServiceEntry>> _services;
     std::vector<std::string> _loadOrder;
     PluginRecord *_initialising = nullptr;
+    std::unique_ptr<PluginVerifier> _verifier; // null: plugins.verify = off
 };
 
 } // namespace mobileops::core
