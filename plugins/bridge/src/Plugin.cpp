@@ -1,6 +1,7 @@
 // The plugin's C surface: the descriptor, the mo_network_service trampolines the runtime
 // attaches containers through, and the JSON methods of the network workflow.
 #include "Attach.h"
+#include "Check.h"
 #include "Netlink.h"
 
 #include <mobileops/common/Errors.h>
@@ -194,6 +195,10 @@ private:
                        }
                    return out.dump();
                });
+        method("network_check",
+               "the bridges, veths, addresses and nftables rules the records expect against "
+               "what exists (missing, extra)",
+               [this](const std::string &) { return checkNetworks(*_hostApi).dump(); });
         method("gc", "remove what killed commands left: attachments, leases, veths, rules",
                [this](const std::string &) {
                    return json{{"released", _attacher->gc()}}.dump();
