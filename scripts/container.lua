@@ -59,6 +59,7 @@ local create_options = {
   { name = "disk-limit", type = "string", metavar = "SIZE", summary = "size of the container's writable layer (image roots), e.g. 5Gi" },
   { name = "log-max-size", type = "string", metavar = "SIZE", summary = "keep at most SIZE of the container's logs, oldest dropped first (64Ki-1Ti; default: logcollector.max_size, 100Mi)" },
   { name = "log-max-age", type = "string", metavar = "DURATION", summary = "drop the container's logs older than DURATION, e.g. 7d or 1h30m (default: logcollector.max_age, none)" },
+  { name = "verify", type = "string", metavar = "off|lazy|strict", summary = "check the image against its manifest at each start: strict refuses a tampered image, lazy starts at once and reports drift as an event (default: integrity.verify, off)" },
   { name = "soft-mounts", summary = "skip a volume whose host path is missing, with a warning" },
   { name = "volatile", summary = "writes go to memory and vanish at stop; the rootfs is never modified" },
   { name = "rootfs-img", type = "string", metavar = "FILE.img", summary = "boot an ext4 image (see `image create-img`) instead of IMAGE" },
@@ -79,7 +80,7 @@ local spec_keys = {
   "ignore_unsupported", "runtime",
   "init_system", "hw_access",
   "volume", "soft_mounts", "volatile", "rootfs_img", "ephemeral_storage", "disk_limit",
-  "log_max_size", "log_max_age",
+  "log_max_size", "log_max_age", "verify",
   "cap_add", "cap_drop", "security_opt", "privileged",
 }
 
@@ -171,6 +172,13 @@ local function build_spec(opts, name, target, command)
     end
     spec.unapplied = left
   end
+  if spec.unapplied and #providers_of("integrity") > 0 then
+    local left = {}
+    for _, field in ipairs(spec.unapplied) do
+      if field ~= "spec.verify" then left[#left + 1] = field end
+    end
+    spec.unapplied = left
+  end
   if spec.unapplied and #spec.unapplied > 0 then
     mo.warn("accepted but not applied yet: " .. table.concat(spec.unapplied, ", "))
   end
@@ -187,15 +195,72 @@ local function runtime_for(spec)
     for _, p in ipairs(mo.providers("runtime")) do
       if p.provider == spec.runtime then return mo.service("runtime", spec.runtime) end
     end
-    local known = {}
+    local known, failed = {}, {}
     for _, p in ipairs(mo.providers("runtime")) do known[#known + 1] = p.provider end
-    mo.error(string.format("runtime `%s` is not available (installed: %s)", spec.runtime,
-                           #known > 0 and table.concat(known, ", ") or "none"))
+    -- a plugin the loader refused (a changed file, a wrong ABI) says why
+    for _, p in ipairs(mo.plugin_list()) do
+      if p.state == "failed" then failed[#failed + 1] = string.format("%s: %s", p.name, p.error or "") end
+    end
+    mo.error(string.format("runtime `%s` is not available (installed: %s)%s", spec.runtime,
+                           #known > 0 and table.concat(known, ", ") or "none",
+                           #failed > 0 and ("; plugins that failed to load: " .. table.concat(failed, "; ")) or ""))
   end
   return mo.runtime
 end
 
 local function short_id(id) return id and id:sub(1, 12) or "" end
+
+-- --verify: the spec's mode, else the configuration's.
+local function verify_mode(spec)
+  local mode = spec.verify
+  if not mode or mode == "" then mode = mo.config("integrity.verify") end
+  if not mode or mode == "" then return "off" end
+  if mode ~= "off" and mode ~= "lazy" and mode ~= "strict" then
+    mo.error(string.format("integrity.verify: `%s` is not one of `off`, `lazy`, `strict`", mode))
+  end
+  return mode
+end
+
+-- What a container starts from, as the integrity service names it (an ext4 image has no
+-- manifest: `integrity check-img` checks those).
+local function verify_target(spec)
+  if spec.imageId then return "image:" .. spec.imageId, spec.image or spec.imageId end
+  if spec.rootfs and not spec.rootfsImage then return "path:" .. spec.rootfs, spec.rootfs end
+  return nil
+end
+
+local function need_integrity(mode)
+  if #providers_of("integrity") > 0 then return true end
+  if mode == "strict" then
+    mo.error("--verify=strict needs the integrity plugin, which is not installed")
+  end
+  mo.warn("--verify=lazy: the integrity plugin is not installed; nothing is verified")
+  return false
+end
+
+-- Before a start under --verify=strict: refuse a root that differs from its manifest,
+-- naming the first differences. Returns the mode.
+local function verify_strict(spec, name)
+  local mode = verify_mode(spec)
+  local target, what = verify_target(spec)
+  if mode ~= "strict" or not target or not need_integrity(mode) then return mode end
+  local r = mo.integrity.verify(target, { first = 5 })
+  if not r.clean then
+    mo.error(string.format("refusing to start `%s`: `%s` differs from its manifest (%d %s): %s; "
+                           .. "see `mobileops integrity verify %s`", name or "?", what, r.problems,
+                           r.problems == 1 and "difference" or "differences",
+                           table.concat(r.first, ", "), what))
+  end
+  return mode
+end
+
+-- Under --verify=lazy: a verification in a process of its own; drift becomes an
+-- integrity.drift event (and a warning on a terminal).
+local function verify_lazy(spec, mode, id, name)
+  local target = verify_target(spec)
+  if mode ~= "lazy" or not target or not need_integrity(mode) then return end
+  mo.plugins.integrity.verify_background{ target = target, container = id or "", name = name or "" }
+end
 
 local function print_state(state)
   if mo.json then return mo.output(state) end
@@ -227,7 +292,12 @@ wf:verb{
   name = "start",
   summary = "Start a created or stopped container in the background",
   args = ref_arg,
-  run = function(_, args) mo.runtime.start(args.NAME) end,
+  run = function(_, args)
+    local state = mo.runtime.state(args.NAME)
+    local mode = verify_strict(state.spec or {}, state.name)
+    mo.runtime.start(args.NAME)
+    verify_lazy(state.spec or {}, mode, state.id, state.name)
+  end,
 }
 
 wf:verb{
@@ -237,6 +307,7 @@ wf:verb{
   args = create_args,
   run = function(opts, args)
     local spec = build_spec(opts, args.NAME, args.IMAGE, args.CMD)
+    local mode = verify_strict(spec, args.NAME)
     local rt = runtime_for(spec)
     local state = rt.create(spec)
     local ok, err = pcall(rt.start, state.id)
@@ -244,6 +315,7 @@ wf:verb{
       pcall(rt.remove, state.id, true)
       error(err, 0)
     end
+    verify_lazy(spec, mode, state.id, state.name)
     print_state(state)
   end,
 }
@@ -261,6 +333,9 @@ wf:verb{
            { name = "CMD", summary = "command and arguments (after an image's Entrypoint; default: its Cmd)", variadic = true, optional = true } },
   run = function(opts, args)
     local spec = build_spec(opts, opts.name, args.IMAGE, args.CMD)
+    local mode = verify_strict(spec, spec.name)
+    -- before the container exists: its name (or the image, unnamed) stands for it
+    verify_lazy(spec, mode, nil, spec.name or ("a run of " .. tostring(spec.image or spec.rootfs)))
     return runtime_for(spec).run(spec, { rm = opts.rm, tty = opts.tty, interactive = opts.interactive })
   end,
 }
@@ -281,7 +356,9 @@ wf:verb{
   run = function(opts, args)
     local state = mo.runtime.state(args.NAME)
     if state.status == "running" or state.status == "paused" then mo.runtime.stop(args.NAME, opts.time) end
+    local mode = verify_strict(state.spec or {}, state.name)
     mo.runtime.start(args.NAME)
+    verify_lazy(state.spec or {}, mode, state.id, state.name)
   end,
 }
 

@@ -78,6 +78,13 @@ wf:verb{
       local report = mo.plugins.logcollector.gc()
       for _, item in ipairs(report and report.released or {}) do released[#released + 1] = item end
     end
+    -- the integrity service: manifests of layers, images and assets now gone
+    if #mo.providers("integrity") > 0 then
+      local report = mo.plugins.integrity.gc()
+      for _, target in ipairs(report and report.removed or {}) do
+        released[#released + 1] = { what = "manifest of what is gone", name = target }
+      end
+    end
     -- the event log: older than [events] max_age days (default 30), beyond max_rows (100000)
     local days = tonumber(mo.config("events.max_age_days") or "") or 30
     local rows = tonumber(mo.config("events.max_rows") or "") or 100000

@@ -708,6 +708,37 @@ int rt_gc(lua_State *L) {
     });
 }
 
+// --- integrity service ---------------------------------------------------------------------
+
+const mo_integrity_service &integrity(lua_State *L) {
+    return *static_cast<const mo_integrity_service *>(
+        plugins(L).service(MO_SERVICE_INTEGRITY, providerOf(L)));
+}
+
+// Drift is an answer, not an error: the report comes back with clean = false.
+int in_verify(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string target = str(L, 1);
+        std::string options = lua_isnoneornil(L, 2) ? "{}" : jsonArg(L, 2);
+        auto &svc = integrity(L);
+        int rc = svc.verify(svc.self, target.c_str(), options.c_str(), &c.out, &c.err);
+        if (rc == MO_E_STATE && c.out.data) rc = 0;
+        return finish(L, rc, c, true);
+    });
+}
+
+int in_record(lua_State *L) {
+    return protect(L, [&] {
+        Call c{L};
+        std::string target = str(L, 1);
+        std::string path = lua::optStr(L, 2, "");
+        auto &svc = integrity(L);
+        return finish(L, svc.record(svc.self, target.c_str(), path.c_str(), &c.out, &c.err), c,
+                      true);
+    });
+}
+
 // --- spec model --------------------------------------------------------------------------
 
 int spec_load(lua_State *L) {
@@ -1131,6 +1162,21 @@ const std::vector<ApiFunction> kApi = {
      {},
      "{released = {...}}",
      rt_gc},
+    {"integrity",
+     "verify",
+     "0.1",
+     "Verify a target against its recorded manifest; drift is reported, not raised.",
+     {{"target", "string", "image:ID, container:ID, layer:DIFFID, asset:NAME, path:/ABS or a path"},
+      {"opts", "table?", "{keys = {PUB...}, requireSignature, first = N, quiet}"}},
+     "{target, kind, clean, root, problems, first = {...}, diff | layers, changes, signature}",
+     in_verify},
+    {"integrity",
+     "record",
+     "0.1",
+     "Record the manifest of a target (an image's from its layers' manifests).",
+     {{"target", "string", "as for verify"}, {"path", "string?", "the tree (layer:, asset:)"}},
+     "{target, root, files, bytes}",
+     in_record},
 };
 
 } // namespace

@@ -866,6 +866,11 @@ void applyAll(json &spec, const Options &o) {
             badFlag("runtime", *runtime, "expected a runtime name such as `namespace` or `krun`");
         spec["runtime"] = *runtime;
     }
+    if (auto verify = o.string("verify")) {
+        if (*verify != "off" && *verify != "lazy" && *verify != "strict")
+            badFlag("verify", *verify, "expected `off`, `lazy` or `strict`");
+        spec["verify"] = *verify;
+    }
 }
 
 } // namespace

@@ -167,6 +167,19 @@ TEST(SpecOptionsTest, RuntimeFlagOverridesTheFile) {
     EXPECT_EQ(s["runtime"], "namespace");
 }
 
+TEST(SpecOptionsTest, VerifyFlagOverridesTheFile) {
+    json s = parseVirtualRoot("apiVersion: v1\nkind: VirtualRoot\nspec: { verify: lazy }\n", "t");
+    EXPECT_EQ(s["verify"], "lazy");
+    applyOptions(s, json::parse(R"({"verify": "strict"})"));
+    EXPECT_EQ(s["verify"], "strict");
+    try {
+        applyOptions(s, json::parse(R"({"verify": "sometimes"})"));
+        FAIL() << "a bad mode was accepted";
+    } catch (const Error &e) {
+        EXPECT_STREQ(e.what(), "invalid --verify `sometimes`: expected `off`, `lazy` or `strict`");
+    }
+}
+
 TEST(SpecOptionsTest, LimitsAcceptNumbers) {
     json s =
         applied(R"({"memory": 67108864, "cpus": 0.5, "pids_limit": "20", "stop_timeout": "0"})");

@@ -2,11 +2,12 @@
 
 #include "Backup.h"
 #include "Digest.h"
-#include <mobileops/common/Progress.h>
 #include "Quota.h"
+#include <mobileops/common/Progress.h>
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Host.h>
+#include <mobileops/common/Integrity.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -305,6 +306,8 @@ json Assets::add(const std::string &path, const std::string &className,
                              "asset " + quote(name) + " already exists (--name gives another)");
         throw;
     }
+    if (auto manifest = common::recordManifest(_host, "asset:" + name, abs))
+        rec["manifest"] = manifest->value("root", "");
     return rec;
 }
 

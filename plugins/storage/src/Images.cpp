@@ -4,9 +4,11 @@
 #include "Reference.h"
 
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/Integrity.h>
 #include <mobileops/common/Loop.h>
 #include <mobileops/common/Mounts.h>
 #include <mobileops/common/Time.h>
+#include <mobileops/services.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -470,8 +472,41 @@ json ImageStore::commit(const std::string &manifestBytes, const std::string &con
         _host.put(kName, full.back(), full.back(), {{"name", full.back()}, {"id", id}});
     }
     tx.commit();
+    recordManifests(id, layers);
     doc["names"] = namesOf(id);
     return doc;
+}
+
+// The integrity service's manifests of the image's layers (each once: layers are shared)
+// and of the image itself, taken right after the layers were extracted from archives
+// whose every byte was checked against its digest.
+json ImageStore::recordManifests(const std::string &id, const std::vector<LayerRef> &layers,
+                                 bool again) {
+    if (!_host.lookup(MO_SERVICE_INTEGRITY)) return nullptr;
+    for (const LayerRef &l : layers) {
+        if (!again && common::hasManifest(_host, "layer:" + l.diffId)) continue;
+        if (!common::recordManifest(_host, "layer:" + l.diffId, _paths.layer(l.diffId) + "/fs"))
+            return nullptr;
+    }
+    auto image = common::recordManifest(_host, "image:" + id, "");
+    return image ? *image : json(nullptr);
+}
+
+json ImageStore::recordManifests(const std::string &ref, bool again) {
+    json image = resolve(ref);
+    std::vector<LayerRef> layers;
+    for (const json &l : image.value("layers", json::array())) {
+        LayerRef layer;
+        layer.diffId = l.value("diffId", "");
+        layer.digest = l.value("digest", "");
+        layers.push_back(layer);
+    }
+    json result = recordManifests(image.value("id", ""), layers, again);
+    if (result.is_null())
+        throw sdk::Error(MO_E_UNSUPPORTED,
+                         "no manifest recorded for image " + quote(ref) +
+                             ": the integrity plugin is missing or failed (see the warning)");
+    return result;
 }
 
 // --- import and build-rootfs ---

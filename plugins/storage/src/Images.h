@@ -104,6 +104,13 @@ public:
                           const std::vector<LayerRef> &layers,
                           const std::vector<std::string> &names, const std::string &source);
 
+    // Manifests through the integrity service: each layer's that has none yet (every
+    // layer's with `again`), then the image's over them. Nothing without an integrity
+    // provider. Returns the image's record result ({target, root, files, bytes}) or null.
+    nlohmann::json recordManifests(const std::string &id, const std::vector<LayerRef> &layers,
+                                   bool again = false);
+    nlohmann::json recordManifests(const std::string &ref, bool again);
+
     // --- containers ---
     // {diskLimit: bytes} -> {path, upper, work, image{id, name}}; see services.h.
     nlohmann::json prepareRootfs(const std::string &containerId, const std::string &imageRef,

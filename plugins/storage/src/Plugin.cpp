@@ -168,6 +168,14 @@ private:
             },
             "{ref}");
         method(
+            "image_record_manifests",
+            "record the integrity manifests of an image's layers that have none, and the image's",
+            [=, this](const std::string &t) {
+                json a = args(t);
+                return _images->recordManifests(str(a, "ref"), a.value("again", false)).dump();
+            },
+            "{ref, again}");
+        method(
             "image_tag", "another name for an image",
             [=, this](const std::string &t) {
                 json a = args(t);

@@ -170,14 +170,28 @@ typedef struct mo_storage_service {
     int (*release_volumes)(void *self, const char *container_id, mo_error *err);
 } mo_storage_service;
 
-/* Integrity service (ABI 1.0, declared; provided by plugins/integrity). */
+/*
+ * Integrity service (ABI 1.0). Provider: "integrity" (plugins/integrity).
+ *
+ * Targets: "layer:<diffId>" (an extracted image layer), "image:<id>" (an image: its
+ * layers' manifests in order), "container:<id>" (verify only: its image's layers, and its
+ * writable layer against the image), "asset:<name>", "path:/abs" (or a plain path).
+ * A manifest lists every path with type, mode, owner, size, device, link target, xattrs
+ * and sha256, under a Merkle root; see docs/integrity.md.
+ */
 typedef struct mo_integrity_service {
     uint32_t size;
     void *self;
-    /* Verify a path, image or container against its manifest; report JSON to out.
-     * Returns 0 when clean, MO_E_STATE when drift was found. */
+    /* Verify a target against its manifest; the report JSON goes to out: {target, kind,
+     * clean, root, problems, first: ["PATH (what)"...], diff | layers, changes,
+     * signature}. options_json (may be NULL): {keys: [public key files], requireSignature,
+     * first: N, quiet}. Returns 0 when clean, MO_E_STATE (out still filled) when anything
+     * differs, MO_E_NOT_FOUND when nothing was recorded for the target. */
     int (*verify)(void *self, const char *target, const char *options_json, mo_buffer *out,
                   mo_error *err);
+    /* Record the manifest of `path` under `target` (an image's is composed from its
+     * layers' records: path unused), replacing an earlier one. {target, root, files,
+     * bytes} to out. */
     int (*record)(void *self, const char *target, const char *path, mo_buffer *out, mo_error *err);
 } mo_integrity_service;
 
@@ -192,10 +206,7 @@ typedef struct mo_integrity_service {
  */
 typedef struct mo_log_writer mo_log_writer; /* one container's open journal */
 
-enum {
-    MO_STREAM_STDOUT = 1,
-    MO_STREAM_STDERR = 2
-};
+enum { MO_STREAM_STDOUT = 1, MO_STREAM_STDERR = 2 };
 
 typedef struct mo_log_service {
     uint32_t size;
@@ -205,8 +216,8 @@ typedef struct mo_log_service {
      * retention ("10Mi", "7d"; defaults from the configuration), the container's cgroup
      * path for resource samples (the cgroup service's form, "mobileops/<id>"), and whether
      * to keep the search index current from a background thread (default true). */
-    int (*open)(void *self, const char *container_id, const char *options_json,
-                mo_log_writer **out, mo_error *err);
+    int (*open)(void *self, const char *container_id, const char *options_json, mo_log_writer **out,
+                mo_error *err);
     /* Store `len` bytes read from `stream` (MO_STREAM_STDOUT or MO_STREAM_STDERR) at
      * timestamp_ns (0: now). Complete lines are written before it returns; the rest is
      * held until its newline, flush or close. Blocks rather than dropping: a writer that
