@@ -321,5 +321,31 @@ TEST_F(NetCli, Ipv6NetworkSetupAndCounters) {
     EXPECT_EQ(json::parse(mo({"network", "monitor", "--json"}).out).size(), 2u);
 }
 
+TEST_F(NetCli, IntegrityNetworkNamesWhatIsMissingAndExtra) {
+    ASSERT_EQ(mo({"network", "create", "--subnet", "10.77.9.0/24", "n9"}).status, 0);
+    boot("a", {"--network", "n9"});
+    Result r = mo({"integrity", "network", "--json"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_TRUE(json::parse(r.out)["ok"].get<bool>()) << r.out;
+
+    // Behind mobileops's back: the container's veth goes, a stray one of our form appears.
+    std::vector<std::string> ends = hostEnds();
+    ASSERT_EQ(ends.size(), 1u);
+    ASSERT_EQ(in({kIp, "link", "delete", ends[0]}).status, 0);
+    ASSERT_EQ(
+        in({kIp, "link", "add", "mo0badc0de1", "type", "veth", "peer", "name", "strayp"}).status,
+        0);
+    r = mo({"integrity", "network", "--json"});
+    EXPECT_EQ(r.status, 1) << r.out;
+    json report = json::parse(r.out);
+    EXPECT_FALSE(report["ok"].get<bool>());
+    std::string veths = report["veths"].dump();
+    EXPECT_NE(veths.find(ends[0]), std::string::npos) << veths;
+    EXPECT_NE(veths.find("mo0badc0de1"), std::string::npos) << veths;
+    r = mo({"integrity", "network"});
+    EXPECT_NE(r.out.find("missing  " + ends[0]), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("extra    mo0badc0de1"), std::string::npos) << r.out;
+}
+
 } // namespace
 } // namespace mobileops::test

@@ -21,7 +21,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
+#include <sstream>
 
 namespace mobileops::integrity {
 namespace {
@@ -382,33 +384,70 @@ TEST(Manifest, TreeShapeIsChecked) {
               MO_E_INVALID);
 }
 
+// The stored entries as rows of fields, and back (docs: Manifest::toJson).
+using Rows = std::vector<std::vector<std::string>>;
+
+Rows rowsOf(const nlohmann::json &doc) {
+    Rows rows;
+    std::istringstream in(doc["entries"].get<std::string>());
+    for (std::string line; std::getline(in, line);) {
+        std::vector<std::string> fields;
+        size_t start = 0;
+        for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1)
+            fields.push_back(line.substr(start, tab - start));
+        fields.push_back(line.substr(start));
+        rows.push_back(fields);
+    }
+    return rows;
+}
+
+void setRows(nlohmann::json &doc, const Rows &rows) {
+    std::string text;
+    for (const auto &fields : rows) {
+        for (size_t i = 0; i < fields.size(); ++i) text += (i ? "\t" : "") + fields[i];
+        text += '\n';
+    }
+    doc["entries"] = text;
+}
+
 TEST(Manifest, JsonRoundTrip) {
     TempDir dir;
     populate(dir);
+    // names that collide with the stored form's separators and escapes
+    std::ofstream(dir.path() + "/tab\there") << "t";
+    std::ofstream(dir.path() + "/line\nbreak%0a") << "n";
+    fs::create_symlink("to\tthe%25\nend", dir.path() + "/odd-link");
     Manifest m = scan(dir.path());
     nlohmann::json doc = m.toJson();
     EXPECT_EQ(doc["algorithm"], "sha256");
-    EXPECT_EQ(doc["entries"][0].size(), 11u);
+    EXPECT_EQ(rowsOf(doc)[0].size(), 11u);
     Manifest back = Manifest::fromJson(nlohmann::json::parse(doc.dump()));
     EXPECT_EQ(back.entries, m.entries);
     EXPECT_EQ(back.root, m.root);
     EXPECT_EQ(back.files, m.files);
     EXPECT_EQ(back.bytes, m.bytes);
+    ASSERT_NE(back.find("/line\nbreak%0a"), nullptr);
+    EXPECT_EQ(back.find("/odd-link")->target, "to\tthe%25\nend");
 }
 
 TEST(Manifest, TamperedJsonIsRejectedNamingTheEntry) {
     TempDir dir;
     populate(dir);
     const nlohmann::json doc = scan(dir.path()).toJson();
+    const Rows rows = rowsOf(doc);
     auto index = [&](const std::string &path) {
-        for (size_t i = 0; i < doc["entries"].size(); ++i)
-            if (doc["entries"][i][0] == path) return i;
+        for (size_t i = 0; i < rows.size(); ++i)
+            if (rows[i][0] == path) return i;
         return size_t(0);
     };
     const size_t passwd = index("/etc/passwd");
-    auto reject = [&](const std::function<void(nlohmann::json &)> &edit) {
+    auto reject = [&](const std::function<void(Rows &)> &edit,
+                      const std::function<void(nlohmann::json &)> &editDoc = {}) {
         nlohmann::json bad = doc;
-        edit(bad);
+        Rows r = rows;
+        edit(r);
+        setRows(bad, r);
+        if (editDoc) editDoc(bad);
         try {
             Manifest::fromJson(bad);
         } catch (const sdk::Error &e) {
@@ -416,35 +455,41 @@ TEST(Manifest, TamperedJsonIsRejectedNamingTheEntry) {
         }
         return std::make_pair(0, std::string("accepted"));
     };
+    auto none = [](Rows &) {};
 
     // A changed digest no longer hashes to the recorded root.
-    auto [code, msg] = reject([&](auto &d) { d["entries"][passwd][8] = sha256Hex("evil"); });
+    auto [code, msg] = reject([&](Rows &r) { r[passwd][8] = sha256Hex("evil"); });
     EXPECT_EQ(code, MO_E_STATE) << msg;
     EXPECT_NE(msg.find("root"), std::string::npos) << msg;
     // ... unless the root is recomputed too, which is what a signature is for.
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd][8] = "abc"; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][8] = "abc"; });
     EXPECT_EQ(code, MO_E_INVALID);
     EXPECT_NE(msg.find("(`/etc/passwd`): digest `abc`"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd][2] = 010000; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][2] = "10000"; });
     EXPECT_NE(msg.find("`/etc/passwd`): mode"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd][1] = "door"; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][1] = "door"; });
     EXPECT_NE(msg.find("`door`"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd][3] = -1; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][3] = "-1"; });
     EXPECT_NE(msg.find("uid `-1`"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd].erase(10); });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd].pop_back(); });
     EXPECT_NE(msg.find("manifest entry " + std::to_string(passwd)), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { std::swap(d["entries"][1], d["entries"][2]); });
+    std::tie(code, msg) = reject([&](Rows &r) { std::swap(r[1], r[2]); });
     EXPECT_NE(msg.find("out of order"), std::string::npos) << msg;
-    std::tie(code, msg) =
-        reject([&](auto &d) { d["entries"].insert(d["entries"].begin() + 2, d["entries"][2]); });
+    std::tie(code, msg) = reject([&](Rows &r) { r.insert(r.begin() + 2, r[2]); });
     EXPECT_NE(msg.find("duplicate"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["entries"][passwd][7] = "/x"; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][7] = "/x"; });
     EXPECT_NE(msg.find("only a symlink has a target"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["files"] = 1; });
+    std::tie(code, msg) = reject([&](Rows &r) { r[passwd][0] = "/etc/pass%zzwd"; });
+    EXPECT_NE(msg.find("bad escape in the path"), std::string::npos) << msg;
+    std::tie(code, msg) = reject(none, [](nlohmann::json &d) {
+        d["entries"] = d["entries"].get<std::string>() + "/z\tfile";
+    });
+    EXPECT_NE(msg.find("the last line has no end"), std::string::npos) << msg;
+    std::tie(code, msg) = reject(none, [](nlohmann::json &d) { d["files"] = 1; });
     EXPECT_NE(msg.find("files `1`"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d["algorithm"] = "md5"; });
+    std::tie(code, msg) = reject(none, [](nlohmann::json &d) { d["algorithm"] = "md5"; });
     EXPECT_NE(msg.find("`md5`"), std::string::npos) << msg;
-    std::tie(code, msg) = reject([&](auto &d) { d.erase("root"); });
+    std::tie(code, msg) = reject(none, [](nlohmann::json &d) { d.erase("root"); });
     EXPECT_NE(msg.find("missing `root`"), std::string::npos) << msg;
     EXPECT_EQ(code, MO_E_INVALID);
 }

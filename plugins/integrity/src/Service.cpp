@@ -24,6 +24,8 @@ using nlohmann::json;
 namespace {
 
 constexpr const char *kManifest = "manifest";
+// The entries apart from the summary, so listing manifests never parses them.
+constexpr const char *kEntries = "manifest-entries";
 constexpr const char *kSignature = "signature";
 
 std::string kindOf(const std::string &target) {
@@ -133,8 +135,13 @@ json IntegrityService::mustRecord(const std::string &target) const {
 }
 
 Manifest IntegrityService::manifestOf(const json &record) const {
+    std::string target = record.value("target", "");
+    auto entries = _host.get(kEntries, target);
+    if (!entries)
+        throw sdk::Error(MO_E_STATE, "the recorded manifest of " + quote(target) +
+                                         " has lost its entries; record it again");
     try {
-        return Manifest::fromJson(record.at("manifest"));
+        return Manifest::fromJson(*entries);
     } catch (const sdk::Error &) {
         throw;
     } catch (const std::exception &e) {
@@ -158,11 +165,12 @@ json IntegrityService::record(const std::string &rawTarget, const std::string &g
     auto started = std::chrono::steady_clock::now();
     auto progress = common::Progress::forTerminal(true);
     Manifest m = scan(path, scanOptions(_host, progress, "record " + target, 0));
-    json doc = {{"target", target},
-                {"path", path},
-                {"recorded", common::nowRfc3339()},
-                {"manifest", m.toJson()}};
+    json doc = {{"target", target}, {"path", path},     {"recorded", common::nowRfc3339()},
+                {"root", m.root},   {"files", m.files}, {"bytes", m.bytes}};
+    common::Host::Transaction tx(_host);
+    _host.put(kEntries, target, target, m.toJson());
     _host.put(kManifest, target, target, doc);
+    tx.commit();
     return {{"target", target}, {"path", path},     {"root", m.root},
             {"files", m.files}, {"bytes", m.bytes}, {"seconds", secondsSince(started)}};
 }
@@ -176,10 +184,9 @@ json IntegrityService::recordImage(const std::string &target) {
     for (const json &l : image->value("layers", json::array())) {
         std::string diffId = l.at("diffId");
         json rec = mustRecord("layer:" + diffId);
-        const json &m = rec.at("manifest");
-        files += m.value("files", 0ull);
-        bytes += m.value("bytes", 0ull);
-        layers.push_back({{"diffId", diffId}, {"root", m.at("root")}, {"path", rec.at("path")}});
+        files += rec.value("files", 0ull);
+        bytes += rec.value("bytes", 0ull);
+        layers.push_back({{"diffId", diffId}, {"root", rec.at("root")}, {"path", rec.at("path")}});
     }
     std::string root = imageRoot(layers);
     json doc = {{"target", target},
@@ -445,12 +452,11 @@ json IntegrityService::list() const {
     json out = json::array();
     for (const json &rec : _host.list(kManifest)) {
         std::string target = rec.value("target", "");
-        const json &m = rec.contains("manifest") ? rec["manifest"] : rec;
         out.push_back({{"target", target},
                        {"path", rec.value("path", "")},
-                       {"root", m.value("root", "")},
-                       {"files", m.value("files", 0ull)},
-                       {"bytes", m.value("bytes", 0ull)},
+                       {"root", rec.value("root", "")},
+                       {"files", rec.value("files", 0ull)},
+                       {"bytes", rec.value("bytes", 0ull)},
                        {"recorded", rec.value("recorded", "")},
                        {"signatures", signers.count(target) ? signers[target] : json::array()}});
     }
@@ -461,6 +467,7 @@ bool IntegrityService::forget(const std::string &rawTarget) {
     std::string target = normalize(rawTarget);
     common::Host::Transaction tx(_host);
     bool removed = _host.remove(kManifest, target);
+    _host.remove(kEntries, target);
     for (const json &s : _host.list(kSignature))
         if (s.value("target", "") == target)
             _host.remove(kSignature, target + " " + s.value("keyId", ""));

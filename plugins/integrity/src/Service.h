@@ -11,7 +11,9 @@
 //   path:<abs>       any directory or file (`integrity record PATH`)
 //
 // Records:
-//   kind "manifest"   key target  {target, path, recorded, manifest: Manifest::toJson()}
+//   kind "manifest"   key target  {target, path, recorded, root, files, bytes}
+//   kind "manifest-entries"  key target  Manifest::toJson() (apart, so that listing the
+//                                 manifests never parses every path of every one)
 //                                 images: {target, image, layers: [{diffId, root}], root,
 //                                 recorded}
 //   kind "signature"  key "<target> <keyId>"  {target, keyId, root, statement, signature,
