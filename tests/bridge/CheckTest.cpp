@@ -6,6 +6,7 @@
 #include "Attach.h"
 #include "Networks.h"
 
+#include "BridgeTestSupport.h"
 #include "NetnsFixture.h"
 #include "TestUtil.h"
 
@@ -25,7 +26,9 @@
 #include <sstream>
 
 using namespace mobileops::bridge;
+using mobileops::test::CoreHost;
 using mobileops::test::inFreshNetns;
+using mobileops::test::NetnsChild;
 using mobileops::test::run;
 using nlohmann::json;
 
@@ -38,81 +41,6 @@ const std::string kIp = "/usr/sbin/ip";
 const std::string kNft = "/usr/sbin/nft";
 const std::string kId = "c0ffee0012345678c0ffee0012345678c0ffee0012345678c0ffee0012345678";
 const std::string kVeth = "moc0ffee000"; // Attacher's host end of kId's first network
-
-// The core's host table over a store in `dir`, a plugin record of our own standing for
-// the bridge plugin (as in NetworksTest).
-class CoreHost {
-public:
-    explicit CoreHost(const std::string &dir) {
-        core::Paths paths;
-        paths.rootDir = dir + "/root";
-        paths.runDir = dir + "/run";
-        paths.pluginDirs = {dir + "/plugins"};
-        for (auto &d : {paths.rootDir, paths.runDir, paths.pluginDirs[0]})
-            std::filesystem::create_directories(d);
-        _config = std::make_unique<core::Config>(
-            paths, std::map<std::string, std::string>{{"root_dir", paths.rootDir},
-                                                      {"run_dir", paths.runDir}});
-        _manager = std::make_unique<core::PluginManager>(*_config, [this, dir]() -> core::Store & {
-            if (!_store) _store = core::Store::open(dir + "/root/mobileops.db");
-            return *_store;
-        });
-        _record.name = "bridge";
-        _record.manager = _manager.get();
-        _host =
-            std::make_unique<Host>(_manager->hostApi(), reinterpret_cast<mo_plugin *>(&_record));
-    }
-    const Host &host() const { return *_host; }
-
-private:
-    std::unique_ptr<core::Config> _config;
-    std::unique_ptr<core::Store> _store;
-    std::unique_ptr<core::PluginManager> _manager;
-    core::PluginRecord _record;
-    std::unique_ptr<Host> _host;
-};
-
-// A process parked in a network namespace of its own (the container), killed and reaped
-// when the test ends, also on failure.
-class NetnsChild {
-public:
-    NetnsChild() {
-        int ready[2], hold[2];
-        if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(hold, O_CLOEXEC) != 0) return;
-        _pid = ::fork();
-        if (_pid == 0) {
-            ::close(ready[0]);
-            ::close(hold[1]);
-            char c = ::unshare(CLONE_NEWNET) == 0 ? 'k' : 'e';
-            if (::write(ready[1], &c, 1) != 1) ::_exit(1);
-            while (::read(hold[0], &c, 1) < 0 && errno == EINTR) {
-            }
-            ::_exit(0);
-        }
-        ::close(ready[1]);
-        ::close(hold[0]);
-        _hold = hold[1];
-        char c = 0;
-        _ok = _pid > 0 && ::read(ready[0], &c, 1) == 1 && c == 'k';
-        ::close(ready[0]);
-    }
-    ~NetnsChild() {
-        if (_pid > 0) {
-            ::kill(_pid, SIGKILL);
-            ::waitpid(_pid, nullptr, 0);
-        }
-        if (_hold >= 0) ::close(_hold);
-    }
-    NetnsChild(const NetnsChild &) = delete;
-    NetnsChild &operator=(const NetnsChild &) = delete;
-    pid_t pid() const { return _pid; }
-    bool ok() const { return _ok; }
-
-private:
-    pid_t _pid = -1;
-    int _hold = -1;
-    bool _ok = false;
-};
 
 void sh(const std::vector<std::string> &argv) {
     auto r = run(argv);

@@ -2,6 +2,7 @@
 // veth pairs into another process's namespace, addresses, routes, real UDP traffic across
 // the bridge, counters, sysctls; read back through iproute2 and /proc.
 #include "Netlink.h"
+#include "BridgeTestSupport.h"
 #include "NetnsFixture.h"
 #include "TestUtil.h"
 
@@ -33,49 +34,7 @@ namespace {
 
 using json = nlohmann::json;
 using test::inFreshNetns;
-
-// A process parked in a network namespace of its own (a stand-in for a container),
-// killed and reaped when the test ends, also on failure.
-class NetnsChild {
-public:
-    NetnsChild() {
-        int ready[2], hold[2];
-        if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(hold, O_CLOEXEC) != 0) return;
-        _pid = ::fork();
-        if (_pid == 0) {
-            ::close(ready[0]);
-            ::close(hold[1]);
-            char c = ::unshare(CLONE_NEWNET) == 0 ? 'k' : 'e';
-            if (::write(ready[1], &c, 1) != 1) ::_exit(1);
-            // Returns at EOF: when the test closes its end, or dies.
-            while (::read(hold[0], &c, 1) < 0 && errno == EINTR) {
-            }
-            ::_exit(0);
-        }
-        ::close(ready[1]);
-        ::close(hold[0]);
-        _hold = hold[1];
-        char c = 0;
-        _ok = _pid > 0 && ::read(ready[0], &c, 1) == 1 && c == 'k';
-        ::close(ready[0]);
-    }
-    ~NetnsChild() {
-        if (_pid > 0) {
-            ::kill(_pid, SIGKILL);
-            ::waitpid(_pid, nullptr, 0);
-        }
-        if (_hold >= 0) ::close(_hold);
-    }
-    NetnsChild(const NetnsChild &) = delete;
-    NetnsChild &operator=(const NetnsChild &) = delete;
-    pid_t pid() const { return _pid; }
-    bool ok() const { return _ok; }
-
-private:
-    pid_t _pid = -1;
-    int _hold = -1;
-    bool _ok = false;
-};
+using test::NetnsChild;
 
 json ip(const std::vector<std::string> &args) {
     std::vector<std::string> argv = {"/usr/sbin/ip", "-j"};

@@ -4,6 +4,7 @@
 // made, so these tests need no network namespace; host routes are passed in.
 #include "Networks.h"
 
+#include "BridgeTestSupport.h"
 #include "TestUtil.h"
 
 #include "mobileops/core/Config.h"
@@ -29,6 +30,7 @@
 #include <set>
 
 using namespace mobileops::bridge;
+using mobileops::test::CoreHost;
 using nlohmann::json;
 
 namespace {
@@ -36,43 +38,6 @@ namespace {
 namespace core = mobileops::core;
 using mobileops::common::Host;
 using mobileops::sdk::Error;
-
-// The core as a command sees it, over the store under `dir`: the plugin directory is
-// empty, so a plugin record of our own stands for the bridge plugin (the host table finds
-// the manager, and so the store and configuration, through it).
-class CoreHost {
-public:
-    explicit CoreHost(const std::string &dir) {
-        core::Paths paths;
-        paths.rootDir = dir + "/root";
-        paths.runDir = dir + "/run";
-        paths.pluginDirs = {dir + "/plugins"};
-        for (auto &d : {paths.rootDir, paths.runDir, paths.pluginDirs[0]})
-            std::filesystem::create_directories(d);
-        _config = std::make_unique<core::Config>(
-            paths, std::map<std::string, std::string>{{"root_dir", paths.rootDir},
-                                                      {"run_dir", paths.runDir}});
-        _manager = std::make_unique<core::PluginManager>(*_config, [this, dir]() -> core::Store & {
-            if (!_store) _store = core::Store::open(dir + "/root/mobileops.db");
-            return *_store;
-        });
-        _record.name = "bridge";
-        _record.manager = _manager.get();
-        _host = std::make_unique<Host>(_manager->hostApi(), plugin());
-    }
-
-    const Host &host() const { return *_host; }
-    core::Config &config() { return *_config; }
-    const mo_host_api *api() const { return _manager->hostApi(); }
-    mo_plugin *plugin() { return reinterpret_cast<mo_plugin *>(&_record); }
-
-private:
-    std::unique_ptr<core::Config> _config;
-    std::unique_ptr<core::Store> _store;
-    std::unique_ptr<core::PluginManager> _manager;
-    core::PluginRecord _record;
-    std::unique_ptr<Host> _host;
-};
 
 // The host table with its store reads and writes counted, to show the allocator's cost
 // in store round trips rather than in time.
