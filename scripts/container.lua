@@ -51,7 +51,10 @@ local create_options = {
   { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
-  { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider (default: namespace); see `mobileops system doctor`" },
+  { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider: namespace (default) or krun (a micro-VM); see `mobileops system doctor`" },
+  { name = "isolation", type = "string", metavar = "vm|namespace|auto", summary = "vm: a micro-VM of its own (--runtime krun); auto: a VM when a VM backend works here, else namespaces" },
+  { name = "vcpus", type = "int", metavar = "N", summary = "virtual CPUs of a micro-VM (default 2)" },
+  { name = "vm-memory", type = "string", metavar = "SIZE", summary = "memory of a micro-VM, e.g. 1Gi (default 512Mi); --memory limits the VMM process on the host" },
   { name = "init-system", summary = "boot an init system (default command /sbin/init: systemd, OpenRC) as PID 1; `stop` sends SIGRTMIN+3" },
   { name = "hw-access", summary = "DANGEROUS: give the container the host's devices (/dev is the host's devtmpfs) and a writable /sys device tree" },
   { name = "volume", short = "v", type = "list", metavar = "SOURCE:CONTAINER[:OPTS]", summary = "bind a host path (/path, ./path; OPTS: ro, rw, rprivate, rshared, rslave, nosuid, nodev, noexec) or mount a named volume (NAME, created when missing; OPTS: ro, rw)" },
@@ -77,7 +80,7 @@ local spec_keys = {
   "memory_reservation", "cpu_shares", "cpuset_cpus",
   "memory_swap", "memory_swappiness", "blkio_weight",
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",
-  "ignore_unsupported", "runtime",
+  "ignore_unsupported", "runtime", "isolation", "vcpus", "vm_memory",
   "init_system", "hw_access",
   "volume", "soft_mounts", "volatile", "rootfs_img", "ephemeral_storage", "disk_limit",
   "log_max_size", "log_max_age", "verify",
@@ -189,8 +192,32 @@ local function build_spec(opts, name, target, command)
   return spec
 end
 
+-- --isolation auto: a micro-VM when the krun plugin's probe passes, else namespaces; one
+-- line on stderr says which and why.
+local function resolve_isolation(spec)
+  if spec.isolation ~= "auto" then return end
+  spec.isolation = nil
+  local ok, plugin = pcall(mo.plugin_info, "krun")
+  local probe = ok and type(plugin) == "table" and plugin.probe
+  local usable = probe and probe.usable
+  local reason = probe and probe.reason
+                 or (ok and type(plugin) == "table" and plugin.error)
+                 or "the krun plugin is not installed"
+  local have = false
+  for _, p in ipairs(mo.providers("runtime")) do have = have or p.provider == "krun" end
+  if usable and have then
+    spec.runtime = "krun"
+    mo.eprint(string.format("isolation: micro-VM (%s)", reason))
+  else
+    spec.runtime = "namespace"
+    spec.vm = nil
+    mo.eprint(string.format("isolation: namespaces (no micro-VM: %s)", reason))
+  end
+end
+
 -- The runtime service the spec asks for: its provider, or the default one.
 local function runtime_for(spec)
+  resolve_isolation(spec)
   if spec.runtime and spec.runtime ~= "" then
     for _, p in ipairs(mo.providers("runtime")) do
       if p.provider == spec.runtime then return mo.service("runtime", spec.runtime) end

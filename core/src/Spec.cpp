@@ -771,6 +771,33 @@ void Checker::specFields(const Doc &value, const std::string &path) {
                   invalid(p, v, "is not a runtime name (such as `namespace` or `krun`)");
               // the container workflow picks the provider; an absent one is an error there
               _out["runtime"] = runtime;
+          })},
+         {"isolation", on([&](const Doc &v, const std::string &p) {
+              std::string isolation = string(v, p);
+              if (isolation == "vm")
+                  _out["runtime"] = "krun";
+              else if (isolation == "namespace")
+                  _out["runtime"] = "namespace";
+              else if (isolation == "auto")
+                  _out["isolation"] = "auto";
+              else
+                  invalid(p, v, "is not one of `vm`, `namespace`, `auto`");
+          })},
+         {"vm", on([&](const Doc &v, const std::string &p) {
+              json out = json::object();
+              fields(v, p,
+                     {{"vcpus",
+                       [&](const Doc &x, const std::string &xp) {
+                           out["vcpus"] = integer(x, xp, 1, kMaxVcpus);
+                       }},
+                      {"memory",
+                       [&](const Doc &x, const std::string &xp) {
+                           out["memory"] = bytes(x, xp, kMinVmMemory, kMaxVmMemory);
+                       }},
+                      {"timeout", [&](const Doc &x, const std::string &xp) {
+                           out["timeout"] = integer(x, xp, 1, 10ll * 365 * 86400);
+                       }}});
+              _out["vm"] = out;
           })}});
 }
 

@@ -406,7 +406,12 @@ void finalize(json &spec) {
         arrayAt(spec, "unapplied", "unapplied");
         byDefault(spec, "stopSignal", 15);
         byDefault(spec, "stopTimeout", 10);
-        byDefault(spec, "runtime", "namespace");
+        if (spec.value("isolation", "") == "auto" && spec.contains("runtime"))
+            throw invalid("isolation: `auto` picks the runtime; do not name one too");
+        if (spec.value("isolation", "") != "auto") byDefault(spec, "runtime", "namespace");
+        if (spec.contains("vm") && spec.value("runtime", "") == "namespace")
+            throw invalid("vm: micro-VM settings need a VM runtime (--runtime krun, "
+                          "--isolation vm or auto)");
     } catch (const json::exception &e) {
         throw Error(MO_E_INVALID, std::string("invalid runtime spec: ") + e.what());
     }

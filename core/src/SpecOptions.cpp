@@ -701,6 +701,46 @@ void applyLogging(json &spec, const Options &o) {
     set("log_max_age", "maxAge", parseLogMaxAge);
 }
 
+// --isolation vm|namespace|auto, --vcpus, --vm-memory: the runtime (vm: krun) and the
+// spec's `vm` settings. `auto` is left for the container workflow, which probes.
+void applyVm(json &spec, const Options &o) {
+    if (auto isolation = o.string("isolation")) {
+        static const std::map<std::string, std::string> runtimes = {
+            {"vm", "krun"}, {"namespace", "namespace"}, {"auto", ""}};
+        auto it = runtimes.find(*isolation);
+        if (it == runtimes.end())
+            badFlag("isolation", *isolation, "expected `vm`, `namespace` or `auto`");
+        if (auto runtime = o.string("runtime"); runtime && *runtime != it->second)
+            badFlag("isolation", *isolation, "conflicts with --runtime " + *runtime);
+        if (it->second.empty()) {
+            spec["isolation"] = "auto";
+            spec.erase("runtime");
+        } else {
+            spec["runtime"] = it->second;
+            spec.erase("isolation");
+        }
+    }
+    auto vm = [&]() -> json & {
+        json &v = spec["vm"];
+        if (!v.is_object()) v = json::object();
+        return v;
+    };
+    if (auto vcpus = o.numberText("vcpus"))
+        vm()["vcpus"] = integerFlag("vcpus", *vcpus, 1, kMaxVcpus,
+                                    "expected 1 to " + std::to_string(kMaxVcpus));
+    if (auto memory = o.numberText("vm_memory")) {
+        std::uint64_t bytes = 0;
+        try {
+            bytes = parseQuantity(*memory);
+        } catch (const InvalidValue &e) {
+            badFlag("vm_memory", e);
+        }
+        if (bytes < kMinVmMemory) badFlag("vm_memory", *memory, "below the minimum `64Mi`");
+        if (bytes > kMaxVmMemory) badFlag("vm_memory", *memory, "above the maximum `1Ti`");
+        vm()["memory"] = bytes;
+    }
+}
+
 void applyAll(json &spec, const Options &o) {
     if (auto name = o.string("name")) {
         if (!isValidName(*name)) badFlag("name", *name, kNameRule);
@@ -866,6 +906,7 @@ void applyAll(json &spec, const Options &o) {
             badFlag("runtime", *runtime, "expected a runtime name such as `namespace` or `krun`");
         spec["runtime"] = *runtime;
     }
+    applyVm(spec, o);
     if (auto verify = o.string("verify")) {
         if (*verify != "off" && *verify != "lazy" && *verify != "strict")
             badFlag("verify", *verify, "expected `off`, `lazy` or `strict`");

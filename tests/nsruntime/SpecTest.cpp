@@ -1,6 +1,7 @@
 // Spec parsing and validation: users, ulimits, names, bad input messages.
 #include "Spec.h"
 #include "Runtime.h"
+#include "State.h"
 
 #include <gtest/gtest.h>
 
@@ -345,4 +346,58 @@ TEST(Spec, VolumeMountsGoBeforeMountsBelowThem) {
                   addVolumeMount(mounts, {{"source", "/s"}, {"destination", "/z"}});
               }),
               "mounts: 65 bind mounts and volumes, at most 64 per container");
+}
+
+TEST(Spec, AVmContainerNamesItsLauncherAndRefusesWhatAVmCannotHave) {
+    json doc = minimal();
+    doc["runtime"] = "krun";
+    doc["vm"] = {{"launcher", {"/usr/libexec/mobileops/mobileops-vmm"}}, {"vcpus", 1}};
+    doc["hostname"] = "guest";
+    doc["mounts"] = {{{"destination", "/data"}, {"source", "/srv"}, {"options", {"ro"}}}};
+    doc["process"]["rlimits"] = {{{"type", "RLIMIT_NOFILE"}, {"soft", 64}, {"hard", 128}}};
+    ContainerSpec spec = parseSpec(doc);
+    ASSERT_TRUE(spec.vm);
+    EXPECT_EQ(spec.vm->launcher, std::vector<std::string>{"/usr/libexec/mobileops/mobileops-vmm"});
+    EXPECT_FALSE(spec.vm->settings.contains("launcher"));
+    json d = vmDescription(spec);
+    EXPECT_EQ(d["vcpus"], 1);
+    EXPECT_EQ(d["rootfs"], "/r");
+    EXPECT_EQ(d["hostname"], "guest");
+    EXPECT_EQ(d["mounts"][0],
+              (json{{"source", "/srv"}, {"destination", "/data"}, {"readOnly", true}}));
+    EXPECT_EQ(d["process"]["args"], json({"/bin/true"}));
+    EXPECT_EQ(d["process"]["rlimits"][0], (json{{"name", "nofile"}, {"soft", 64}, {"hard", 128}}));
+    EXPECT_EQ(newRecord(spec, "id", "n")["runtime"], "krun");
+    EXPECT_EQ(newRecord(parseSpec(minimal()), "id", "n")["runtime"], "namespace");
+
+    auto refused = [&](const std::function<void(json &)> &change) {
+        json d2 = doc;
+        change(d2);
+        return errorOf([&] { parseSpec(d2); });
+    };
+    EXPECT_NE(refused([](json &d2) { d2["vm"]["launcher"] = {"relative"}; }).find("vm.launcher"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) { d2["vm"] = 3; }).find("vm: expected an object"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) {
+                  d2["userns"] = {
+                      {"uidMappings", {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}}}};
+              }).find("user namespace"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) { d2["volatile"] = true; }).find("volatile root"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) {
+                  d2["network"] = {{"mode", "host"}};
+              }).find("host's network"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) {
+                  d2["network"] = {{"attach", "mo0"}};
+              }).find("network attachment"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) { d2["process"]["terminal"] = true; }).find("terminal"),
+              std::string::npos);
+    EXPECT_NE(refused([](json &d2) {
+                  d2["mounts"] = {{{"destination", "/t"}, {"type", "tmpfs"}, {"source", "tmpfs"}}};
+              }).find("mounts[0]: a `tmpfs` mount"),
+              std::string::npos);
 }

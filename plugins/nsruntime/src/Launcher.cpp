@@ -8,6 +8,7 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -101,6 +102,23 @@ bool parentGone(pid_t parent) {
     execContainerProcess(sys, process, report);
 }
 
+// A micro-VM container (VmSpec): the launcher runs on the host's filesystem, in a mount
+// namespace whose mounts no longer propagate to the host's, as root with the default
+// capabilities and no_new_privs; the spec's process and security are the guest's.
+[[noreturn]] void execVmm(Syscalls &sys, const ContainerSpec &spec, int report, bool dieWithParent,
+                          pid_t parent) {
+    check(sys.mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr),
+          "make the VMM's mounts private");
+    ProcessSpec vmm;
+    vmm.args = spec.vm->launcher;
+    vmm.args.push_back(spec.vm->configFile);
+    vmm.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    vmm.security.noNewPrivileges = true;
+    vmm.noNewPrivileges = true;
+    resolveSecurity(vmm.security, vmm.noNewPrivileges);
+    execOrInit(sys, vmm, report, dieWithParent, parent);
+}
+
 // Block until the parent wrote its byte on the sync pipe; exit quietly when it gave up.
 void awaitParent(int syncRead) {
     char c;
@@ -133,6 +151,7 @@ void awaitParent(int syncRead) {
         ::umask(0);
         if (spec.namespaces.uts && !spec.hostname.empty())
             check(sys.sethostname(spec.hostname), "set the hostname " + quote(spec.hostname));
+        if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent);
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
         mounts.setup();

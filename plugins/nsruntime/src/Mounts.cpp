@@ -1,7 +1,6 @@
 #include "Mounts.h"
 
 #include "Errors.h"
-#include "Errors.h"
 #include "SystemMode.h"
 
 #include <fcntl.h>

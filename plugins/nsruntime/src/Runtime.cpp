@@ -91,6 +91,25 @@ std::vector<std::string> mergeEnv(std::vector<std::string> env,
 
 std::string cgroupPath(const std::string &id) { return "mobileops/" + id; }
 
+// A VM container's guest, as its launcher reads it (VmSpec): <run dir>/vm.json, written
+// whole under a temporary name first; the launcher's own files go to <run dir>/vm/.
+void describeVm(ContainerSpec &spec, const std::string &id, const std::string &dir) {
+    if (!spec.vm) return;
+    mkdirs(dir);
+    json description = vmDescription(spec);
+    description["id"] = id;
+    description["workDir"] = dir + "/vm";
+    spec.vm->configFile = dir + "/vm.json";
+    const std::string tmp = spec.vm->configFile + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << description.dump(2) << '\n';
+        if (!out.flush()) throw sysError("write " + quote(tmp), errno);
+    }
+    if (::rename(tmp.c_str(), spec.vm->configFile.c_str()) < 0)
+        throw sysError("write " + quote(spec.vm->configFile), errno);
+}
+
 // A service's JSON output of `fn`; throws Error with its message.
 template <typename Fn> json serviceOutput(const Host &host, const char *service, Fn &&fn) {
     mo_buffer buf = MO_BUFFER_INIT;
@@ -326,6 +345,7 @@ void Runtime::start(const std::string &ref) {
     prepareSpec(spec);
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     mkdirs(containerDir(f.id));
+    describeVm(spec, f.id, containerDir(f.id));
     LaunchOptions options = launchOptions(spec, f.id, record);
     prepareNetwork(spec, f.id, record, options);
     if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
@@ -335,7 +355,12 @@ void Runtime::start(const std::string &ref) {
 int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
-    if (stdio.tty) spec.process.terminal = true;
+    if (stdio.tty) {
+        if (spec.vm)
+            throw Error(MO_E_UNSUPPORTED,
+                        "a terminal (-t) is not supported in a micro-VM container yet");
+        spec.process.terminal = true;
+    }
     spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     const bool storage = usesStorage(spec);
     if (!storage) prepareSpec(spec);
@@ -368,6 +393,7 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         prepareSpec(spec);
     }
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
+    describeVm(spec, id, containerDir(id));
     LaunchOptions options = launchOptions(spec, id, record);
     prepareNetwork(spec, id, record, options);
     if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release
@@ -560,6 +586,12 @@ json Runtime::list(bool all) {
 int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &stdio) {
     Found f = findRunning(ref);
     ContainerSpec spec = specOf(f.record);
+    if (spec.vm)
+        throw Error(MO_E_UNSUPPORTED,
+                    "container " + display(f.record) +
+                        " runs in a micro-VM: exec needs the guest agent, which mobileops does "
+                        "not have yet (its output is in `mobileops logs " +
+                        f.record.value("name", "") + "`)");
     ProcessSpec defaults = spec.process;
     defaults.args.clear();
     defaults.init = false;

@@ -415,6 +415,41 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
     return out;
 }
 
+namespace {
+
+// `vm` (VmSpec): what a micro-VM container can be made of. What only a namespace
+// container has is refused by name rather than silently dropped.
+VmSpec parseVm(const json &vm, const ContainerSpec &s) {
+    if (!vm.is_object()) throw invalid("vm: expected an object");
+    VmSpec out;
+    out.launcher = getStrings(vm, "launcher", "vm.");
+    if (out.launcher.empty() || out.launcher[0].empty() || out.launcher[0][0] != '/')
+        throw invalid("vm.launcher: expected the absolute path of a VMM launcher");
+    out.settings = vm;
+    out.settings.erase("launcher");
+    auto refuse = [](const std::string &what) {
+        return Error(MO_E_UNSUPPORTED, what + " is not supported in a micro-VM container");
+    };
+    if (s.userns()) throw refuse("a user namespace (userns)");
+    if (!s.rootfsImage.empty()) throw refuse("an ext4 image root (rootfsImage)");
+    if (s.volatileRoot) throw refuse("a volatile root");
+    if (s.initSystem) throw refuse("an init system (initSystem)");
+    if (s.hardwareAccess) throw refuse("host hardware access (hardwareAccess)");
+    if (s.process.terminal) throw refuse("a terminal (process.terminal, -t)");
+    if (s.networkMode == "host") throw refuse("the host's network (network.mode host)");
+    if (const json *n = field(s.raw, "network"); n && n->is_object())
+        if (!getString(*n, "attach", "network.").empty())
+            throw refuse("a network attachment (network.attach: the guest has no network "
+                         "device yet)");
+    for (size_t i = 0; i < s.mounts.size(); ++i)
+        if (s.mounts[i].type != "bind")
+            throw refuse("mounts[" + std::to_string(i) + "]: a " + quote(s.mounts[i].type) +
+                         " mount (only bind mounts become shares)");
+    return out;
+}
+
+} // namespace
+
 ContainerSpec parseSpec(const json &doc) {
     if (!doc.is_object()) throw invalid("spec: expected a JSON object");
     ContainerSpec s;
@@ -532,7 +567,31 @@ ContainerSpec parseSpec(const json &doc) {
     s.stopTimeout = static_cast<uint32_t>(getUnsigned(doc, "stopTimeout", "", 10));
     if (s.initSystem) applyInitSystem(s, field(doc, "stopSignal") != nullptr);
     if (s.hardwareAccess) checkHardwareAccess(s);
+    if (const json *vm = field(doc, "vm")) s.vm = parseVm(*vm, s);
     return s;
+}
+
+json vmDescription(const ContainerSpec &spec) {
+    json out = spec.vm ? spec.vm->settings : json::object();
+    out["rootfs"] = spec.rootfs;
+    out["readonly"] = spec.readonly;
+    out["hostname"] = spec.hostname;
+    json mounts = json::array();
+    for (const auto &m : spec.mounts) {
+        bool ro = std::find(m.options.begin(), m.options.end(), "ro") != m.options.end();
+        mounts.push_back({{"source", m.source}, {"destination", m.destination}, {"readOnly", ro}});
+    }
+    out["mounts"] = mounts;
+    const ProcessSpec &p = spec.process;
+    json rlimits = json::array();
+    for (const auto &l : p.rlimits)
+        rlimits.push_back({{"name", l.name},
+                           {"soft", l.soft == RLIM_INFINITY ? -1 : static_cast<int64_t>(l.soft)},
+                           {"hard", l.hard == RLIM_INFINITY ? -1 : static_cast<int64_t>(l.hard)}});
+    out["process"] = {{"args", p.args},    {"env", p.env},      {"cwd", p.cwd},
+                      {"uid", p.user.uid}, {"gid", p.user.gid}, {"groups", p.user.additionalGids},
+                      {"rlimits", rlimits}};
+    return out;
 }
 
 void addVolumeMount(std::vector<MountSpec> &mounts, const json &volume) {

@@ -75,6 +75,18 @@ struct ProcessSpec {
     SecuritySpec security; // the spec's `security`; exec's `process.security` on top
 };
 
+// A micro-VM container (docs/runtime-spec.md, `vm`): the runtime that asked for it (krun)
+// names a VMM launcher; the namespace runtime runs that launcher as the container's
+// process, on the host's filesystem, in the container's cgroup and PID, IPC, UTS and
+// network namespaces, with a description of the VM (vm.json: this object's keys plus the
+// root, mounts and process the guest runs) as its only argument. The spec's process runs
+// in the guest, not on the host.
+struct VmSpec {
+    std::vector<std::string> launcher; // absolute path first
+    nlohmann::json settings;           // the `vm` object as given, launcher removed
+    std::string configFile;            // set by the runtime before launch: vm.json
+};
+
 struct ContainerSpec {
     std::string name;
     std::string image;
@@ -112,6 +124,7 @@ struct ContainerSpec {
     bool hardwareAccess = false;
     int stopSignal = 15;
     uint32_t stopTimeout = 10;
+    std::optional<VmSpec> vm;
     nlohmann::json raw; // the document as received
 
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
@@ -121,6 +134,12 @@ struct ContainerSpec {
 inline bool usesStorage(const ContainerSpec &spec) {
     return !spec.imageId.empty() || !spec.volumes.empty();
 }
+
+// The description of a VM container's guest that its launcher reads (VmSpec): the `vm`
+// settings plus {rootfs, readonly, hostname, mounts: [{source, destination, readOnly}],
+// process: {args, env, cwd, uid, gid, groups, rlimits: [{name, soft, hard}]}}. Call
+// after prepareSpec (users resolved, bind sources checked).
+nlohmann::json vmDescription(const ContainerSpec &spec);
 
 // Parse and validate. Errors are MO_E_INVALID naming the field ("process.args: ...").
 ContainerSpec parseSpec(const nlohmann::json &doc);

@@ -50,7 +50,7 @@ json processIdentity(pid_t pid) {
 json newRecord(const ContainerSpec &spec, const std::string &id, const std::string &name) {
     return {{"id", id},
             {"name", name},
-            {"runtime", "namespace"},
+            {"runtime", spec.vm ? spec.raw.value("runtime", "krun") : std::string("namespace")},
             {"status", status::creating},
             {"creator", processIdentity(::getpid())},
             {"pid", 0},

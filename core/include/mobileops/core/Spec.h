@@ -69,6 +69,11 @@ inline constexpr std::int64_t kMaxMillicores = 4096 * 1000;
 inline constexpr std::int64_t kMaxPids = 4194304;    // PID_MAX_LIMIT
 inline constexpr std::uint32_t kMaxId = 4294967294u; // (uid_t)-1 means "no change"
 inline constexpr std::int64_t kMaxStopTimeout = 86400;
+// Micro-VM containers (`vm`, --vcpus, --vm-memory): qemu's microvm takes up to 288 vCPUs;
+// below 64Mi a Debian kernel does not boot.
+inline constexpr std::int64_t kMaxVcpus = 256;
+inline constexpr std::uint64_t kMinVmMemory = 64ull << 20; // 64Mi
+inline constexpr std::uint64_t kMaxVmMemory = 1ull << 40;  // 1Ti
 inline constexpr const char *kDefaultPath =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
