@@ -1,0 +1,122 @@
+// mobileops-vmm: the process a micro-VM container runs on the host (see VmSpec in the
+// namespace runtime). The namespace runtime starts it as the container's init, in the
+// container's cgroup and namespaces, with the guest's description (vm.json) as its only
+// argument; it boots the VM, copies the guest program's stdout and stderr to its own
+// (the container's log), forwards the signals it receives (stop's SIGTERM) to that
+// program, and exits with the program's exit status: 0-255, 128+N for a signal, 125 when
+// the VM could not be made or the guest failed before the program ran.
+#include "Assets.h"
+#include "Libkrun.h"
+#include "Qemu.h"
+#include "Supervise.h"
+
+#include <nlohmann/json.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace {
+
+using nlohmann::json;
+using namespace mobileops::krun;
+
+constexpr int kSetupFailed = 125;
+
+json readDescription(const char *path) {
+    std::ifstream in(path);
+    if (!in)
+        throw std::runtime_error(std::string("cannot read ") + path + ": " + std::strerror(errno));
+    return json::parse(in);
+}
+
+VmConfig vmConfig(const json &d) {
+    VmConfig c;
+    c.rootfs = d.at("rootfs").get<std::string>();
+    c.rootReadOnly = d.value("readonly", false);
+    c.hostname = d.value("hostname", "");
+    for (const json &m : d.value("mounts", json::array()))
+        c.mounts.push_back({m.at("source").get<std::string>(),
+                            m.at("destination").get<std::string>(), m.value("readOnly", false)});
+    const json &p = d.at("process");
+    c.args = p.at("args").get<std::vector<std::string>>();
+    c.env = p.value("env", std::vector<std::string>{});
+    c.cwd = p.value("cwd", "/");
+    c.uid = p.value("uid", 0u);
+    c.gid = p.value("gid", 0u);
+    c.groups = p.value("groups", std::vector<uint32_t>{});
+    for (const json &l : p.value("rlimits", json::array()))
+        c.rlimits.push_back({l.at("name").get<std::string>(), l.value("soft", int64_t(-1)),
+                             l.value("hard", int64_t(-1))});
+    c.vcpus = d.value("vcpus", 2u);
+    c.memory = d.value("memory", c.memory);
+    // A container's VM lives as long as its program: the hard limit is the spec's, or
+    // ten years.
+    c.timeout = std::chrono::seconds(d.value("timeout", int64_t(10) * 365 * 86400));
+    c.workDir = d.at("workDir").get<std::string>();
+    return c;
+}
+
+int runQemu(const json &d, const VmConfig &config, int signalFd) {
+    GuestAssets assets;
+    assets.kernelVersion = d.value("kernelVersion", "");
+    assets.kernel = d.at("kernel").get<std::string>();
+    assets.initramfs = d.at("initramfs").get<std::string>();
+    assets.dir = d.value("assetsDir", "");
+    Accel accel{d.value("accel", "tcg"), d.value("accelWhy", "")};
+    QemuVm vm = QemuVm::launch(config, assets, accel);
+    return superviseVm(vm, STDOUT_FILENO, STDERR_FILENO, signalFd);
+}
+
+int runLibkrun(const json &d, const VmConfig &config, int signalFd) {
+    Libkrun lib(d.value("library", "libkrun.so.1"));
+    pid_t child = lib.start(config);
+    for (;;) {
+        signalfd_siginfo info;
+        pollfd fd = {signalFd, POLLIN, 0};
+        int status = 0;
+        pid_t r = ::waitpid(child, &status, WNOHANG);
+        if (r == child) return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        // SIGCHLD is not in the signalfd's set: poll in short steps for the exit.
+        if (::poll(&fd, 1, 100) > 0 &&
+            ::read(signalFd, &info, sizeof info) == static_cast<ssize_t>(sizeof info))
+            ::kill(child, static_cast<int>(info.ssi_signo));
+    }
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: mobileops-vmm VM.json (started by the namespace runtime)\n");
+        return 2;
+    }
+    // Signals for the guest are read from a signalfd; a log reader that went away does
+    // not end the VM.
+    ::signal(SIGPIPE, SIG_IGN);
+    sigset_t forwarded = forwardedSignals();
+    ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
+    int signalFd = ::signalfd(-1, &forwarded, SFD_CLOEXEC);
+    try {
+        json d = readDescription(argv[1]);
+        VmConfig config = vmConfig(d);
+        std::filesystem::create_directories(config.workDir);
+        int status = d.value("backend", "qemu") == "libkrun" ? runLibkrun(d, config, signalFd)
+                                                             : runQemu(d, config, signalFd);
+        std::error_code ec;
+        std::filesystem::remove_all(config.workDir, ec);
+        return status;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "mobileops-vmm: %s\n", e.what());
+        return kSetupFailed;
+    }
+}

@@ -1,0 +1,141 @@
+#include "Job.h"
+
+#include "protocol.h"
+
+#include <mobileops/common/Errors.h>
+#include <mobileops/common/Fd.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+namespace mobileops::krun {
+
+namespace {
+
+using common::quote;
+
+// The names setrlimit(2) knows, as protocol.h spells them.
+constexpr std::array kRlimits = {"as",      "core",     "cpu",        "data",   "fsize", "locks",
+                                 "memlock", "msgqueue", "nice",       "nofile", "nproc", "rss",
+                                 "rtprio",  "rttime",   "sigpending", "stack"};
+
+sdk::Error invalid(const std::string &message) {
+    return sdk::Error(MO_E_INVALID, "job: " + message);
+}
+
+// A NUL byte cannot reach execve or a path: reject it rather than let the guest truncate.
+void requireNoNul(const std::string &value, const std::string &what) {
+    if (value.find('\0') != std::string::npos) throw invalid(what + " contains a NUL byte");
+}
+
+void requireAbsolute(const std::string &path, const std::string &what) {
+    requireNoNul(path, what);
+    if (path.empty() || path[0] != '/')
+        throw invalid(what + " " + quote(path) + " is not absolute");
+}
+
+void validateRlimit(const VmRlimit &r) {
+    if (std::find(kRlimits.begin(), kRlimits.end(), r.name) == kRlimits.end())
+        throw invalid("unknown rlimit " + quote(r.name));
+    if (r.soft < -1 || r.hard < -1)
+        throw invalid("rlimit " + quote(r.name) + ": a limit below -1 (unlimited)");
+    if (r.hard != -1 && (r.soft == -1 || r.soft > r.hard))
+        throw invalid("rlimit " + quote(r.name) + ": soft limit " +
+                      (r.soft == -1 ? std::string("unlimited") : std::to_string(r.soft)) +
+                      " above hard limit " + std::to_string(r.hard));
+}
+
+void validate(const VmConfig &config) {
+    if (config.args.empty()) throw invalid("no program to run (`args` is empty)");
+    for (size_t i = 0; i < config.args.size(); ++i)
+        requireNoNul(config.args[i], "argument " + std::to_string(i));
+    if (config.args[0].empty()) throw invalid("the program (argument 0) is empty");
+    for (const auto &e : config.env) {
+        requireNoNul(e, "environment entry");
+        if (e.find('=') == std::string::npos || e[0] == '=')
+            throw invalid("environment entry " + quote(e) + " is not NAME=value");
+    }
+    requireAbsolute(config.cwd, "working directory");
+    for (const auto &r : config.rlimits) validateRlimit(r);
+    requireNoNul(config.hostname, "hostname");
+    if (config.hostname.size() > 64 || config.hostname.find('\n') != std::string::npos)
+        throw invalid("hostname " + quote(config.hostname) + " is not a valid host name");
+    for (const auto &m : config.mounts) {
+        requireAbsolute(m.target, "volume target");
+        if (m.target.find_first_not_of('/') == std::string::npos)
+            throw invalid("volume " + quote(m.source) + " cannot be mounted on `/`");
+    }
+}
+
+void record(std::string &out, const char *key, const std::string &value) {
+    out += key;
+    out += ' ';
+    out += std::to_string(value.size());
+    out += '\n';
+    out += value;
+    out += '\n';
+}
+
+std::string joined(const std::vector<uint32_t> &ids) {
+    std::string s;
+    for (uint32_t id : ids) {
+        if (!s.empty()) s += ' ';
+        s += std::to_string(id);
+    }
+    return s;
+}
+
+} // namespace
+
+std::string volumeTag(size_t index) { return MO_TAG_VOLUME_PREFIX + std::to_string(index); }
+
+std::string encodeJob(const VmConfig &config) {
+    validate(config);
+    std::string out;
+    for (const auto &a : config.args) record(out, "arg", a);
+    for (const auto &e : config.env) record(out, "env", e);
+    record(out, "cwd", config.cwd);
+    record(out, "user", std::to_string(config.uid) + ":" + std::to_string(config.gid));
+    if (!config.groups.empty()) record(out, "groups", joined(config.groups));
+    for (const auto &r : config.rlimits)
+        record(out, "rlimit", r.name + " " + std::to_string(r.soft) + " " + std::to_string(r.hard));
+    if (!config.hostname.empty()) record(out, "hostname", config.hostname);
+    record(out, "rootro", config.rootReadOnly ? "1" : "0");
+    for (size_t i = 0; i < config.mounts.size(); ++i) {
+        const auto &m = config.mounts[i];
+        record(out, "mount", volumeTag(i) + " " + m.target + (m.readOnly ? " ro" : " rw"));
+    }
+    return out;
+}
+
+void writeJob(const VmConfig &config, const std::string &dir) {
+    std::string bytes = encodeJob(config);
+    std::string path = dir + "/" MO_JOB_FILE;
+    common::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.fd < 0) throw common::sysError("write the job file " + quote(path), errno);
+    size_t done = 0;
+    while (done < bytes.size()) {
+        ssize_t n = ::write(fd.fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw common::sysError("write the job file " + quote(path), errno);
+        done += static_cast<size_t>(n);
+    }
+}
+
+std::optional<int> parseExitCode(std::string_view text) {
+    size_t digits = 0;
+    int code = 0;
+    while (digits < text.size() && digits < 3 && text[digits] >= '0' && text[digits] <= '9')
+        code = code * 10 + (text[digits++] - '0');
+    if (digits == 0 || code > 255) return std::nullopt;
+    std::string_view rest = text.substr(digits);
+    if (!rest.empty() && rest[0] == '\r') rest.remove_prefix(1); // the serial tty's ONLCR
+    if (!rest.empty() && rest[0] != '\n') return std::nullopt;
+    return code;
+}
+
+} // namespace mobileops::krun
