@@ -76,7 +76,7 @@ end
 wf:verb{
   name = "command",
   summary = "Print the qemu command line of a VM, its job written into --dir (to run it by hand)",
-  description = "The command expects the guest's stdout on fd 3, its stderr on fd 4 and one end of a unix stream socket pair on fd 5 (the control port).",
+  description = "The command expects the guest's stdout on fd 3, its stderr on fd 4 and one end of a unix stream socket pair on fd 5, the control port, whose other end must answer the guest's `drain` line (plugins/krun/guest/protocol.h; tools/bench/vm-bench.sh does).",
   options = (function()
     local o = { { name = "dir", type = "string", metavar = "DIR", summary = "the VM's directory (job share, console log); required" } }
     for _, x in ipairs(run_options) do o[#o + 1] = x end

@@ -28,7 +28,7 @@ export MOBILEOPS_ROOT=$work/root MOBILEOPS_RUN=$work/run MOBILEOPS_CONFIG=$work/
 echo "by hand: $(cut -c1-200 "$work/hand.cmd") ..."
 
 python3 - "$mobileops" "$rootfs" "$work/hand.json" "$runs" "$warmup" <<'EOF'
-import json, os, socket, statistics, subprocess, sys, time
+import json, os, select, socket, statistics, subprocess, sys, time
 
 mobileops, rootfs, hand_file, runs, warmup = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 work = os.path.dirname(hand_file)
@@ -48,9 +48,26 @@ def by_hand():
     p = subprocess.Popen(argv, preexec_fn=setup, pass_fds=(3, 4, 5), stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(out_w); os.close(err_w); theirs.close()
-    for fd in (out_r, err_r):
-        while os.read(fd, 65536):
-            pass
+    # Drain the guest's output and answer its "drain <out> <err>" once that much arrived
+    # (guest/protocol.h), as the launcher does.
+    got = {out_r: 0, err_r: 0}
+    want, control, open_fds = None, b"", {out_r, err_r, ours.fileno()}
+    while out_r in open_fds or err_r in open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [])
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                open_fds.discard(fd)
+            elif fd in got:
+                got[fd] += len(data)
+            else:
+                control += data
+                if b"\n" in control and control.startswith(b"drain "):
+                    _, a, b = control.split(b"\n")[0].split()
+                    want, control = (int(a), int(b)), b""
+        if want and got[out_r] >= want[0] and got[err_r] >= want[1]:
+            os.write(ours.fileno(), b"drained\n")
+            want = None
     p.wait()
     elapsed = time.perf_counter() - start
     os.close(out_r); os.close(err_r); ours.close()

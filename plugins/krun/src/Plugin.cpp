@@ -147,7 +147,8 @@ private:
 
     // The qemu command line run() would start, with its job written into `workDir`, for
     // running the same VM by hand (tools/bench/vm-bench.sh): fd 3 and 4 take the guest's
-    // stdout and stderr, fd 5 must be one end of a unix stream socket pair (control).
+    // stdout and stderr, fd 5 must be one end of a unix stream socket pair (control)
+    // whose other end answers the guest's drain line (guest/protocol.h).
     json command(const json &a) const {
         VmConfig config = vmConfig(a);
         config.workDir = str(a, "workDir");
