@@ -4,6 +4,7 @@
 #include "LuaInternal.h"
 #include "SystemInfo.h"
 #include "mobileops/core/Error.h"
+#include "mobileops/core/OciSpec.h"
 #include "mobileops/core/PluginManager.h"
 #include "mobileops/core/Spec.h"
 #include "mobileops/core/Store.h"
@@ -262,6 +263,33 @@ int l_config(lua_State *L) {
     else
         lua_pushnil(L);
     return 1;
+}
+
+int l_abspath(lua_State *L) {
+    return protect(L, [&] {
+        std::string path = str(L, 1);
+        if (path.empty()) throw Error(MO_E_INVALID, "mo.abspath: invalid 'path': empty");
+        if (path[0] != '/') {
+            char cwd[4096];
+            if (!::getcwd(cwd, sizeof cwd)) throw systemError("the working directory");
+            path = std::string(cwd) + "/" + path;
+        }
+        // lexically: "." and ".." components and doubled slashes go
+        std::vector<std::string> parts;
+        std::stringstream ss(path);
+        for (std::string c; std::getline(ss, c, '/');) {
+            if (c.empty() || c == ".") continue;
+            if (c == "..") {
+                if (!parts.empty()) parts.pop_back();
+            } else {
+                parts.push_back(c);
+            }
+        }
+        std::string out;
+        for (const auto &c : parts) out += "/" + c;
+        lua_pushstring(L, out.empty() ? "/" : out.c_str());
+        return 1;
+    });
 }
 
 int l_isatty(lua_State *L) {
@@ -779,6 +807,47 @@ int spec_finalize(lua_State *L) {
     });
 }
 
+// config.json is read here, not through Lua: a Lua number would turn OCI's 2^64-1 into a
+// fraction.
+int spec_from_oci(lua_State *L) {
+    return protect(L, [&] {
+        std::string bundle = str(L, 1);
+        std::string text;
+        if (lua_isstring(L, 2)) {
+            text = str(L, 2);
+        } else {
+            std::string path = bundle + "/config.json";
+            std::ifstream in(path);
+            if (!in) throw systemError("bundle " + quote(bundle) + ": " + quote(path));
+            std::stringstream ss;
+            ss << in.rdbuf();
+            text = ss.str();
+        }
+        json config = json::parse(text, nullptr, false);
+        if (config.is_discarded())
+            throw Error(MO_E_INVALID,
+                        "bundle " + quote(bundle) + ": config.json is not valid JSON");
+        pushJson(L, spec::fromOci(config, bundle));
+        return 1;
+    });
+}
+
+int spec_oci_resources(lua_State *L) {
+    return protect(L, [&] {
+        json resources = json::parse(str(L, 1), nullptr, false);
+        if (resources.is_discarded()) throw Error(MO_E_INVALID, "resources: not valid JSON");
+        pushJson(L, spec::fromOciResources(resources));
+        return 1;
+    });
+}
+
+int spec_default_oci(lua_State *L) {
+    return protect(L, [&] {
+        pushJson(L, spec::defaultOciConfig(lua_toboolean(L, 1)));
+        return 1;
+    });
+}
+
 int l_signal(lua_State *L) {
     return protect(L, [&] {
         lua_pushinteger(L,
@@ -972,6 +1041,14 @@ const std::vector<ApiFunction> kApi = {
      l_sleep},
     {"", "now", "0.1", "Monotonic clock in seconds, for measuring intervals.", {}, "number", l_now},
     {"",
+     "abspath",
+     "0.1",
+     "A path made absolute against the working directory, `.` and `..` resolved lexically "
+     "(symlinks are not followed).",
+     {{"path", "string", "a path"}},
+     "string",
+     l_abspath},
+    {"",
      "isatty",
      "0.1",
      "Whether a file descriptor is a terminal.",
@@ -1038,6 +1115,31 @@ const std::vector<ApiFunction> kApi = {
      {{"spec", "table", "runtime spec"}},
      "the final runtime spec",
      spec_finalize},
+    {"spec",
+     "from_oci",
+     "0.1",
+     "Convert an OCI bundle's config.json (runtime-spec 1.0 to 1.1) to a runtime spec; errors "
+     "name the JSON path. See docs/oci.md.",
+     {{"bundle", "string",
+       "the bundle directory (absolute): root.path and relative bind "
+       "sources are relative to it"},
+      {"config", "string?", "config.json's text (default: read BUNDLE/config.json)"}},
+     "runtime spec (without a name; `unapplied` lists what this runtime does not apply)",
+     spec_from_oci},
+    {"spec",
+     "oci_resources",
+     "0.1",
+     "Convert OCI LinuxResources JSON (`update --resources`) to the spec.resources form.",
+     {{"text", "string", "the JSON text"}},
+     "spec.resources form",
+     spec_oci_resources},
+    {"spec",
+     "default_oci",
+     "0.1",
+     "The default config.json of `mobileops oci spec` (runc's, running `sh`).",
+     {{"rootless", "boolean?", "add a user namespace mapping this user to root"}},
+     "an OCI runtime config",
+     spec_default_oci},
     // --- runtime service (mo.runtime: default provider; mo.service('runtime', NAME))
     {"runtime",
      "create",

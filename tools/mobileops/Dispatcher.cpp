@@ -216,18 +216,22 @@ int dispatch(const std::vector<std::string> &argv, GlobalFlags flags) {
     } catch (const ExitError &e) {
         std::fflush(stdout);
         std::fprintf(stderr, "mobileops: %s\n", e.what());
+        if (flags.onError) flags.onError(e.what());
         return e.status;
     } catch (const cli::UsageError &e) {
         std::fflush(stdout);
         std::fprintf(stderr, "mobileops: %s\n", e.what());
+        if (flags.onError) flags.onError(e.what());
         return 2;
     } catch (const Error &e) {
         std::fflush(stdout);
         std::fprintf(stderr, "mobileops: %s\n", e.what());
+        if (flags.onError) flags.onError(e.what());
         return 1;
     } catch (const std::exception &e) {
         std::fflush(stdout);
         std::fprintf(stderr, "mobileops: internal error: %s\n", e.what());
+        if (flags.onError) flags.onError(std::string("internal error: ") + e.what());
         return 1;
     }
     return status;

@@ -27,6 +27,11 @@ const char kUsage[] = "Usage: mobileops [--json] [--debug] WORKFLOW VERB [ARGS..
 int main(int argc, char **argv) {
     mobileops::GlobalFlags flags;
     std::vector<std::string> rest;
+    // Installed as mobileops-runc (a symlink), the binary is `mobileops oci`: engines run
+    // it with runc's command line.
+    const char *slash = argc > 0 ? std::strrchr(argv[0], '/') : nullptr;
+    if (argc > 0 && std::strcmp(slash ? slash + 1 : argv[0], "mobileops-runc") == 0)
+        return mobileops::ociMain(std::vector<std::string>(argv + 1, argv + argc), flags);
     int i = 1;
     for (; i < argc; ++i) {
         std::string a = argv[i];
@@ -54,6 +59,8 @@ int main(int argc, char **argv) {
             break;
         }
     }
+    if (i < argc && std::strcmp(argv[i], "oci") == 0)
+        return mobileops::ociMain(std::vector<std::string>(argv + i + 1, argv + argc), flags);
     for (; i < argc; ++i) rest.push_back(argv[i]);
     if (rest.empty()) {
         std::fputs(kUsage, stderr);

@@ -1,0 +1,273 @@
+// mobileops-runc as an engine drives it: a bundle made with `spec`, then create, start,
+// state, kill, delete, run, exec, pause, update, and errors in the --log file. Each test
+// has its own --root under a temporary directory; the tear-down deletes every container
+// left there and fails on a mount left below it. Needs root.
+#include "TestUtil.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace mobileops::test {
+namespace {
+
+using json = nlohmann::json;
+
+std::string runc() { return MOBILEOPS_BINARY_DIR "/bin/mobileops-runc"; }
+
+std::string slurp(const std::string &path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+class OciCli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, cgroups)";
+        _bundle = _tmp.path() + "/bundle";
+        ::mkdir(_bundle.c_str(), 0755);
+        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", _bundle + "/rootfs"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = oci({"spec", "--bundle", _bundle});
+        ASSERT_EQ(r.status, 0) << r.err;
+        _config = json::parse(slurp(_bundle + "/config.json"));
+        _config["process"]["terminal"] = false;
+        _config["root"]["readonly"] = false;
+        setArgs({"sleep", "600"});
+    }
+
+    void TearDown() override {
+        if (_bundle.empty()) return;
+        Result r = oci({"list", "--format", "json"});
+        if (r.status == 0 && !r.out.empty())
+            for (const auto &c : json::parse(r.out)) oci({"delete", "--force", c["id"]});
+        std::ifstream mounts("/proc/self/mountinfo");
+        for (std::string line; std::getline(mounts, line);)
+            EXPECT_EQ(line.find(_tmp.path()), std::string::npos) << "mount left behind: " << line;
+    }
+
+    void setArgs(const std::vector<std::string> &args) {
+        _config["process"]["args"] = args;
+        std::ofstream(_bundle + "/config.json") << _config.dump(2);
+    }
+
+    Result oci(const std::vector<std::string> &args) {
+        std::vector<std::string> argv{
+            runc(),         "--root", _tmp.path() + "/state", "--log", _tmp.path() + "/log.json",
+            "--log-format", "json"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv, {{"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
+    }
+
+    json state(const std::string &id) {
+        Result r = oci({"state", id});
+        EXPECT_EQ(r.status, 0) << r.err;
+        return r.status == 0 ? json::parse(r.out) : json::object();
+    }
+
+    // Poll (bounded by count, not by time) until the container reaches `status`.
+    bool waitFor(const std::string &id, const std::string &status) {
+        for (int i = 0; i < 500; ++i) {
+            Result r = oci({"state", id});
+            if (r.status == 0 && json::parse(r.out)["status"] == status) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        return false;
+    }
+
+    TempDir _tmp;
+    std::string _bundle;
+    json _config;
+};
+
+TEST_F(OciCli, SymlinkIsInstalledInTheBuildTree) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(runc().c_str(), &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode));
+    Result r = run({runc(), "--version"});
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("mobileops-runc version"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("spec: 1.1.0"), std::string::npos) << r.out;
+}
+
+TEST_F(OciCli, CreateStartStateKillDelete) {
+    std::string pidFile = _tmp.path() + "/init.pid";
+    Result r = oci({"create", "--bundle", _bundle, "--pid-file", pidFile, "c1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json s = state("c1");
+    EXPECT_EQ(s["status"], "created");
+    EXPECT_EQ(s["id"], "c1");
+    EXPECT_EQ(s["bundle"], _bundle);
+    EXPECT_EQ(s["ociVersion"], "1.1.0");
+    EXPECT_TRUE(s["annotations"].is_object());
+
+    r = oci({"start", "c1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    s = state("c1");
+    EXPECT_EQ(s["status"], "running");
+    int pid = s["pid"];
+    ASSERT_GT(pid, 0);
+    EXPECT_EQ(::kill(pid, 0), 0) << "the init pid the state names is alive";
+    EXPECT_EQ(slurp(pidFile), std::to_string(pid));
+    // it runs in the bundle's root
+    EXPECT_EQ(slurp("/proc/" + std::to_string(pid) + "/comm"), "sleep\n");
+
+    r = oci({"start", "c1"});
+    EXPECT_EQ(r.status, 1) << "a second start fails";
+
+    r = oci({"kill", "c1", "KILL"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    ASSERT_TRUE(waitFor("c1", "stopped"));
+    EXPECT_EQ(state("c1")["pid"], 0);
+    r = oci({"kill", "c1", "9"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("container not running"), std::string::npos) << r.err;
+
+    r = oci({"delete", "c1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = oci({"state", "c1"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+TEST_F(OciCli, DeleteUnknownFailsUnlessForced) {
+    Result r = oci({"delete", "nosuch"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("container `nosuch` does not exist"), std::string::npos) << r.err;
+    r = oci({"delete", "--force", "nosuch"});
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(OciCli, DeleteRunningNeedsForce) {
+    ASSERT_EQ(oci({"run", "--detach", "--bundle", _bundle, "c2"}).status, 0);
+    Result r = oci({"delete", "c2"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("not stopped"), std::string::npos) << r.err;
+    r = oci({"delete", "--force", "c2"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(oci({"state", "c2"}).status, 1);
+}
+
+TEST_F(OciCli, RunExitStatusIsTheContainers) {
+    setArgs({"sh", "-c", "echo out-$((6*7)); exit 7"});
+    Result r = oci({"run", "--bundle", _bundle, "r1"});
+    EXPECT_EQ(r.status, 7) << r.err;
+    EXPECT_EQ(r.out, "out-42\n");
+    // runc run removes the container after it exits
+    EXPECT_EQ(oci({"state", "r1"}).status, 1);
+    setArgs({"true"});
+    EXPECT_EQ(oci({"run", "--bundle", _bundle, "r2"}).status, 0);
+}
+
+TEST_F(OciCli, ExecInARunningContainer) {
+    ASSERT_EQ(oci({"run", "-d", "--bundle", _bundle, "e1"}).status, 0);
+    Result r = oci({"exec", "e1", "sh", "-c", "echo in-$(hostname); exit 3"});
+    EXPECT_EQ(r.status, 3) << r.err;
+    EXPECT_EQ(r.out, "in-mobileops\n");
+    std::string process = _tmp.file("process.json", R"({"args": ["cat", "/proc/self/status"],
+        "cwd": "/tmp", "env": ["PATH=/bin", "X=y"], "user": {"uid": 65534, "gid": 65534}})");
+    r = oci({"exec", "--process", process, "e1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("Uid:\t65534"), std::string::npos) << r.out;
+    r = oci({"ps", "--format", "json", "e1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out).size(), 1u) << r.out;
+}
+
+TEST_F(OciCli, PauseResumeAndUpdate) {
+    ASSERT_EQ(oci({"run", "-d", "--bundle", _bundle, "p1"}).status, 0);
+    ASSERT_EQ(oci({"pause", "p1"}).status, 0);
+    EXPECT_EQ(state("p1")["status"], "paused");
+    ASSERT_EQ(oci({"resume", "p1"}).status, 0);
+    EXPECT_EQ(state("p1")["status"], "running");
+    std::string res = _tmp.file("res.json", R"({"pids": {"limit": 42}})");
+    Result r = oci({"update", "--resources", res, "p1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    // the kernel's value, read on the host from the init's pids cgroup (v1, else v2)
+    std::string cgroups =
+        slurp("/proc/" + std::to_string(state("p1")["pid"].get<int>()) + "/cgroup");
+    std::string file;
+    if (auto at = cgroups.find(":pids:"); at != std::string::npos)
+        file = "/sys/fs/cgroup/pids" + cgroups.substr(at + 6, cgroups.find('\n', at) - at - 6);
+    else if (auto v2 = cgroups.find("0::"); v2 != std::string::npos)
+        file = "/sys/fs/cgroup" + cgroups.substr(v2 + 3, cgroups.find('\n', v2) - v2 - 3);
+    ASSERT_FALSE(file.empty()) << cgroups;
+    EXPECT_EQ(slurp(file + "/pids.max"), "42\n") << file;
+    res = _tmp.file("bad.json", R"({"memory": {"limit": 12}})");
+    r = oci({"update", "--resources", res, "p1"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("resources.memory.limit: `12` is below"), std::string::npos) << r.err;
+}
+
+TEST_F(OciCli, ErrorsGoToTheJsonLog) {
+    Result r = oci({"state", "nosuch"});
+    ASSERT_EQ(r.status, 1);
+    std::string log = slurp(_tmp.path() + "/log.json");
+    ASSERT_FALSE(log.empty());
+    json line = json::parse(log.substr(0, log.find('\n')));
+    EXPECT_EQ(line["level"], "error");
+    EXPECT_EQ(line["msg"], "container `nosuch` does not exist");
+    EXPECT_TRUE(line["time"].is_string());
+}
+
+TEST_F(OciCli, BadConfigNamesThePathAndLeavesNothing) {
+    _config["linux"]["resources"]["memory"] = {{"limit", 1000}};
+    std::ofstream(_bundle + "/config.json") << _config.dump();
+    Result r = oci({"create", "--bundle", _bundle, "--pid-file", _tmp.path() + "/p", "bad"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("config.json: linux.resources.memory.limit: `1000` is below the minimum"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(oci({"state", "bad"}).status, 1);
+    struct stat st {};
+    EXPECT_NE(::stat((_tmp.path() + "/p").c_str(), &st), 0) << "no pid file";
+    // and the same through the log file, for conmon and the shim
+    EXPECT_NE(slurp(_tmp.path() + "/log.json").find("linux.resources.memory.limit"),
+              std::string::npos);
+}
+
+TEST_F(OciCli, HostileIdRefused) {
+    Result r = oci({"create", "--bundle", _bundle, "../../etc"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("invalid container id `../../etc`"), std::string::npos) << r.err;
+}
+
+TEST_F(OciCli, SystemdCgroupRefused) {
+    Result r = run({runc(), "--systemd-cgroup", "state", "x"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("--systemd-cgroup"), std::string::npos) << r.err;
+}
+
+TEST_F(OciCli, FeaturesAndSpec) {
+    Result r = oci({"features"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json f = json::parse(r.out);
+    EXPECT_EQ(f["ociVersionMin"], "1.0.0");
+    EXPECT_EQ(f["linux"]["cgroup"]["systemd"], false);
+    EXPECT_FALSE(f["linux"]["namespaces"].empty());
+    r = oci({"spec", "--bundle", _bundle});
+    EXPECT_EQ(r.status, 1) << "config.json exists";
+}
+
+TEST_F(OciCli, ListShowsThisRootsContainers) {
+    ASSERT_EQ(oci({"create", "--bundle", _bundle, "l1"}).status, 0);
+    Result r = oci({"list", "--format", "json"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json l = json::parse(r.out);
+    ASSERT_EQ(l.size(), 1u);
+    EXPECT_EQ(l[0]["id"], "l1");
+    EXPECT_EQ(l[0]["status"], "created");
+}
+
+} // namespace
+} // namespace mobileops::test
