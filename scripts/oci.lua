@@ -70,7 +70,8 @@ end
 
 -- Whether the runtime provider implements runc's model (create launches the init, held
 -- until start; stdio and pid files are the caller's): the `nsruntime.oci` feature.
-local function runc_model()
+local function runc_model(st)
+  if st and st.status == "created" and st.pid and st.pid > 0 then return true end
   local ok, has = pcall(mo.has, "nsruntime.oci")
   return ok and has
 end
@@ -160,7 +161,7 @@ wf:verb{
     local spec = st.spec or {}
     runtime_of(spec).start(st.id)
     local oci = spec.oci or {}
-    if oci.pidFile and not runc_model() then
+    if oci.pidFile and not runc_model(st) then
       write_pid_file(oci.pidFile, mo.runtime.state(st.id).pid)
     end
   end,
@@ -190,8 +191,9 @@ wf:verb{
       if spec.oci.pidFile then write_pid_file(spec.oci.pidFile, rt.state(st.id).pid) end
       return 0
     end
-    -- in the foreground on this process's stdio, the container's exit status is ours
-    spec.oci.pidFile = nil
+    -- in the foreground on this process's stdio under the runtime's own run: the
+    -- container's exit status is ours
+    spec.oci = nil
     return rt.run(spec, { rm = not opts.keep, tty = spec.process and spec.process.terminal })
   end,
 }
@@ -318,7 +320,7 @@ wf:verb{
     elseif opts.format ~= "table" then
       mo.error(string.format("invalid --format `%s`: expected table or json", opts.format))
     end
-    mo.table(procs, { { "UID", "user" }, { "PID", "pid" }, { "PPID", "ppid" }, { "STAT", "state" }, { "CMD", "command" } })
+    mo.table(procs, { { title = "UID", key = "user" }, { title = "PID", key = "pid" }, { title = "PPID", key = "ppid" }, { title = "STAT", key = "state" }, { title = "CMD", key = "command" } })
   end,
 }
 
@@ -363,7 +365,7 @@ wf:verb{
     elseif opts.format == "json" then
       mo.print(mo.json_encode(mo.array(out)))
     else
-      mo.table(out, { { "ID", "id" }, { "PID", "pid" }, { "STATUS", "status" }, { "BUNDLE", "bundle" }, { "CREATED", "created" }, { "OWNER", "owner" } })
+      mo.table(out, { { title = "ID", key = "id" }, { title = "PID", key = "pid" }, { title = "STATUS", key = "status" }, { title = "BUNDLE", key = "bundle" }, { title = "CREATED", key = "created" }, { title = "OWNER", key = "owner" } })
     end
   end,
 }

@@ -1,5 +1,5 @@
 // The container spec model. Every source of configuration (a VirtualRoot document in YAML
-// or JSON, CLI flags, later an OCI bundle) becomes one JSON document, the runtime spec of
+// or JSON, CLI flags, an OCI bundle: OciSpec.h) becomes one JSON document, the runtime spec of
 // docs/runtime-spec.md; docs/virtualroot-spec.md is the reference of the VirtualRoot form.
 //
 //     json spec = parseVirtualRoot(text, "app.yaml"); // or json::object() without a file
