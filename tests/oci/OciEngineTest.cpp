@@ -1,0 +1,357 @@
+// podman (through conmon) and containerd (through containerd-shim-runc-v2) with
+// mobileops-runc as their runtime. Everything is private to the test: podman gets a
+// temporary store, run root and containers.conf (vfs storage: no overlay mount stays;
+// cgroupfs; file events; no network), containerd a temporary root, state, socket and
+// config (the native snapshotter). Images are a busybox rootfs from tools/make-rootfs.sh
+// (`podman import`; an OCI layout built with umoci for containerd). Needs root.
+//
+// This host's bounding set lacks CAP_SYS_RESOURCE, so no rlimit may be raised above the
+// caller's hard limit: podman's default nproc and nofile (1048576) would be refused (conmon
+// runs the runtime with a hard nproc of 32768 here), so the containers.conf below sets
+// default_ulimits well under them.
+#include "TestUtil.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace mobileops::test {
+namespace {
+
+using json = nlohmann::json;
+
+// MOBILEOPS_OCI_TEST_RUNTIME=/usr/sbin/runc runs the same scenarios with a reference
+// runtime, which shows the harness itself works.
+std::string runc() {
+    const char *other = std::getenv("MOBILEOPS_OCI_TEST_RUNTIME");
+    return other && *other ? other : MOBILEOPS_BINARY_DIR "/bin/mobileops-runc";
+}
+
+bool executable(const std::string &path) { return ::access(path.c_str(), X_OK) == 0; }
+
+// Whether the runtime provider implements runc's process model (create launches the
+// init, held until start); without it no engine can use mobileops-runc.
+std::string runcModelMissing() {
+    if (std::getenv("MOBILEOPS_OCI_TEST_RUNTIME")) return "";
+    Result r = run({runc(), "features"}, {{"MOBILEOPS_CONFIG", "/nonexistent"}});
+    if (r.status != 0) return "`mobileops-runc features` failed: " + r.err;
+    json f = json::parse(r.out, nullptr, false);
+    if (f.is_discarded() || f["annotations"]["io.github.mobileops.runc-model"] != "true")
+        return "the namespace runtime lacks runc's process model (feature nsruntime.oci): "
+               "create cannot hand the engine a waiting init";
+    return "";
+}
+
+// The base rootfs every engine test imports, built once per process.
+const std::string &busyboxTar(const TempDir &tmp) {
+    static std::string path;
+    if (path.empty()) {
+        std::string root = tmp.path() + "/image-rootfs";
+        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", root});
+        EXPECT_EQ(r.status, 0) << r.err;
+        r = run({"/usr/bin/tar", "-C", root, "-cf", tmp.path() + "/busybox.tar", "."});
+        EXPECT_EQ(r.status, 0) << r.err;
+        path = tmp.path() + "/busybox.tar";
+    }
+    return path;
+}
+
+// --- podman ------------------------------------------------------------------------------
+
+class Podman : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+        if (!executable("/usr/bin/podman") || !executable("/usr/bin/conmon"))
+            GTEST_SKIP() << "podman or conmon is not installed (tools/install-deps.sh)";
+        if (std::string why = runcModelMissing(); !why.empty()) GTEST_SKIP() << why;
+        _dir = _tmp.path();
+        std::ofstream(_dir + "/containers.conf")
+            << "[containers]\n"
+            << "default_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n"
+            << "netns = \"none\"\n"
+            << "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+            << "[network]\nnetwork_config_dir = \"" << _dir << "/cni\"\n";
+        // podman 4.3 does not hand --runtime-flag to the cleanup process it runs when a
+        // container exits, so --root goes in a wrapper named as the runtime instead
+        _runtime = _dir + "/runtime";
+        std::ofstream(_runtime) << "#!/bin/sh\nexec " << runc() << " --root " << _dir
+                                << "/runc --log-format json \"$@\"\n";
+        ::chmod(_runtime.c_str(), 0755);
+        Result r = podman({"import", busyboxTar(_images), "localhost/busybox:latest"});
+        ASSERT_EQ(r.status, 0) << r.err;
+    }
+
+    void TearDown() override {
+        if (_dir.empty()) return;
+        podman({"rm", "--all", "--force", "--time", "0"});
+        podman({"rmi", "--all", "--force"});
+        Result r = run({runc(), "--root", _dir + "/runc", "list", "--quiet"},
+                       {{"MOBILEOPS_CONFIG", "/nonexistent"}});
+        if (r.out.find("ID") == 0) r.out.clear(); // runc prints a header
+        EXPECT_TRUE(r.out.empty()) << "mobileops-runc containers left: " << r.out;
+        std::ifstream mounts("/proc/self/mountinfo");
+        for (std::string line; std::getline(mounts, line);) {
+            EXPECT_EQ(line.find(_dir), std::string::npos) << "mount left behind: " << line;
+            if (line.find(_dir) != std::string::npos) {
+                std::istringstream in(line);
+                std::string f;
+                for (int i = 0; i < 5; ++i) in >> f;
+                run({"/usr/bin/umount", "-l", f});
+            }
+        }
+    }
+
+    Result podman(const std::vector<std::string> &args) {
+        std::vector<std::string> argv{"/usr/bin/podman",
+                                      "--root",
+                                      _dir + "/storage",
+                                      "--runroot",
+                                      _dir + "/runroot",
+                                      "--tmpdir",
+                                      _dir + "/tmp",
+                                      "--storage-driver",
+                                      "vfs",
+                                      "--cgroup-manager",
+                                      "cgroupfs",
+                                      "--events-backend",
+                                      "file",
+                                      "--runtime",
+                                      _runtime};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv, {{"CONTAINERS_CONF", _dir + "/containers.conf"},
+                          {"MOBILEOPS_CONFIG", "/nonexistent"}});
+    }
+
+    Result podmanRun(const std::vector<std::string> &args) {
+        std::vector<std::string> argv{"run", "--network", "none"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return podman(argv);
+    }
+
+    TempDir _tmp;
+    static TempDir _images;
+    std::string _dir, _runtime;
+};
+
+TempDir Podman::_images;
+
+TEST_F(Podman, RunRmEcho) {
+    Result r = podmanRun({"--rm", "localhost/busybox", "echo", "hi"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "hi\n");
+}
+
+TEST_F(Podman, ExitCodePropagates) {
+    Result r = podmanRun({"--rm", "localhost/busybox", "sh", "-c", "exit 42"});
+    EXPECT_EQ(r.status, 42) << r.err;
+}
+
+TEST_F(Podman, DetachedPsLogsStopRm) {
+    Result r = podmanRun(
+        {"-d", "--name", "web", "localhost/busybox", "sh", "-c", "echo started; exec sleep 600"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = podman({"ps", "--format", "{{.Names}} {{.Status}}"});
+    EXPECT_NE(r.out.find("web Up"), std::string::npos) << r.out << r.err;
+    r = podman({"logs", "web"});
+    EXPECT_EQ(r.out, "started\n") << r.err;
+    r = podman({"stop", "--time", "2", "web"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    r = podman({"inspect", "--format", "{{.State.Status}}", "web"});
+    EXPECT_EQ(r.out, "exited\n") << r.err;
+    r = podman({"rm", "web"});
+    EXPECT_EQ(r.status, 0) << r.err;
+}
+
+TEST_F(Podman, Exec) {
+    ASSERT_EQ(podmanRun({"-d", "--name", "ex", "localhost/busybox", "sleep", "600"}).status, 0);
+    Result r = podman({"exec", "ex", "sh", "-c", "echo in; exit 5"});
+    EXPECT_EQ(r.status, 5) << r.err;
+    EXPECT_EQ(r.out, "in\n");
+}
+
+TEST_F(Podman, PauseUnpause) {
+    ASSERT_EQ(podmanRun({"-d", "--name", "pz", "localhost/busybox", "sleep", "600"}).status, 0);
+    ASSERT_EQ(podman({"pause", "pz"}).status, 0);
+    EXPECT_EQ(podman({"inspect", "--format", "{{.State.Status}}", "pz"}).out, "paused\n");
+    ASSERT_EQ(podman({"unpause", "pz"}).status, 0);
+    EXPECT_EQ(podman({"inspect", "--format", "{{.State.Status}}", "pz"}).out, "running\n");
+}
+
+TEST_F(Podman, MemoryAndPidsLimitSeenInside) {
+    Result r =
+        podmanRun({"--rm", "--memory", "64m", "--pids-limit", "50", "localhost/busybox", "sh", "-c",
+                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                   "/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids/pids.max "
+                   "/sys/fs/cgroup/pids.max 2>/dev/null; true"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("67108864\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("50\n"), std::string::npos) << r.out;
+}
+
+TEST_F(Podman, BindMount) {
+    ::mkdir((_tmp.path() + "/shared").c_str(), 0755);
+    std::ofstream(_tmp.path() + "/shared/hello.txt") << "from-host\n";
+    Result r = podmanRun(
+        {"--rm", "-v", _tmp.path() + "/shared:/data:ro", "localhost/busybox", "sh", "-c",
+         "cat /data/hello.txt; touch /data/x 2>/dev/null && echo writable || echo read-only"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "from-host\nread-only\n");
+}
+
+TEST_F(Podman, ReadOnlyRoot) {
+    Result r = podmanRun({"--rm", "--read-only", "localhost/busybox", "sh", "-c",
+                          "touch /etc/x 2>/dev/null && echo wrote || echo refused"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "refused\n");
+}
+
+TEST_F(Podman, CapDrop) {
+    Result r = podmanRun({"--rm", "--cap-drop", "ALL", "--cap-add", "CHOWN", "localhost/busybox",
+                          "grep", "CapEff", "/proc/self/status"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "CapEff:\t0000000000000001\n");
+}
+
+TEST_F(Podman, Tty) {
+    Result r = podmanRun({"--rm", "-t", "localhost/busybox", "tty"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
+}
+
+// --- containerd ----------------------------------------------------------------------------
+
+class Containerd : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+        for (const char *b : {"/usr/bin/containerd", "/usr/bin/ctr",
+                              "/usr/bin/containerd-shim-runc-v2", "/usr/bin/umoci"})
+            if (!executable(b)) GTEST_SKIP() << b << " is not installed (tools/install-deps.sh)";
+        if (std::string why = runcModelMissing(); !why.empty()) GTEST_SKIP() << why;
+        // short paths: the shim's socket path must fit in sun_path
+        char tmpl[] = "/tmp/mo-ctd-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        _dir = tmpl;
+        std::ofstream(_dir + "/config.toml")
+            << "version = 2\nroot = \"" << _dir << "/root\"\nstate = \"" << _dir << "/state\"\n"
+            << "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+            << "[grpc]\naddress = \"" << _dir << "/ctd.sock\"\n"
+            << "[ttrpc]\naddress = \"" << _dir << "/ctd.sock.ttrpc\"\n";
+        _pid = ::fork();
+        if (_pid == 0) {
+            int fd = ::open((_dir + "/containerd.log").c_str(), O_WRONLY | O_CREAT, 0600);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            ::setpgid(0, 0);
+            ::execl("/usr/bin/containerd", "containerd", "--config",
+                    (_dir + "/config.toml").c_str(), nullptr);
+            ::_exit(127);
+        }
+        bool up = false;
+        for (int i = 0; i < 300 && !up; ++i) {
+            up = ctr({"version"}).status == 0;
+            if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        ASSERT_TRUE(up) << "containerd did not come up";
+        ASSERT_NO_FATAL_FAILURE(importImage());
+    }
+
+    void TearDown() override {
+        if (_dir.empty()) return;
+        if (_pid > 0) {
+            Result r = ctr({"tasks", "list", "-q"});
+            std::istringstream ids(r.out);
+            for (std::string id; std::getline(ids, id);) {
+                ctr({"tasks", "kill", "-s", "KILL", id});
+                ctr({"tasks", "delete", "-f", id});
+            }
+            r = ctr({"containers", "list", "-q"});
+            std::istringstream cs(r.out);
+            for (std::string id; std::getline(cs, id);) ctr({"containers", "delete", id});
+            ::kill(-_pid, SIGTERM);
+            int status = 0;
+            ::waitpid(_pid, &status, 0);
+        }
+        // shims outlive containerd; they exit once their task is deleted
+        std::ifstream mounts("/proc/self/mountinfo");
+        std::vector<std::string> left;
+        for (std::string line; std::getline(mounts, line);)
+            if (line.find(_dir) != std::string::npos) {
+                ADD_FAILURE() << "mount left behind: " << line;
+                std::istringstream in(line);
+                std::string f;
+                for (int i = 0; i < 5; ++i) in >> f;
+                left.push_back(f);
+            }
+        for (auto it = left.rbegin(); it != left.rend(); ++it) run({"/usr/bin/umount", "-l", *it});
+        run({"/usr/bin/rm", "-rf", _dir});
+    }
+
+    Result ctr(const std::vector<std::string> &args) {
+        std::vector<std::string> argv{"/usr/bin/ctr", "--address", _dir + "/ctd.sock",
+                                      "--namespace", "motest"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run(argv, {{"MOBILEOPS_CONFIG", "/nonexistent"}});
+    }
+
+    // An OCI image of the busybox rootfs: umoci layout, one layer, tarred.
+    void importImage() {
+        std::string layout = _dir + "/layout";
+        Result r = run({"/usr/bin/umoci", "init", "--layout", layout});
+        ASSERT_EQ(r.status, 0) << r.err;
+        ASSERT_EQ(run({"/usr/bin/umoci", "new", "--image", layout + ":latest"}).status, 0);
+        ASSERT_EQ(run({"/usr/bin/umoci", "unpack", "--image", layout + ":latest", _dir + "/unpack"})
+                      .status,
+                  0);
+        r = run({"/usr/bin/tar", "-C", _dir + "/unpack/rootfs", "-xf", busyboxTar(_images)});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = run({"/usr/bin/umoci", "repack", "--image", layout + ":latest", _dir + "/unpack"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = run({"/usr/bin/umoci", "config", "--image", layout + ":latest", "--config.cmd", "sh"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = run({"/usr/bin/tar", "-C", layout, "-cf", _dir + "/image.tar", "."});
+        ASSERT_EQ(r.status, 0) << r.err;
+        r = ctr({"images", "import", "--base-name", "localhost/busybox", "--snapshotter", "native",
+                 _dir + "/image.tar"});
+        ASSERT_EQ(r.status, 0) << r.out << r.err;
+        r = ctr({"images", "list", "-q"});
+        ASSERT_NE(r.out.find("localhost/busybox:latest"), std::string::npos) << r.out;
+    }
+
+    Result ctrRun(const std::vector<std::string> &args) {
+        std::vector<std::string> argv{"run",           "--snapshotter", "native",
+                                      "--runc-binary", runc(),          "--rm"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return ctr(argv);
+    }
+
+    TempDir _images;
+    std::string _dir;
+    pid_t _pid = -1;
+};
+
+TEST_F(Containerd, RunRmEcho) {
+    Result r = ctrRun({"localhost/busybox:latest", "echo1", "echo", "hi"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "hi\n");
+}
+
+TEST_F(Containerd, ExitCodePropagates) {
+    Result r = ctrRun({"localhost/busybox:latest", "exit1", "sh", "-c", "exit 42"});
+    EXPECT_EQ(r.status, 42) << r.err;
+}
+
+} // namespace
+} // namespace mobileops::test
