@@ -301,7 +301,10 @@ wf:verb{
       mo.error("exec --detach: the runtime provider cannot detach an exec yet (it needs the "
                .. "`nsruntime.oci` feature)")
     end
-    return runtime_of(st.spec).exec(st.id, p, { tty = p.terminal, interactive = not p.detach })
+    local status = runtime_of(st.spec).exec(st.id, p, { tty = p.terminal, interactive = not p.detach })
+    -- a detached exec answers its pid, which the pid file has
+    if p.detach then return 0 end
+    return status
   end,
 }
 

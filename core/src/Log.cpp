@@ -6,7 +6,10 @@ namespace mobileops::core::log {
 
 namespace {
 Level g_level = Level::Warning;
-}
+std::function<void(Level, const std::string &)> g_sink;
+} // namespace
+
+void setSink(std::function<void(Level, const std::string &)> sink) { g_sink = std::move(sink); }
 
 void setLevel(Level level) { g_level = level; }
 Level level() { return g_level; }
@@ -14,6 +17,10 @@ bool enabled(Level level) { return static_cast<int>(level) <= static_cast<int>(g
 
 void write(Level level, const std::string &message, const std::string &source) {
     if (!enabled(level)) return;
+    if (g_sink) {
+        g_sink(level, source.empty() ? message : "[" + source + "] " + message);
+        return;
+    }
     static const char *const names[] = {"error", "warning", "info", "debug"};
     std::string line = "mobileops: ";
     line += names[static_cast<int>(level)];

@@ -4,6 +4,7 @@
 #include "LuaInternal.h"
 #include "SystemInfo.h"
 #include "mobileops/core/Error.h"
+#include "mobileops/core/Log.h"
 #include "mobileops/core/OciSpec.h"
 #include "mobileops/core/PluginManager.h"
 #include "mobileops/core/Spec.h"
@@ -69,8 +70,8 @@ int l_eprint(lua_State *L) {
 
 int l_warn(lua_State *L) {
     std::fflush(stdout);
-    std::string line = "mobileops: warning: " + str(L, 1) + "\n";
-    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+    log::write(log::Level::Warning, str(L, 1)); // stderr, or the sink (`mobileops-runc --log`)
     return 0;
 }
 

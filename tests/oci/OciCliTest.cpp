@@ -220,6 +220,19 @@ TEST_F(OciCli, ErrorsGoToTheJsonLog) {
     EXPECT_TRUE(line["time"].is_string());
 }
 
+TEST_F(OciCli, WarningsGoToTheLogNotToTheContainersStderr) {
+    _config["process"]["apparmorProfile"] = "docker-default";
+    std::ofstream(_bundle + "/config.json") << _config.dump();
+    Result r = oci({"create", "--bundle", _bundle, "w1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "") << "with --log, stderr (often the container's) stays clean";
+    std::string log = slurp(_tmp.path() + "/log.json");
+    json line = json::parse(log.substr(0, log.find('\n')));
+    EXPECT_EQ(line["level"], "warning");
+    EXPECT_NE(line["msg"].get<std::string>().find("process.apparmorProfile"), std::string::npos)
+        << log;
+}
+
 TEST_F(OciCli, BadConfigNamesThePathAndLeavesNothing) {
     _config["linux"]["resources"]["memory"] = {{"limit", 1000}};
     std::ofstream(_bundle + "/config.json") << _config.dump();

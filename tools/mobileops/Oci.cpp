@@ -2,6 +2,8 @@
 // --log file in runc's form (conmon and containerd's shim read the last error there).
 #include "Dispatcher.h"
 
+#include "mobileops/core/Log.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -182,6 +184,13 @@ int ociMain(const std::vector<std::string> &argv, GlobalFlags flags) {
     flags.onError = [log, jsonLog](const std::string &message) {
         writeLog(log, jsonLog, "error", message);
     };
+    // With a log file, warnings go there as runc's do: an engine's stderr pipe is often
+    // the container's own output.
+    if (!log.empty())
+        core::log::setSink([log, jsonLog](core::log::Level level, const std::string &message) {
+            static const char *const names[] = {"error", "warning", "info", "debug"};
+            writeLog(log, jsonLog, names[static_cast<int>(level)], message);
+        });
     if (flags.debug) {
         std::string line;
         for (const auto &a : argv) line += (line.empty() ? "" : " ") + a;

@@ -1,6 +1,7 @@
 // Diagnostics on stderr. Errors and warnings always; info and debug only with --debug.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace mobileops::core::log {
@@ -12,6 +13,10 @@ Level level();
 bool enabled(Level level);
 // "mobileops: warning: <message>" (source, when given, names a plugin: "[nsruntime] ...").
 void write(Level level, const std::string &message, const std::string &source = {});
+
+// Where lines go instead of stderr (`mobileops-runc --log FILE`); empty: stderr again.
+// The sink gets the level and the message with its source, without the prefix.
+void setSink(std::function<void(Level, const std::string &)> sink);
 
 inline void warning(const std::string &m) { write(Level::Warning, m); }
 inline void debug(const std::string &m) {
