@@ -58,6 +58,10 @@ struct LaunchOptions {
     // the signal that killed it (0: it exited, or never started); returns fields to add
     // to the recorded exit ({"oom_killed": true}). Releases the container's cgroup.
     std::function<nlohmann::json(int signal)> afterExit;
+    // The OCI start gate (ProcessSpec::gateFd): an O_PATH fd of the container's exec.fifo.
+    // `launch` then returns once the child is ready to exec and blocks on the gate; the
+    // child drops the flock and OFD locks it inherited, as it outlives the caller.
+    int gateFd = -1;
 };
 
 // A running child (container init or exec'd process). Owns its pidfd; does not kill on

@@ -664,10 +664,13 @@ void Mounts::readonlyPath(const std::string &path) {
 
 void Mounts::finish() {
     // --privileged: the kernel's /proc and /sys as they are (podman's rule).
-    if (!_spec.process.security.privileged) {
-        for (const auto &p : maskedPaths()) maskPath(p);
-        for (const auto &p : readonlyPaths()) readonlyPath(p);
-    }
+    // Lists the spec gives replace the defaults, also under --privileged.
+    const bool defaults = !_spec.process.security.privileged;
+    if (_spec.maskedPaths || defaults)
+        for (const auto &p : _spec.maskedPaths ? *_spec.maskedPaths : maskedPaths()) maskPath(p);
+    if (_spec.readonlyPaths || defaults)
+        for (const auto &p : _spec.readonlyPaths ? *_spec.readonlyPaths : readonlyPaths())
+            readonlyPath(p);
     if (_spec.readonly) remountReadonly("/", "/", 0);
 }
 

@@ -386,6 +386,11 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
             throw invalid("process.user: expected an object or a string");
         }
     }
+    if (const json *o = field(p, "oomScoreAdj")) {
+        if (!o->is_number_integer() || o->get<int64_t>() < -1000 || o->get<int64_t>() > 1000)
+            throw invalid("process.oomScoreAdj: expected an integer from -1000 to 1000");
+        out.oomScoreAdj = o->get<int>();
+    }
     out.terminal = getBool(p, "terminal", path, out.terminal);
     out.stdinOpen = getBool(p, "stdin", path, out.stdinOpen);
     out.init = getBool(p, "init", path, out.init);
@@ -448,7 +453,41 @@ VmSpec parseVm(const json &vm, const ContainerSpec &s) {
     return out;
 }
 
+std::string absolutePath(const json &obj, const char *key, const std::string &path) {
+    std::string v = getString(obj, key, path);
+    if (v.empty()) return v;
+    if (v[0] != '/' || v.find('\0') != std::string::npos)
+        throw invalid(path + key + ": " + quote(v) + " is not an absolute path");
+    if (hasDotDot(v)) throw invalid(path + key + ": " + quote(v) + " contains `..`");
+    return v;
+}
+
 } // namespace
+
+std::string parseCgroupsPath(const std::string &value) {
+    const std::string what = "cgroupsPath " + quote(value) + ": ";
+    if (value.find('/') == std::string::npos && std::count(value.begin(), value.end(), ':') == 2)
+        throw Error(MO_E_UNSUPPORTED,
+                    what + "the systemd form slice:prefix:name is not supported (the namespace "
+                           "runtime manages cgroupfs paths: give /a/b)");
+    std::string out;
+    for (const auto &c : split(value, '/')) {
+        if (c.empty()) continue;
+        if (c == "." || c == "..") throw invalid(what + "`.` and `..` are not allowed");
+        out += (out.empty() ? "" : "/") + c;
+    }
+    if (out.empty()) throw invalid(what + "names the root cgroup, not a container's own");
+    return out;
+}
+
+OciSpec parseOci(const json &doc, const std::string &path) {
+    if (!doc.is_object()) throw invalid(path.substr(0, path.size() - 1) + ": expected an object");
+    OciSpec out;
+    out.pidFile = absolutePath(doc, "pidFile", path);
+    out.consoleSocket = absolutePath(doc, "consoleSocket", path);
+    out.bundle = absolutePath(doc, "bundle", path);
+    return out;
+}
 
 ContainerSpec parseSpec(const json &doc) {
     if (!doc.is_object()) throw invalid("spec: expected a JSON object");
@@ -568,6 +607,36 @@ ContainerSpec parseSpec(const json &doc) {
     if (s.initSystem) applyInitSystem(s, field(doc, "stopSignal") != nullptr);
     if (s.hardwareAccess) checkHardwareAccess(s);
     if (const json *vm = field(doc, "vm")) s.vm = parseVm(*vm, s);
+    for (auto [key, target] :
+         {std::pair{"maskedPaths", &s.maskedPaths}, std::pair{"readonlyPaths", &s.readonlyPaths}}) {
+        const json *v = field(doc, key);
+        if (!v) continue;
+        // An empty Lua table reaches us as {}: none.
+        if (v->is_object() && v->empty()) {
+            *target = std::vector<std::string>{};
+            continue;
+        }
+        *target = getStrings(doc, key, "");
+        for (const auto &path : **target)
+            if (path.empty() || path[0] != '/' || hasDotDot(path) ||
+                path.find('\0') != std::string::npos)
+                throw invalid(std::string(key) + ": " + quote(path) +
+                              " is not an absolute path without `..`");
+    }
+    if (const json *cg = field(doc, "cgroupsPath")) {
+        if (!cg->is_string()) throw invalid("cgroupsPath: expected a string");
+        s.cgroupsPath = parseCgroupsPath(cg->get<std::string>());
+    }
+    if (const json *oci = field(doc, "oci")) {
+        if (s.vm) throw Error(MO_E_UNSUPPORTED, "oci: not supported in a micro-VM container");
+        s.oci = parseOci(*oci, "oci.");
+        // runc's rules: a terminal needs somewhere to send it, a socket needs a terminal.
+        if (s.process.terminal && s.oci->consoleSocket.empty())
+            throw invalid("oci.consoleSocket: process.terminal needs a console socket to send "
+                          "the pty to");
+        if (!s.process.terminal && !s.oci->consoleSocket.empty())
+            throw invalid("oci.consoleSocket: given without process.terminal");
+    }
     return s;
 }
 
