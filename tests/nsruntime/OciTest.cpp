@@ -420,6 +420,106 @@ TEST_F(OciTest, OomScoreAdjIsSet) {
     expectNothingLeft();
 }
 
+TEST_F(OciTest, SysctlsAreWrittenInTheContainersNamespaces) {
+    Capture out;
+    Stdio io;
+    io.out = out.fd;
+    io.err = out.fd;
+    json s = spec("sc1", {"/bin/sh", "-c",
+                          "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_forward "
+                          "/proc/sys/kernel/domainname"});
+    s["sysctl"] = {{"kernel.shmmax", "12345678"},
+                   {"net.ipv4.ip_forward", "1"},
+                   {"kernel.domainname", "example.test"}};
+    EXPECT_EQ(_rt->run(s, io, true), 0);
+    EXPECT_EQ(out.text(), "12345678\n1\nexample.test\n");
+    EXPECT_NE(slurp("/proc/sys/kernel/domainname"), "example.test\n") << "the host's changed";
+    auto refused = [&](json sysctl) {
+        json b = spec("sc2", {"/bin/true"});
+        b["sysctl"] = std::move(sysctl);
+        return errorOf([&] { _rt->create(b); });
+    };
+    EXPECT_EQ(refused({{"kernel.panic", "1"}}),
+              "sysctl `kernel.panic`: not a namespaced sysctl: it would change the host");
+    EXPECT_NE(refused({{"net/../../kernel/panic", "1"}}).find("not a sysctl name"),
+              std::string::npos);
+    EXPECT_NE(refused({{"net..ipv4", "1"}}).find("not a sysctl name"), std::string::npos);
+    json host = spec("sc3", {"/bin/true"});
+    host["network"] = {{"mode", "host"}};
+    host["sysctl"] = {{"net.ipv4.ip_forward", "1"}};
+    EXPECT_NE(errorOf([&] { _rt->create(host); }).find("own network namespace"), std::string::npos);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, DevicesAreMadeUnderDev) {
+    Capture out;
+    Stdio io;
+    io.out = out.fd;
+    io.err = out.fd;
+    json s = spec("dv1", {"/bin/sh", "-c",
+                          "echo x > /dev/mynull && stat -c '%a %u %g %t %T' /dev/mynull; "
+                          "test -p /dev/sub/fifo && echo fifo"});
+    s["devices"] = {{{"path", "/dev/mynull"},
+                     {"type", "c"},
+                     {"major", 1},
+                     {"minor", 3},
+                     {"fileMode", 0600},
+                     {"uid", 7},
+                     {"gid", 8}},
+                    {{"path", "/dev/sub/fifo"}, {"type", "p"}}};
+    EXPECT_EQ(_rt->run(s, io, true), 0);
+    EXPECT_EQ(out.text(), "600 7 8 1 3\nfifo\n");
+    auto refused = [&](json device) {
+        json b = spec("dv2", {"/bin/true"});
+        b["devices"] = json::array({std::move(device)});
+        return errorOf([&] { _rt->create(b); });
+    };
+    EXPECT_NE(refused({{"path", "/dev/../etc/x"}, {"type", "c"}}).find("without `..`"),
+              std::string::npos);
+    EXPECT_NE(refused({{"path", "/etc/x"}, {"type", "c"}}).find("not a path under /dev"),
+              std::string::npos);
+    EXPECT_NE(refused({{"path", "/dev/x"}, {"type", "x"}}).find("devices[0].type"),
+              std::string::npos);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, ExplicitCapabilitySetsAreExact) {
+    Capture out;
+    Stdio io;
+    io.out = out.fd;
+    io.err = out.fd;
+    json s = spec("cap1", {"/bin/sh", "-c", "grep ^Cap /proc/self/status"});
+    s["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
+    s["security"] = {{"capabilities",
+                      {{"bounding", {"CAP_CHOWN", "CAP_KILL"}},
+                       {"effective", {"CAP_CHOWN"}},
+                       {"permitted", {"CAP_CHOWN"}},
+                       {"inheritable", {"CAP_CHOWN"}},
+                       {"ambient", {"CAP_CHOWN"}}}}};
+    EXPECT_EQ(_rt->run(s, io, true), 0);
+    EXPECT_EQ(out.text(), "CapInh:\t0000000000000001\nCapPrm:\t0000000000000001\n"
+                          "CapEff:\t0000000000000001\nCapBnd:\t0000000000000021\n"
+                          "CapAmb:\t0000000000000001\n");
+    auto refused = [&](json caps) {
+        json b = spec("cap2", {"/bin/true"});
+        b["security"] = {{"capabilities", std::move(caps)}};
+        return errorOf([&] { _rt->create(b); });
+    };
+    EXPECT_NE(refused({{"bounding", {"CAP_NOPE"}}}).find("unknown capability"), std::string::npos);
+    EXPECT_NE(
+        refused(
+            {{"bounding", {"CAP_KILL"}}, {"permitted", {"CAP_KILL"}}, {"effective", {"CAP_CHOWN"}}})
+            .find("effective: not in permitted"),
+        std::string::npos);
+    EXPECT_NE(refused({{"bounding", {"CAP_KILL"}}, {"add", {"CAP_CHOWN"}}}).find("not both"),
+              std::string::npos);
+    if (!(allCapabilities() & (uint64_t(1) << 24))) { // CAP_SYS_RESOURCE, lacking on some hosts
+        EXPECT_NE(refused({{"bounding", {"CAP_SYS_RESOURCE"}}}).find("not held by this runtime"),
+                  std::string::npos);
+    }
+    expectNothingLeft();
+}
+
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new RootfsEnvironment);

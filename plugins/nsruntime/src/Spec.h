@@ -101,6 +101,15 @@ struct VmSpec {
     std::string configFile;            // set by the runtime before launch: vm.json
 };
 
+// An extra node in the container's /dev (spec `devices`).
+struct DeviceSpec {
+    std::string path; // under /dev, no `..`
+    char type = 'c';  // c (u: the same), b, p
+    uint32_t major = 0, minor = 0;
+    uint32_t mode = 0666; // permission bits
+    uint32_t uid = 0, gid = 0;
+};
+
 struct ContainerSpec {
     std::string name;
     std::string image;
@@ -146,6 +155,10 @@ struct ContainerSpec {
     // `maskedPaths`, `readonlyPaths`: when given they replace the defaults (Mounts.h),
     // also under `privileged`; absolute paths in the container without `..`.
     std::optional<std::vector<std::string>> maskedPaths, readonlyPaths;
+    // `sysctl`: namespaced keys only (checked against the namespaces), written inside the
+    // container once its /proc is mounted, before pivot_root's read-only /proc/sys.
+    std::map<std::string, std::string> sysctl;
+    std::vector<DeviceSpec> devices;
     nlohmann::json raw; // the document as received
 
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
