@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <future>
+#include <optional>
 
 namespace {
 
@@ -191,6 +192,9 @@ TEST_F(OciTest, StartedContainerRunsUntilKilled) {
     json st = _rt->state("oci2");
     EXPECT_EQ(st["status"], "running");
     EXPECT_TRUE(st.contains("started"));
+    // start returns once the init passed the gate; its exec follows at once.
+    for (int i = 0; i < 1000 && exeOf(pid) == exeOf(::getpid()); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_NE(exeOf(pid), exeOf(::getpid()));
     EXPECT_NE(errorOf([&] { _rt->remove("oci2", false); }).find("is running"), std::string::npos);
     _rt->kill("oci2", SIGKILL, false);
@@ -517,6 +521,115 @@ TEST_F(OciTest, ExplicitCapabilitySetsAreExact) {
         EXPECT_NE(refused({{"bounding", {"CAP_SYS_RESOURCE"}}}).find("not held by this runtime"),
                   std::string::npos);
     }
+    expectNothingLeft();
+}
+
+namespace {
+
+json shellHook(const std::string &script, std::optional<int> timeout = std::nullopt) {
+    json h = {{"path", "/bin/sh"},
+              {"args", {"sh", "-c", script}},
+              {"env", {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}};
+    if (timeout) h["timeout"] = *timeout;
+    return h;
+}
+
+} // namespace
+
+TEST_F(OciTest, HooksRunWhereAndWhenTheOciSpecSays) {
+    const std::string d = _dir;
+    const std::string order = "/tmp/hook-order-" + std::to_string(::getpid());
+    json s = ociSpec("hk1", {"/bin/sh", "-c", "echo proc >> " + order}, {{"bundle", _dir}});
+    s["annotations"] = {{"k", "v"}};
+    s["hooks"] = {{"prestart", {shellHook("cat > " + d + "/prestart.json")}},
+                  {"createRuntime",
+                   {shellHook("cat > " + d +
+                              "/createRuntime.json; readlink "
+                              "/proc/self/ns/uts > " +
+                              d + "/cr-uts")}},
+                  {"createContainer",
+                   {shellHook("cat > " + d +
+                              "/createContainer.json; readlink "
+                              "/proc/self/ns/uts > " +
+                              d + "/cc-uts; hostname > " + d + "/cc-hostname")}},
+                  {"startContainer",
+                   {shellHook("cat > /tmp/sc-" + std::to_string(::getpid()) +
+                              ".json; echo hook > " + order)}},
+                  {"poststart", {shellHook("cat > " + d + "/poststart.json")}},
+                  {"poststop", {shellHook("cat > " + d + "/poststop.json")}}};
+    json created = _rt->create(s);
+    remember(created);
+    pid_t pid = created["pid"];
+    json pre = json::parse(slurp(d + "/prestart.json"));
+    EXPECT_EQ(pre["id"], "hk1");
+    EXPECT_EQ(pre["status"], "creating");
+    EXPECT_EQ(pre["pid"], pid);
+    EXPECT_EQ(pre["bundle"], _dir);
+    EXPECT_EQ(pre["annotations"], json({{"k", "v"}}));
+    EXPECT_TRUE(pre.contains("ociVersion"));
+    EXPECT_EQ(json::parse(slurp(d + "/createRuntime.json"))["pid"], pid);
+    EXPECT_EQ(json::parse(slurp(d + "/createContainer.json"))["pid"], pid);
+    char own[256] = {};
+    ASSERT_GT(::readlink("/proc/self/ns/uts", own, sizeof own - 1), 0);
+    EXPECT_EQ(slurp(d + "/cr-uts"), std::string(own) + "\n") << "createRuntime: our namespaces";
+    EXPECT_NE(slurp(d + "/cc-uts"), std::string(own) + "\n") << "createContainer: the container's";
+    EXPECT_EQ(slurp(d + "/cc-hostname"), "hk1\n");
+    EXPECT_FALSE(std::filesystem::exists(d + "/poststart.json"));
+    const std::string inRoot = rootfsPath() + order;
+    EXPECT_FALSE(std::filesystem::exists(inRoot)) << "startContainer ran before start";
+
+    _rt->start("hk1");
+    EXPECT_EQ(reap(pid), 0);
+    EXPECT_EQ(slurp(inRoot), "hook\nproc\n");
+    const std::string sc = rootfsPath() + "/tmp/sc-" + std::to_string(::getpid()) + ".json";
+    EXPECT_EQ(json::parse(slurp(sc))["pid"], pid);
+    ::unlink(inRoot.c_str());
+    ::unlink(sc.c_str());
+    EXPECT_EQ(json::parse(slurp(d + "/poststart.json"))["status"], "running");
+    EXPECT_FALSE(std::filesystem::exists(d + "/poststop.json"));
+    _rt->remove("hk1", false);
+    json post = json::parse(slurp(d + "/poststop.json"));
+    EXPECT_EQ(post["status"], "stopped");
+    EXPECT_FALSE(post.contains("pid"));
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, FailingCreateHooksFailCreateAndLeaveNothing) {
+    for (const char *kind : {"prestart", "createRuntime", "createContainer"}) {
+        json s = ociSpec("hk2", {"/bin/true"}, {{"pidFile", pidFile()}});
+        s["hooks"] = {{kind, {shellHook("echo boom; exit 3")}}};
+        std::string e = errorOf([&] { _rt->create(s); });
+        EXPECT_EQ(e, std::string(kind) + " hook 0 `/bin/sh` exited with status 3: boom") << kind;
+        expectNothingLeft();
+    }
+    json s = ociSpec("hk3", {"/bin/true"});
+    s["hooks"] = {{"createRuntime", {shellHook("exec sleep 100", 1)}}};
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }),
+              "createRuntime hook 0 `/bin/sh` did not finish within 1 s and was killed");
+    expectNothingLeft();
+    // A failing poststart or poststop only warns.
+    json w = ociSpec("hk4", {"/bin/true"});
+    w["hooks"] = {{"poststart", {shellHook("exit 1")}}, {"poststop", {shellHook("exit 1")}}};
+    json created = _rt->create(w);
+    _rt->start("hk4");
+    EXPECT_EQ(reap(created["pid"]), 0);
+    _rt->remove("hk4", false);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, HookSpecErrors) {
+    json s = spec("hk5", {"/bin/true"});
+    s["hooks"] = {{"prestart", {shellHook("true")}}};
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }), "hooks: only with `oci` (runc's process model)");
+    s["oci"] = json::object();
+    s["hooks"] = {{"prestart", {{{"path", "sh"}}}}};
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }),
+              "hooks.prestart[0].path: expected an absolute path");
+    s["hooks"] = {{"prestop", json::array()}};
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }), "hooks.prestop: unknown hook kind");
+    s["hooks"] = {{"poststop", {{{"path", "/bin/true"}, {"timeout", 0}}}}};
+    EXPECT_EQ(errorOf([&] { _rt->create(s); }),
+              "hooks.poststop[0].timeout: expected seconds from 1 to 86400");
     expectNothingLeft();
 }
 

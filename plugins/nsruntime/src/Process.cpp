@@ -103,6 +103,7 @@ void passGate(const ProcessSpec &process, int &reportFd) {
     ::close(fd);
     ::close(process.gateFd);
     if (n != 1) throw sysError("pass the start gate", errno);
+    if (process.afterGate) process.afterGate();
     for (int s = 1; s < NSIG; ++s)
         if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
 }

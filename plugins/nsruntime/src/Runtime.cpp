@@ -199,6 +199,25 @@ json finishCgroup(const Host &host, const mo_cgroup_service *svc, const std::str
 
 void checkName(const std::string &name) { common::checkName("container name", name); }
 
+namespace {
+
+// The hooks a recorded OCI container's spec holds, if any.
+std::optional<Hooks> hooksOf(const json &record) {
+    if (!isOci(record)) return std::nullopt;
+    const json &spec = record["spec"];
+    auto h = spec.find("hooks");
+    if (h == spec.end() || h->is_null()) return std::nullopt;
+    return parseHooks(*h);
+}
+
+std::string ociState(const json &record, const char *status, pid_t pid) {
+    const json &spec = record["spec"];
+    return hookState(record.value("name", ""), status, pid, spec["oci"].value("bundle", ""),
+                     spec.value("annotations", json::object()));
+}
+
+} // namespace
+
 Runtime::Runtime(Host host, Syscalls &sys)
     : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {
     setSeccompCacheDir(_host.config("run_dir", "/run/mobileops") + "/seccomp");
@@ -322,7 +341,10 @@ json Runtime::create(const json &specJson) {
     if (!storage) prepareSpec(spec);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
-    if (spec.hostname.empty()) spec.raw["hostname"] = name.substr(0, 63);
+    if (spec.hostname.empty()) {
+        spec.hostname = name.substr(0, 63); // an OCI create launches now
+        spec.raw["hostname"] = spec.hostname;
+    }
     json record;
     insert(spec, id, name, record);
     try {
@@ -363,6 +385,31 @@ void Runtime::createOci(ContainerSpec &spec, const std::string &id, json &record
         ~Closer() { ::close(fd); }
     } closeGate{gate};
     options.gateFd = gate;
+    if (!spec.hooks.empty()) {
+        // The OCI state each hook reads; the id is the container's name (the caller's id).
+        const Hooks hooks = spec.hooks;
+        const std::string bundle = spec.oci->bundle;
+        const json annotations = spec.raw.value("annotations", json::object());
+        auto state = [name, bundle, annotations](const char *status, pid_t pid) {
+            return hookState(name, status, pid, bundle, annotations);
+        };
+        // prestart and createRuntime: in our namespaces once the container's exist (after
+        // the network attach), before it builds its root.
+        auto previous = options.beforeStart;
+        options.beforeStart = [previous, hooks, state](pid_t pid) {
+            if (previous) previous(pid);
+            runHooks(hooks.prestart, "prestart", state("creating", pid));
+            runHooks(hooks.createRuntime, "createRuntime", state("creating", pid));
+        };
+        if (!hooks.createContainer.empty())
+            options.beforePivot = [hooks, state](pid_t pid) {
+                runHooks(hooks.createContainer, "createContainer", state("creating", pid));
+            };
+        if (!hooks.startContainer.empty())
+            options.afterGate = [hooks, state](pid_t pid) {
+                runHooks(hooks.startContainer, "startContainer", state("created", pid));
+            };
+    }
     Pty pty;
     ChildIo io;
     if (!spec.oci->consoleSocket.empty()) {
@@ -413,6 +460,14 @@ void Runtime::startOci(const Found &f) {
     _host.put(kContainerKind, f.id, rec->value("name", ""), *rec);
     tx.commit();
     emitStart(_host, *rec);
+    // poststart: after the start; a failure is only a warning (OCI).
+    if (auto hooks = hooksOf(f.record); hooks && !hooks->poststart.empty()) {
+        try {
+            runHooks(hooks->poststart, "poststart", ociState(f.record, "running", pid));
+        } catch (const std::exception &e) {
+            _host.log(MO_LOG_WARNING, e.what());
+        }
+    }
 }
 
 void Runtime::start(const std::string &ref) {
@@ -633,6 +688,14 @@ void Runtime::remove(const std::string &ref, bool force) {
     }
     release(f.id);
     _host.event("container.remove", {{"id", f.id}, {"name", f.record.value("name", "")}});
+    // poststop: once the container is gone, before delete returns; failures warn (OCI).
+    if (auto hooks = hooksOf(f.record); hooks && !hooks->poststop.empty()) {
+        try {
+            runHooks(hooks->poststop, "poststop", ociState(f.record, "stopped", 0));
+        } catch (const std::exception &e) {
+            _host.log(MO_LOG_WARNING, e.what());
+        }
+    }
 }
 
 json Runtime::state(const std::string &ref) {

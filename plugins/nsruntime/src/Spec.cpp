@@ -697,6 +697,7 @@ ContainerSpec parseSpec(const json &doc) {
         if (!cg->is_string()) throw invalid("cgroupsPath: expected a string");
         s.cgroupsPath = parseCgroupsPath(cg->get<std::string>());
     }
+    if (const json *h = field(doc, "hooks")) s.hooks = parseHooks(*h);
     if (const json *oci = field(doc, "oci")) {
         if (s.vm) throw Error(MO_E_UNSUPPORTED, "oci: not supported in a micro-VM container");
         s.oci = parseOci(*oci, "oci.");
@@ -707,6 +708,8 @@ ContainerSpec parseSpec(const json &doc) {
         if (!s.process.terminal && !s.oci->consoleSocket.empty())
             throw invalid("oci.consoleSocket: given without process.terminal");
     }
+    if (!s.hooks.empty() && !s.oci)
+        throw Error(MO_E_UNSUPPORTED, "hooks: only with `oci` (runc's process model)");
     return s;
 }
 

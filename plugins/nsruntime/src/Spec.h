@@ -2,6 +2,7 @@
 // the caller's process before anything is cloned or mounted.
 #pragma once
 
+#include "Hooks.h"
 #include "Security.h"
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -77,6 +79,8 @@ struct ProcessSpec {
     // Not a spec key: the OCI start gate (OciSpec), an O_PATH fd of the container's
     // exec.fifo. With it the process stops right before its exec until `start`.
     int gateFd = -1;
+    // Not a spec key: run right after the gate was passed (startContainer hooks).
+    std::function<void()> afterGate;
 };
 
 // The runc model (docs/runtime-spec.md, `oci`): `create` starts the container's init up
@@ -159,6 +163,8 @@ struct ContainerSpec {
     // container once its /proc is mounted, before pivot_root's read-only /proc/sys.
     std::map<std::string, std::string> sysctl;
     std::vector<DeviceSpec> devices;
+    // `hooks` (Hooks.h): only with `oci`.
+    Hooks hooks;
     nlohmann::json raw; // the document as received
 
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
