@@ -1,6 +1,7 @@
 #include "Launcher.h"
 
 #include "Init.h"
+#include "Monitor.h"
 #include "Mounts.h"
 #include "Process.h"
 
@@ -131,8 +132,12 @@ void awaitParent(int syncRead) {
 
 [[noreturn]] void containerChild(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                                  int report, int syncRead, int devNull, bool dieWithParent,
-                                 pid_t parent, bool lateCgroupNs) {
+                                 pid_t parent, bool lateCgroupNs, const LaunchOptions &options) {
+    const int gateFd = options.gateFd;
     try {
+        if (gateFd >= 0) dropInheritedLocks();
+        // Still the host's /proc: our pid as the host sees it, for the hooks' state.
+        const pid_t hostPid = options.beforePivot || options.afterGate ? pidInProc() : -1;
         if (syncRead >= 0) {
             // Wait for the parent to write our uid/gid maps and move us to our cgroup.
             awaitParent(syncRead);
@@ -154,14 +159,18 @@ void awaitParent(int syncRead) {
         if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent);
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
-        mounts.setup();
-        if (!spec.rootfsImage.empty()) {
-            // An image is readable only now: its users and groups are resolved here.
-            ProcessSpec process = spec.process;
-            prepareProcess(process, "/");
-            execOrInit(sys, process, report, dieWithParent, parent);
-        }
-        execOrInit(sys, spec.process, report, dieWithParent, parent);
+        mounts.prepareRoot();
+        if (options.beforePivot) options.beforePivot(hostPid);
+        mounts.pivot();
+        mounts.applySysctls();
+        mounts.finish();
+        ProcessSpec process = spec.process;
+        process.gateFd = gateFd;
+        if (options.afterGate)
+            process.afterGate = [&options, hostPid] { options.afterGate(hostPid); };
+        // An image is readable only now: its users and groups are resolved here.
+        if (!spec.rootfsImage.empty()) prepareProcess(process, "/");
+        execOrInit(sys, process, report, dieWithParent, parent);
     } catch (...) {
         failChild(report);
     }
@@ -265,7 +274,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
         if (pid == 0) {
             report.read.release();
             containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
-                           options.dieWithParent, parent, lateCgroupNs);
+                           options.dieWithParent, parent, lateCgroupNs, options);
         }
         // Kernels before 5.7 (E2BIG, EINVAL) or a cgroup the kernel will not place into
         // (EOPNOTSUPP, EBUSY): move the child after the clone instead.

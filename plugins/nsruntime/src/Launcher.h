@@ -58,6 +58,17 @@ struct LaunchOptions {
     // the signal that killed it (0: it exited, or never started); returns fields to add
     // to the recorded exit ({"oom_killed": true}). Releases the container's cgroup.
     std::function<nlohmann::json(int signal)> afterExit;
+    // The OCI start gate (ProcessSpec::gateFd): an O_PATH fd of the container's exec.fifo.
+    // `launch` then returns once the child is ready to exec and blocks on the gate; the
+    // child drops the flock and OFD locks it inherited, as it outlives the caller.
+    int gateFd = -1;
+    // Called in the child, in the container's namespaces with its root prepared but
+    // before pivot_root (createContainer hooks), with its pid in the host's PID namespace.
+    // Throwing fails the launch.
+    std::function<void(pid_t)> beforePivot;
+    // Called in the container's process right after it passed the gate, before the exec
+    // (startContainer hooks), with its host pid. Throwing ends it (message on stderr).
+    std::function<void(pid_t)> afterGate;
 };
 
 // A running child (container init or exec'd process). Owns its pidfd; does not kill on

@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -576,6 +577,7 @@ void Mounts::mountDev() {
     }
     if (!_console.empty())
         mountAt("/dev/console", _console.c_str(), "/dev/console", nullptr, MS_BIND, {}, true);
+    for (const auto &d : _spec.devices) mountDevice(d);
 
     bool gid5 = !_spec.userns();
     for (const auto &m : _spec.gidMappings)
@@ -594,6 +596,40 @@ void Mounts::mountDev() {
     for (const auto &[target, name] : links) {
         int r = _sys.symlinkat(target, dev.get(), name);
         if (r < 0) throw sysError("symlink " + quote(std::string("/dev/") + name), -r);
+    }
+}
+
+void Mounts::mountDevice(const DeviceSpec &d) {
+    const mode_t type = d.type == 'b' ? S_IFBLK : d.type == 'p' ? S_IFIFO : S_IFCHR;
+    const dev_t number = d.type == 'p' ? 0 : makedev(d.major, d.minor);
+    const std::string what = "device " + quote(d.path);
+    if (_spec.userns() && d.type != 'p') {
+        // mknod is refused in a user namespace: bind the host's node, which must be the
+        // device the spec names.
+        struct stat st;
+        if (::stat(d.path.c_str(), &st) < 0)
+            throw sysError(what + ": the host's node (bound under a user namespace)", errno);
+        if ((st.st_mode & S_IFMT) != type || st.st_rdev != number)
+            throw Error(MO_E_INVALID, what + ": the host's node is another device");
+        mountAt(d.path, d.path.c_str(), d.path, nullptr, MS_BIND, {}, true);
+        return;
+    }
+    auto slash = d.path.rfind('/');
+    Fd dir(_sys, resolve(d.path.substr(0, slash), true));
+    const std::string name = d.path.substr(slash + 1);
+    int r = _sys.mknodat(dir.get(), name.c_str(), type | d.mode, number);
+    if (r == -EEXIST) throw Error(MO_E_EXISTS, what + " exists already");
+    if (r < 0) throw sysError("mknod " + quote(d.path), -r);
+    if (::fchownat(dir.get(), name.c_str(), d.uid, d.gid, AT_SYMLINK_NOFOLLOW) < 0)
+        throw sysError("chown " + quote(d.path), errno);
+}
+
+void Mounts::applySysctls() {
+    for (const auto &[key, value] : _spec.sysctl) {
+        std::string path = "/proc/sys/" + key;
+        std::replace(path.begin() + 10, path.end(), '.', '/');
+        int r = _sys.writeFile(path.c_str(), value);
+        if (r < 0) throw sysError("sysctl " + quote(key) + " = " + quote(value), -r);
     }
 }
 
@@ -664,10 +700,13 @@ void Mounts::readonlyPath(const std::string &path) {
 
 void Mounts::finish() {
     // --privileged: the kernel's /proc and /sys as they are (podman's rule).
-    if (!_spec.process.security.privileged) {
-        for (const auto &p : maskedPaths()) maskPath(p);
-        for (const auto &p : readonlyPaths()) readonlyPath(p);
-    }
+    // Lists the spec gives replace the defaults, also under --privileged.
+    const bool defaults = !_spec.process.security.privileged;
+    if (_spec.maskedPaths || defaults)
+        for (const auto &p : _spec.maskedPaths ? *_spec.maskedPaths : maskedPaths()) maskPath(p);
+    if (_spec.readonlyPaths || defaults)
+        for (const auto &p : _spec.readonlyPaths ? *_spec.readonlyPaths : readonlyPaths())
+            readonlyPath(p);
     if (_spec.readonly) remountReadonly("/", "/", 0);
 }
 

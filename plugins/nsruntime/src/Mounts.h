@@ -40,6 +40,7 @@ public:
     void setup() {
         prepareRoot();
         pivot();
+        applySysctls();
         finish();
     }
     // Before pivot_root: private propagation, rootfs bind, /proc, /sys, /dev, spec mounts.
@@ -48,6 +49,9 @@ public:
     void pivot();
     // After pivot_root: masked paths, read-only paths, read-only root.
     void finish();
+    // spec.sysctl, written into the container's /proc/sys (after pivot_root, before
+    // finish makes it read-only).
+    void applySysctls();
 
     // Resolve `path` inside the rootfs without leaving it (symlinks are resolved as if
     // the rootfs were /), creating missing directories — and the last component as a
@@ -78,6 +82,8 @@ private:
     void mountInitSystem();
     void mountCgroupForInit();
     void mountSpec(const MountSpec &m);
+    // An extra node of spec.devices: mknod, or the host's node bound under a userns.
+    void mountDevice(const DeviceSpec &d);
     void remountReadonly(const std::string &what, const char *target, unsigned long extra);
     void maskPath(const std::string &path);
     void readonlyPath(const std::string &path);

@@ -52,9 +52,76 @@ void checkCwdInRoot(const std::string &cwd) {
                     "cwd " + quote(cwd) + " is outside the container's root filesystem");
 }
 
+// A command the container can exec: found on PATH (or at its path), a regular file with
+// execute permission for us. Checked before the OCI gate, so create fails as runc's does.
+void checkCommand(const ProcessSpec &process) {
+    const std::string &cmd = process.args[0];
+    auto usable = [](const std::string &p) {
+        struct stat st;
+        return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+    };
+    if (cmd.find('/') != std::string::npos) {
+        if (usable(cmd)) return;
+        int err = errno ? errno : EACCES;
+        throw Error(-err, "exec " + quote(cmd) + ": " + std::strerror(err));
+    }
+    std::string path = searchPath(process);
+    size_t start = 0;
+    while (start <= path.size()) {
+        size_t end = path.find(':', start);
+        if (end == std::string::npos) end = path.size();
+        std::string dir = path.substr(start, end - start);
+        if (usable((dir.empty() ? std::string(".") : dir) + "/" + cmd)) return;
+        start = end + 1;
+    }
+    throw Error(-ENOENT, "exec " + quote(cmd) + ": not found in PATH " + quote(path));
+}
+
+void exitOnSignal(int sig) { ::_exit(128 + sig); }
+
+// The OCI start gate: the creator sees EOF on the report pipe (the container is
+// created), then we block opening the FIFO for writing until `start` opens it for
+// reading, and tell it we passed with one byte. Terminating signals end us meanwhile
+// (as PID 1 of a namespace we would otherwise ignore them), so `kill` works in created.
+void passGate(const ProcessSpec &process, int &reportFd) {
+    checkCommand(process);
+    struct sigaction sa = {};
+    sa.sa_handler = exitOnSignal;
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE})
+        ::sigaction(s, &sa, nullptr);
+    ::close(reportFd);
+    reportFd = -1;
+    const std::string fifo = "/proc/self/fd/" + std::to_string(process.gateFd);
+    int fd;
+    do fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) throw sysError("open the start gate", errno);
+    ssize_t n;
+    do n = ::write(fd, "0", 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    ::close(process.gateFd);
+    if (n != 1) throw sysError("pass the start gate", errno);
+    if (process.afterGate) process.afterGate();
+    for (int s = 1; s < NSIG; ++s)
+        if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
+}
+
 } // namespace
 
 void writeReport(int fd, int code, int exitStatus, const std::string &message) noexcept {
+    if (fd < 0) {
+        // Past the OCI start gate nobody reads reports: the message goes to stderr.
+        std::string line = "mobileops: " + message;
+        if (code < 0 && line.size() >= 2 && line.compare(line.size() - 2, 2, ": ") == 0)
+            line += std::strerror(-code);
+        line += '\n';
+        ssize_t n;
+        do n = ::write(2, line.data(), line.size());
+        while (n < 0 && errno == EINTR);
+        return;
+    }
     ChildReport r;
     r.code = code;
     r.exitStatus = exitStatus;
@@ -89,6 +156,13 @@ bool readReport(int fd, ChildReport &out) {
 
 void applyProcessSettings(Syscalls &sys, const ProcessSpec &process) {
     const SecuritySpec &sec = process.security;
+    if (process.oomScoreAdj) {
+        int r = sys.writeFile("/proc/self/oom_score_adj", std::to_string(*process.oomScoreAdj));
+        if (r < 0)
+            throw sysError("process.oomScoreAdj " + std::to_string(*process.oomScoreAdj) +
+                               (r == -EACCES ? " (lowering it needs CAP_SYS_RESOURCE)" : ""),
+                           -r);
+    }
     // Until the exec this process is the host's mobileops image: not dumpable, its
     // /proc/<pid>/exe, mem and fd need CAP_SYS_PTRACE over the host (CVE-2019-5736).
     check(sys.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the process not dumpable");
@@ -111,21 +185,25 @@ void applyProcessSettings(Syscalls &sys, const ProcessSpec &process) {
     // podman's rule: root gets the bounding set; another user only what --cap-add named,
     // raised in the ambient set so it survives the exec.
     const uint64_t userCaps = u.uid == 0 ? 0 : sec.added;
-    if (userCaps)
+    if (userCaps || (sec.sets && u.uid != 0))
         check(sys.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities across the uid change");
     check(sys.setgroups(u.additionalGids), "setgroups");
     check(sys.setresgid(u.gid, u.gid, u.gid), "setgid " + quote(std::to_string(u.gid)));
     check(sys.setresuid(u.uid, u.uid, u.uid), "setuid " + quote(std::to_string(u.uid)));
     // A non-root uid lost every capability in setresuid unless kept above. Inheritable
     // stays empty for root (CVE-2022-27651).
-    if (u.uid == 0)
+    if (sec.sets)
+        check(sys.capset(sec.sets->effective, sec.sets->permitted, sec.sets->inheritable),
+              "set capabilities");
+    else if (u.uid == 0)
         check(sys.capset(sec.bounding, sec.bounding, 0), "set capabilities");
     else if (userCaps)
         check(sys.capset(userCaps, userCaps, userCaps), "set capabilities");
     check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
           "clear ambient capabilities");
-    for (int cap = 0; cap < 64 && userCaps; ++cap)
-        if (userCaps & (uint64_t(1) << cap))
+    const uint64_t ambient = sec.sets ? sec.sets->ambient : userCaps;
+    for (int cap = 0; cap < 64 && ambient; ++cap)
+        if (ambient & (uint64_t(1) << cap))
             check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, static_cast<unsigned long>(cap),
                             0, 0),
                   "raise ambient capability " + capabilityName(cap));
@@ -223,12 +301,13 @@ int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
         int r = sys.chdir(process.cwd.c_str());
         if (r < 0) throw sysError("cwd " + quote(process.cwd), -r);
         checkCwdInRoot(process.cwd);
+        if (process.gateFd >= 0) passGate(process, reportFd);
 
         const int entry = entryFd();
         if (entry < 0 && entry != -ENOTSUP) throw sysError("create the container entry", -entry);
         std::vector<std::string> args;
         if (entry >= 0) {
-            args = {"mobileops-entry", std::to_string(reportFd),
+            args = {"mobileops-entry", reportFd >= 0 ? std::to_string(reportFd) : "-",
                     process.args[0].find('/') == std::string::npos ? searchPath(process) : ""};
             args.insert(args.end(), process.args.begin(), process.args.end());
         }
@@ -247,10 +326,10 @@ int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
             ::_exit(status);
         }
         // The report pipe stays open for the entry, which closes it on its own exec.
-        ::fcntl(reportFd, F_SETFD, 0);
+        if (reportFd >= 0) ::fcntl(reportFd, F_SETFD, 0);
         ::syscall(SYS_execveat, entry, "", argv.data(), envp.data(), AT_EMPTY_PATH);
         int err = errno;
-        ::fcntl(reportFd, F_SETFD, FD_CLOEXEC);
+        if (reportFd >= 0) ::fcntl(reportFd, F_SETFD, FD_CLOEXEC);
         writeReport(reportFd, -err, kExitCannotExec,
                     std::string("exec the container entry: ") + std::strerror(err) +
                         (err == EACCES ? " (does vm.memfd_noexec forbid executable memfds?)" : ""));

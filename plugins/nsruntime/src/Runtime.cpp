@@ -4,6 +4,7 @@
 
 #include "Launcher.h"
 #include "Monitor.h"
+#include "Oci.h"
 #include "ProcFs.h"
 #include "State.h"
 
@@ -198,6 +199,25 @@ json finishCgroup(const Host &host, const mo_cgroup_service *svc, const std::str
 
 void checkName(const std::string &name) { common::checkName("container name", name); }
 
+namespace {
+
+// The hooks a recorded OCI container's spec holds, if any.
+std::optional<Hooks> hooksOf(const json &record) {
+    if (!isOci(record)) return std::nullopt;
+    const json &spec = record["spec"];
+    auto h = spec.find("hooks");
+    if (h == spec.end() || h->is_null()) return std::nullopt;
+    return parseHooks(*h);
+}
+
+std::string ociState(const json &record, const char *status, pid_t pid) {
+    const json &spec = record["spec"];
+    return hookState(record.value("name", ""), status, pid, spec["oci"].value("bundle", ""),
+                     spec.value("annotations", json::object()));
+}
+
+} // namespace
+
 Runtime::Runtime(Host host, Syscalls &sys)
     : _host(host), _sys(sys), _rootDir(_host.config("root_dir", "/var/lib/mobileops")) {
     setSeccompCacheDir(_host.config("run_dir", "/run/mobileops") + "/seccomp");
@@ -257,6 +277,14 @@ Runtime::Found Runtime::findRunning(const std::string &ref) const {
     return f;
 }
 
+Runtime::Found Runtime::findLive(const std::string &ref) const {
+    Found f = find(ref);
+    if (isOci(f.record) && f.record.value("status", "") == status::created &&
+        f.record.value("pid", 0) > 0)
+        return f;
+    return findRunning(f.id);
+}
+
 ContainerSpec Runtime::specOf(const json &record) const {
     ContainerSpec spec = parseSpec(record.at("spec"));
     if (spec.hostname.empty()) spec.hostname = record.value("name", "");
@@ -278,6 +306,14 @@ void Runtime::insert(const ContainerSpec &spec, const std::string &id, const std
 
 void Runtime::release(const std::string &id) const {
     if (auto rec = _host.get(kContainerKind, id)) {
+        // An OCI init (created, or a create that was interrupted) has no monitor to end it.
+        if (pid_t pid = rec->value("pid", 0); pid > 0 && isOci(*rec)) {
+            PidFd init(pid);
+            if (init.valid() && processAlive(pid, rec->value("pid_start", uint64_t(0)))) {
+                init.signal(SIGKILL);
+                init.waitExit(10000);
+            }
+        }
         releaseCgroup(*rec);
         releaseStorage(id, *rec); // a failure keeps the record, so delete can be tried again
         const json *spec = rec->contains("spec") ? &(*rec)["spec"] : nullptr;
@@ -305,7 +341,10 @@ json Runtime::create(const json &specJson) {
     if (!storage) prepareSpec(spec);
     const std::string id = newContainerId();
     const std::string name = spec.name.empty() ? id.substr(0, 12) : spec.name;
-    if (spec.hostname.empty()) spec.raw["hostname"] = name.substr(0, 63);
+    if (spec.hostname.empty()) {
+        spec.hostname = name.substr(0, 63); // an OCI create launches now
+        spec.raw["hostname"] = spec.hostname;
+    }
     json record;
     insert(spec, id, name, record);
     try {
@@ -314,9 +353,13 @@ json Runtime::create(const json &specJson) {
             prepareSpec(spec);
         }
         mkdirs(containerDir(id));
-        record["status"] = status::created;
-        record.erase("creator");
-        _host.put(kContainerKind, id, name, record);
+        if (spec.oci) {
+            createOci(spec, id, record);
+        } else {
+            record["status"] = status::created;
+            record.erase("creator");
+            _host.put(kContainerKind, id, name, record);
+        }
     } catch (...) {
         try {
             release(id);
@@ -328,10 +371,110 @@ json Runtime::create(const json &specJson) {
     return publicView(record);
 }
 
+void Runtime::createOci(ContainerSpec &spec, const std::string &id, json &record) const {
+    const std::string name = record.value("name", "");
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
+    LaunchOptions options = launchOptions(spec, id, record);
+    prepareNetwork(spec, id, record, options);
+    options.afterExit = nullptr; // delete releases what the monitor would have
+    _host.put(kContainerKind, id, name, record);
+    const std::string gatePath = containerDir(id) + "/exec.fifo";
+    int gate = makeGate(gatePath);
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closeGate{gate};
+    options.gateFd = gate;
+    if (!spec.hooks.empty()) {
+        // The OCI state each hook reads; the id is the container's name (the caller's id).
+        const Hooks hooks = spec.hooks;
+        const std::string bundle = spec.oci->bundle;
+        const json annotations = spec.raw.value("annotations", json::object());
+        auto state = [name, bundle, annotations](const char *status, pid_t pid) {
+            return hookState(name, status, pid, bundle, annotations);
+        };
+        // prestart and createRuntime: in our namespaces once the container's exist (after
+        // the network attach), before it builds its root.
+        auto previous = options.beforeStart;
+        options.beforeStart = [previous, hooks, state](pid_t pid) {
+            if (previous) previous(pid);
+            runHooks(hooks.prestart, "prestart", state("creating", pid));
+            runHooks(hooks.createRuntime, "createRuntime", state("creating", pid));
+        };
+        if (!hooks.createContainer.empty())
+            options.beforePivot = [hooks, state](pid_t pid) {
+                runHooks(hooks.createContainer, "createContainer", state("creating", pid));
+            };
+        if (!hooks.startContainer.empty())
+            options.afterGate = [hooks, state](pid_t pid) {
+                runHooks(hooks.startContainer, "startContainer", state("created", pid));
+            };
+    }
+    Pty pty;
+    ChildIo io;
+    if (!spec.oci->consoleSocket.empty()) {
+        pty = Pty::open(-1);
+        io.tty = pty.slave();
+        io.ttyPath = pty.slavePath();
+    } else {
+        io.in = 0; // the caller's own streams: conmon's and the shim's pipes
+        io.out = 1;
+        io.err = 2;
+    }
+    ChildProcess child = launch(_sys, spec, io, options);
+    try {
+        // Recorded at once: an interrupted create leaves a record gc can follow to it.
+        record["pid"] = child.pid();
+        record["pid_start"] = processIdentity(child.pid())["start"];
+        _host.put(kContainerKind, id, name, record);
+        pty.closeSlave();
+        if (!spec.oci->consoleSocket.empty())
+            sendConsole(spec.oci->consoleSocket, pty.master(), pty.slavePath());
+        if (!spec.oci->pidFile.empty()) writePidFile(spec.oci->pidFile, child.pid());
+        record["status"] = status::created;
+        record.erase("creator");
+        _host.put(kContainerKind, id, name, record);
+    } catch (...) {
+        child.kill(SIGKILL);
+        child.wait();
+        if (!spec.oci->pidFile.empty()) ::unlink(spec.oci->pidFile.c_str());
+        throw;
+    }
+}
+
+void Runtime::startOci(const Found &f) {
+    const std::string st = f.record.value("status", "");
+    if (st != status::created)
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is " + st +
+                                    ": only a created container can be started");
+    pid_t pid = f.record.value("pid", 0);
+    PidFd init(pid);
+    if (!init.valid() || !processAlive(pid, f.record.value("pid_start", uint64_t(0))))
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    openGate(containerDir(f.id) + "/exec.fifo", init.get(), "container " + display(f.record));
+    Host::Transaction tx(_host);
+    auto rec = _host.get(kContainerKind, f.id);
+    if (!rec) throw Error(MO_E_NOT_FOUND, "container " + display(f.record) + " was removed");
+    (*rec)["status"] = status::running;
+    (*rec)["started"] = nowTimestamp();
+    _host.put(kContainerKind, f.id, rec->value("name", ""), *rec);
+    tx.commit();
+    emitStart(_host, *rec);
+    // poststart: after the start; a failure is only a warning (OCI).
+    if (auto hooks = hooksOf(f.record); hooks && !hooks->poststart.empty()) {
+        try {
+            runHooks(hooks->poststart, "poststart", ociState(f.record, "running", pid));
+        } catch (const std::exception &e) {
+            _host.log(MO_LOG_WARNING, e.what());
+        }
+    }
+}
+
 void Runtime::start(const std::string &ref) {
     Found f = find(ref);
     auto lock = _host.lock("container/" + f.id);
     f = find(f.id);
+    if (isOci(f.record)) return startOci(f);
     const std::string st = f.record.value("status", "");
     if (st == status::running || st == status::paused)
         throw Error(MO_E_STATE, "container " + display(f.record) + " is already running");
@@ -451,7 +594,7 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
 void Runtime::kill(const std::string &ref, int signal, bool all) {
     if (signal < 0 || signal >= NSIG)
         throw Error(MO_E_INVALID, std::to_string(signal) + " is not a signal");
-    Found f = findRunning(ref);
+    Found f = findLive(ref);
     pid_t pid = f.record.value("pid", 0);
     PidFd init(pid);
     if (!init.valid() || !processAlive(pid, f.record.value("pid_start", uint64_t(0))))
@@ -545,6 +688,14 @@ void Runtime::remove(const std::string &ref, bool force) {
     }
     release(f.id);
     _host.event("container.remove", {{"id", f.id}, {"name", f.record.value("name", "")}});
+    // poststop: once the container is gone, before delete returns; failures warn (OCI).
+    if (auto hooks = hooksOf(f.record); hooks && !hooks->poststop.empty()) {
+        try {
+            runHooks(hooks->poststop, "poststop", ociState(f.record, "stopped", 0));
+        } catch (const std::exception &e) {
+            _host.log(MO_LOG_WARNING, e.what());
+        }
+    }
 }
 
 json Runtime::state(const std::string &ref) {
@@ -584,7 +735,7 @@ json Runtime::list(bool all) {
 }
 
 int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &stdio) {
-    Found f = findRunning(ref);
+    Found f = findLive(ref);
     ContainerSpec spec = specOf(f.record);
     if (spec.vm)
         throw Error(MO_E_UNSUPPORTED,
@@ -598,6 +749,24 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
     defaults.terminal = false;
     defaults.stdinOpen = false;
     json p = processJson.is_object() ? processJson : json::object();
+    // runc's detached exec: the caller (conmon) reaps the process and reads its status.
+    bool detach = false;
+    OciSpec detached;
+    if (auto d = p.find("detach"); d != p.end() && !d->is_null()) {
+        if (!d->is_boolean()) throw Error(MO_E_INVALID, "process.detach: expected true or false");
+        detach = d->get<bool>();
+    }
+    if (p.contains("pidFile") || p.contains("consoleSocket")) {
+        if (!detach)
+            throw Error(MO_E_INVALID,
+                        "process.pidFile, process.consoleSocket: only with process.detach");
+        json o = {{"pidFile", p.value("pidFile", json())},
+                  {"consoleSocket", p.value("consoleSocket", json())}};
+        detached = parseOci(o, "process.");
+    }
+    p.erase("detach");
+    p.erase("pidFile");
+    p.erase("consoleSocket");
     std::vector<std::string> extraEnv;
     if (p.contains("env")) {
         json only = {{"args", json::array({"x"})}, {"env", p["env"]}};
@@ -606,7 +775,12 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
     }
     ProcessSpec process = parseProcess(p, defaults);
     process.env = mergeEnv(defaults.env, extraEnv);
-    if (stdio.tty) process.terminal = true;
+    if (stdio.tty && !detach) process.terminal = true;
+    if (detach && process.terminal != !detached.consoleSocket.empty())
+        throw Error(MO_E_INVALID, process.terminal
+                                      ? "process.consoleSocket: a detached process.terminal "
+                                        "needs a console socket to send the pty to"
+                                      : "process.consoleSocket: given without process.terminal");
     if (!p.contains("user")) {
         process.user = spec.process.user;
         process.userName = spec.process.userName;
@@ -623,12 +797,49 @@ int Runtime::exec(const std::string &ref, const json &processJson, const Stdio &
     json who = {{"id", f.id}, {"name", f.record.value("name", "")}};
     json started = who;
     started["args"] = process.args;
+    if (detach) {
+        int pid = execDetached(f, process, detached, join);
+        started["pid"] = pid;
+        _host.event("container.exec", started);
+        return pid;
+    }
     _host.event("container.exec", started);
     int status = execInContainer(_sys, f.record.value("pid", 0),
                                  f.record.value("pid_start", uint64_t(0)), process, stdio, join);
     who["exit_code"] = status;
     _host.event("container.exec_exit", who);
     return status;
+}
+
+int Runtime::execDetached(const Found &f, const ProcessSpec &process, const OciSpec &oci,
+                          const std::function<void(pid_t)> &join) const {
+    pid_t pid = f.record.value("pid", 0);
+    PidFd init(pid);
+    // The pidfd pins the process: a start time checked after opening it rules out reuse.
+    if (!init.valid() || !processAlive(pid, f.record.value("pid_start", uint64_t(0))))
+        throw Error(MO_E_STATE, "container " + display(f.record) + " is not running");
+    Pty pty;
+    ChildIo io;
+    if (process.terminal) {
+        pty = Pty::openInContainer(pid, init.get(), process.user.uid, -1);
+        if (pty.master() < 0) pty = Pty::open(-1);
+        io.tty = pty.slave();
+    } else {
+        io.in = 0; // the caller's own streams
+        io.out = 1;
+        io.err = 2;
+    }
+    ChildProcess child = launchInside(_sys, pid, init.get(), process, io, join);
+    try {
+        pty.closeSlave();
+        if (process.terminal) sendConsole(oci.consoleSocket, pty.master(), pty.slavePath());
+        if (!oci.pidFile.empty()) writePidFile(oci.pidFile, child.pid());
+    } catch (...) {
+        child.kill(SIGKILL);
+        child.wait();
+        throw;
+    }
+    return child.pid();
 }
 
 void Runtime::attach(const std::string &ref, const Stdio &stdio) {
@@ -900,8 +1111,30 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
                                      json &record) const {
     LaunchOptions options;
     const mo_cgroup_service *svc = cgroupService();
-    if (!svc) return options; // the core lists requested resources as unapplied
-    const std::string path = cgroupPath(id);
+    if (!svc) {
+        if (!spec.cgroupsPath.empty())
+            throw Error(MO_E_UNSUPPORTED, "cgroupsPath " + quote(spec.cgroupsPath) +
+                                              " needs the cgroup service (plugin cgroup)");
+        return options; // the core lists requested resources as unapplied
+    }
+    const std::string path = spec.cgroupsPath.empty() ? cgroupPath(id) : spec.cgroupsPath;
+    if (!spec.cgroupsPath.empty() && svc->pids) {
+        // Delete kills what is in the container's cgroup and removes it: never one that
+        // already holds processes of someone else.
+        json pids;
+        try {
+            pids = cgroupOutput(_host, [&](mo_buffer *b, mo_error *e) {
+                return svc->pids(svc->self, path.c_str(), b, e);
+            });
+        } catch (const Error &e) {
+            if (e.code() != MO_E_NOT_FOUND)
+                throw Error(e.code(), "cgroupsPath " + quote(path) + ": " + e.what());
+        }
+        if (pids.is_array() && !pids.empty())
+            throw Error(MO_E_EXISTS, "cgroupsPath " + quote(path) +
+                                         ": the cgroup already holds processes; a container "
+                                         "needs a cgroup of its own");
+    }
     std::string text;
     if (auto res = spec.raw.find("resources"); res != spec.raw.end() && res->is_object())
         text = res->dump();
@@ -912,7 +1145,8 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
     mo_error err = MO_ERROR_INIT;
     if (int rc = svc->create(svc->self, path.c_str(), text.empty() ? nullptr : text.c_str(), &err);
         rc < 0)
-        throw Error(rc, "cgroup " + quote(path) + ": " + err.message);
+        throw Error(rc, (spec.cgroupsPath.empty() ? "cgroup " : "cgroupsPath ") + quote(path) +
+                            ": " + err.message);
     options.afterClone = attacher(svc, path);
     placeAtClone(svc, path, options);
     Host host = _host;

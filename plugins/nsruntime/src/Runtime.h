@@ -53,6 +53,16 @@ private:
     // By full id, name, or unique id prefix; reconciled (and written back when needed).
     Found find(const std::string &ref) const;
     Found findRunning(const std::string &ref) const;
+    // Running or paused, or an OCI container waiting at its gate ("created").
+    Found findLive(const std::string &ref) const;
+    // spec.oci: launch the init up to its gate with the caller's stdio or a pty sent to
+    // the console socket, write the pid file, record "created" with the pid.
+    void createOci(ContainerSpec &spec, const std::string &id, nlohmann::json &record) const;
+    // Open the gate of an OCI container, record "running".
+    void startOci(const Found &f);
+    // exec's `detach`: start the process, write its pid file, return its pid unwaited.
+    int execDetached(const Found &f, const ProcessSpec &process, const OciSpec &oci,
+                     const std::function<void(pid_t)> &join) const;
     nlohmann::json reconciled(const std::string &id, nlohmann::json record) const;
     ContainerSpec specOf(const nlohmann::json &record) const;
     // Insert a "creating" record; MO_E_EXISTS becomes the name-in-use message.

@@ -170,6 +170,43 @@ SecuritySpec parseSecurity(const json &doc, const std::string &path, SecuritySpe
             out.noNewPrivileges = !boolean(v, p);
         } else if (key == "capabilities") {
             if (!v.is_object()) throw invalid(p + ": expected an object with add and drop");
+            static const std::pair<const char *, uint64_t CapabilitySets::*> kSets[] = {
+                {"bounding", &CapabilitySets::bounding},
+                {"effective", &CapabilitySets::effective},
+                {"permitted", &CapabilitySets::permitted},
+                {"inheritable", &CapabilitySets::inheritable},
+                {"ambient", &CapabilitySets::ambient}};
+            for (const auto &[name, member] : kSets) {
+                auto it = v.find(name);
+                if (it == v.end()) continue;
+                if (v.contains("add") || v.contains("drop"))
+                    throw invalid(p + ": give either add/drop or the OCI sets, not both");
+                if (!out.sets) out.sets = CapabilitySets{};
+                const uint64_t held = allCapabilities();
+                uint64_t mask = 0;
+                for (const auto &n : names(*it, p + "." + name)) {
+                    int cap = capabilityNumber(n);
+                    if (cap < 0) throw invalid(p + "." + name + ": unknown capability " + quote(n));
+                    if (!(held & (uint64_t(1) << cap)))
+                        throw invalid(p + "." + name + ": " + capabilityName(cap) +
+                                      " is not held by this runtime");
+                    mask |= uint64_t(1) << cap;
+                }
+                (*out.sets).*member = mask;
+            }
+            if (out.sets) {
+                const CapabilitySets &c = *out.sets;
+                auto subset = [&](uint64_t a, uint64_t b, const char *what) {
+                    if (a & ~b) throw invalid(p + "." + what + ": " + capabilityList(a & ~b));
+                };
+                subset(c.effective, c.permitted, "effective: not in permitted");
+                subset(c.ambient, c.permitted & c.inheritable,
+                       "ambient: not in both permitted and inheritable");
+                subset(c.permitted, c.bounding, "permitted: not in bounding");
+                out.capAdd.clear();
+                out.capDrop.clear();
+                continue;
+            }
             for (auto c = v.begin(); c != v.end(); ++c) {
                 if (c.key() == "add") {
                     auto add = names(c.value(), p + ".add");
@@ -234,6 +271,7 @@ SecuritySpec parseExecSecurity(const json &doc, const std::string &path, Securit
         p && p->is_boolean() && p->get<bool>()) {
         container.capAdd.clear();
         container.capDrop.clear();
+        container.sets.reset();
     }
     return parseSecurity(doc, path, std::move(container));
 }
@@ -241,9 +279,15 @@ SecuritySpec parseExecSecurity(const json &doc, const std::string &path, Securit
 void resolveSecurity(SecuritySpec &s, bool &noNewPrivileges) {
     if (s.resolved) return;
     const uint64_t base = s.privileged ? allCapabilities() : defaultCapabilities();
-    s.bounding = applyCapabilityChanges(base, s.capAdd, s.capDrop, "security.capabilities.") &
-                 allCapabilities();
-    s.added = applyCapabilityChanges(0, s.capAdd, s.capDrop, "security.capabilities.") & s.bounding;
+    if (s.sets) {
+        s.bounding = s.sets->bounding;
+        s.added = 0;
+    } else {
+        s.bounding = applyCapabilityChanges(base, s.capAdd, s.capDrop, "security.capabilities.") &
+                     allCapabilities();
+        s.added =
+            applyCapabilityChanges(0, s.capAdd, s.capDrop, "security.capabilities.") & s.bounding;
+    }
     noNewPrivileges = nsruntime::noNewPrivileges(s);
     switch (s.seccomp.value_or(s.privileged ? SeccompMode::Unconfined : SeccompMode::Default)) {
     case SeccompMode::Unconfined:

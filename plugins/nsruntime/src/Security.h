@@ -19,6 +19,13 @@ namespace mobileops::nsruntime {
 
 enum class SeccompMode { Default, Unconfined, Profile };
 
+// OCI's explicit capability sets (security.capabilities.{bounding, effective, permitted,
+// inheritable, ambient}): when any is given they are the process's sets, exactly; one
+// not given is empty.
+struct CapabilitySets {
+    uint64_t bounding = 0, effective = 0, permitted = 0, inheritable = 0, ambient = 0;
+};
+
 struct SecuritySpec {
     bool privileged = false;
     std::optional<bool> noNewPrivileges;      // unset: on, unless privileged
@@ -26,6 +33,7 @@ struct SecuritySpec {
     std::optional<SeccompMode> seccomp;       // unset: Default, Unconfined when privileged
     nlohmann::json seccompProfile;            // with SeccompMode::Profile
     std::string seccompSource;                // the profile's file, for messages
+    std::optional<CapabilitySets> sets;       // explicit OCI sets instead of add/drop
 
     // Filled by resolveSecurity. The bounding set, which is also root's effective and
     // permitted set; a non-root user gets `added` (the capabilities named in --cap-add)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <sstream>
 
@@ -386,6 +387,11 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
             throw invalid("process.user: expected an object or a string");
         }
     }
+    if (const json *o = field(p, "oomScoreAdj")) {
+        if (!o->is_number_integer() || o->get<int64_t>() < -1000 || o->get<int64_t>() > 1000)
+            throw invalid("process.oomScoreAdj: expected an integer from -1000 to 1000");
+        out.oomScoreAdj = o->get<int>();
+    }
     out.terminal = getBool(p, "terminal", path, out.terminal);
     out.stdinOpen = getBool(p, "stdin", path, out.stdinOpen);
     out.init = getBool(p, "init", path, out.init);
@@ -448,7 +454,91 @@ VmSpec parseVm(const json &vm, const ContainerSpec &s) {
     return out;
 }
 
+std::string absolutePath(const json &obj, const char *key, const std::string &path) {
+    std::string v = getString(obj, key, path);
+    if (v.empty()) return v;
+    if (v[0] != '/' || v.find('\0') != std::string::npos)
+        throw invalid(path + key + ": " + quote(v) + " is not an absolute path");
+    if (hasDotDot(v)) throw invalid(path + key + ": " + quote(v) + " contains `..`");
+    return v;
+}
+
 } // namespace
+
+std::string parseCgroupsPath(const std::string &value) {
+    const std::string what = "cgroupsPath " + quote(value) + ": ";
+    if (value.find('/') == std::string::npos && std::count(value.begin(), value.end(), ':') == 2)
+        throw Error(MO_E_UNSUPPORTED,
+                    what + "the systemd form slice:prefix:name is not supported (the namespace "
+                           "runtime manages cgroupfs paths: give /a/b)");
+    std::string out;
+    for (const auto &c : split(value, '/')) {
+        if (c.empty()) continue;
+        if (c == "." || c == "..") throw invalid(what + "`.` and `..` are not allowed");
+        out += (out.empty() ? "" : "/") + c;
+    }
+    if (out.empty()) throw invalid(what + "names the root cgroup, not a container's own");
+    return out;
+}
+
+namespace {
+
+// A sysctl the container may set: one its own namespaces hold.
+void checkSysctl(const ContainerSpec &s, const std::string &key) {
+    const std::string what = "sysctl " + quote(key) + ": ";
+    if (key.empty() || key.front() == '.' || key.back() == '.' ||
+        key.find("..") != std::string::npos)
+        throw invalid(what + "not a sysctl name");
+    for (char c : key)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
+            throw invalid(what + "not a sysctl name (letters, digits, `._-`)");
+    auto starts = [&](const char *p) { return key.rfind(p, 0) == 0; };
+    if (starts("kernel.shm") || starts("kernel.msg") || key == "kernel.sem" ||
+        starts("fs.mqueue.")) {
+        if (!s.namespaces.ipc) throw invalid(what + "needs the container's own IPC namespace");
+        return;
+    }
+    if (key == "kernel.hostname" || key == "kernel.domainname") {
+        if (!s.namespaces.uts) throw invalid(what + "needs the container's own UTS namespace");
+        return;
+    }
+    if (starts("net.")) {
+        if (!s.namespaces.network)
+            throw invalid(what + "needs the container's own network namespace");
+        return;
+    }
+    throw invalid(what + "not a namespaced sysctl: it would change the host");
+}
+
+DeviceSpec parseDevice(const json &e, const std::string &p) {
+    if (!e.is_object()) throw invalid(p.substr(0, p.size() - 1) + ": expected an object");
+    DeviceSpec d;
+    d.path = getString(e, "path", p);
+    if (d.path.rfind("/dev/", 0) != 0 || d.path.size() <= 5 || hasDotDot(d.path) ||
+        d.path.back() == '/')
+        throw invalid(p + "path: " + quote(d.path) + " is not a path under /dev without `..`");
+    std::string type = getString(e, "type", p);
+    if (type != "c" && type != "u" && type != "b" && type != "p")
+        throw invalid(p + "type: " + quote(type) + " is not one of c, b, u, p");
+    d.type = type == "u" ? 'c' : type[0];
+    d.major = static_cast<uint32_t>(getUnsigned(e, "major", p, 0, 4095));
+    d.minor = static_cast<uint32_t>(getUnsigned(e, "minor", p, 0, 1048575));
+    d.mode = static_cast<uint32_t>(getUnsigned(e, "fileMode", p, 0666, 07777)) & 0777;
+    d.uid = static_cast<uint32_t>(getUnsigned(e, "uid", p, 0, UINT32_MAX - 1));
+    d.gid = static_cast<uint32_t>(getUnsigned(e, "gid", p, 0, UINT32_MAX - 1));
+    return d;
+}
+
+} // namespace
+
+OciSpec parseOci(const json &doc, const std::string &path) {
+    if (!doc.is_object()) throw invalid(path.substr(0, path.size() - 1) + ": expected an object");
+    OciSpec out;
+    out.pidFile = absolutePath(doc, "pidFile", path);
+    out.consoleSocket = absolutePath(doc, "consoleSocket", path);
+    out.bundle = absolutePath(doc, "bundle", path);
+    return out;
+}
 
 ContainerSpec parseSpec(const json &doc) {
     if (!doc.is_object()) throw invalid("spec: expected a JSON object");
@@ -568,6 +658,58 @@ ContainerSpec parseSpec(const json &doc) {
     if (s.initSystem) applyInitSystem(s, field(doc, "stopSignal") != nullptr);
     if (s.hardwareAccess) checkHardwareAccess(s);
     if (const json *vm = field(doc, "vm")) s.vm = parseVm(*vm, s);
+    for (auto [key, target] :
+         {std::pair{"maskedPaths", &s.maskedPaths}, std::pair{"readonlyPaths", &s.readonlyPaths}}) {
+        const json *v = field(doc, key);
+        if (!v) continue;
+        // An empty Lua table reaches us as {}: none.
+        if (v->is_object() && v->empty()) {
+            *target = std::vector<std::string>{};
+            continue;
+        }
+        *target = getStrings(doc, key, "");
+        for (const auto &path : **target)
+            if (path.empty() || path[0] != '/' || hasDotDot(path) ||
+                path.find('\0') != std::string::npos)
+                throw invalid(std::string(key) + ": " + quote(path) +
+                              " is not an absolute path without `..`");
+    }
+    if (const json *sc = field(doc, "sysctl")) {
+        if (!sc->is_object()) throw invalid("sysctl: expected an object of key: value");
+        for (auto it = sc->begin(); it != sc->end(); ++it) {
+            checkSysctl(s, it.key());
+            const json &v = it.value();
+            if (v.is_string())
+                s.sysctl[it.key()] = v.get<std::string>();
+            else if (v.is_number_integer())
+                s.sysctl[it.key()] = v.dump();
+            else
+                throw invalid("sysctl " + quote(it.key()) + ": expected a string value");
+        }
+    }
+    if (const json *dv = field(doc, "devices")) {
+        if (!dv->is_array() && !(dv->is_object() && dv->empty()))
+            throw invalid("devices: expected an array");
+        for (size_t i = 0; i < dv->size() && dv->is_array(); ++i)
+            s.devices.push_back(parseDevice((*dv)[i], "devices[" + std::to_string(i) + "]."));
+    }
+    if (const json *cg = field(doc, "cgroupsPath")) {
+        if (!cg->is_string()) throw invalid("cgroupsPath: expected a string");
+        s.cgroupsPath = parseCgroupsPath(cg->get<std::string>());
+    }
+    if (const json *h = field(doc, "hooks")) s.hooks = parseHooks(*h);
+    if (const json *oci = field(doc, "oci")) {
+        if (s.vm) throw Error(MO_E_UNSUPPORTED, "oci: not supported in a micro-VM container");
+        s.oci = parseOci(*oci, "oci.");
+        // runc's rules: a terminal needs somewhere to send it, a socket needs a terminal.
+        if (s.process.terminal && s.oci->consoleSocket.empty())
+            throw invalid("oci.consoleSocket: process.terminal needs a console socket to send "
+                          "the pty to");
+        if (!s.process.terminal && !s.oci->consoleSocket.empty())
+            throw invalid("oci.consoleSocket: given without process.terminal");
+    }
+    if (!s.hooks.empty() && !s.oci)
+        throw Error(MO_E_UNSUPPORTED, "hooks: only with `oci` (runc's process model)");
     return s;
 }
 

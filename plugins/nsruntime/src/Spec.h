@@ -2,6 +2,7 @@
 // the caller's process before anything is cloned or mounted.
 #pragma once
 
+#include "Hooks.h"
 #include "Security.h"
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -72,7 +74,23 @@ struct ProcessSpec {
     bool init = false;
     bool noNewPrivileges = false; // resolved from `security` by prepareProcess
     std::vector<Rlimit> rlimits;
-    SecuritySpec security; // the spec's `security`; exec's `process.security` on top
+    std::optional<int> oomScoreAdj; // -1000..1000; lowering it needs CAP_SYS_RESOURCE
+    SecuritySpec security;          // the spec's `security`; exec's `process.security` on top
+    // Not a spec key: the OCI start gate (OciSpec), an O_PATH fd of the container's
+    // exec.fifo. With it the process stops right before its exec until `start`.
+    int gateFd = -1;
+    // Not a spec key: run right after the gate was passed (startContainer hooks).
+    std::function<void()> afterGate;
+};
+
+// The runc model (docs/runtime-spec.md, `oci`): `create` starts the container's init up
+// to the exec of its process, where it waits for `start`; no monitor, the caller (conmon,
+// containerd-shim: subreapers) reaps it. Its stdio is the caller's fds 0, 1, 2, or a pty
+// whose master goes to `consoleSocket` (runc's protocol); its host pid to `pidFile`.
+struct OciSpec {
+    std::string pidFile;       // absolute, or empty
+    std::string consoleSocket; // absolute path of a unix socket, or empty
+    std::string bundle;        // absolute, or empty: reported in the OCI state
 };
 
 // A micro-VM container (docs/runtime-spec.md, `vm`): the runtime that asked for it (krun)
@@ -85,6 +103,15 @@ struct VmSpec {
     std::vector<std::string> launcher; // absolute path first
     nlohmann::json settings;           // the `vm` object as given, launcher removed
     std::string configFile;            // set by the runtime before launch: vm.json
+};
+
+// An extra node in the container's /dev (spec `devices`).
+struct DeviceSpec {
+    std::string path; // under /dev, no `..`
+    char type = 'c';  // c (u: the same), b, p
+    uint32_t major = 0, minor = 0;
+    uint32_t mode = 0666; // permission bits
+    uint32_t uid = 0, gid = 0;
 };
 
 struct ContainerSpec {
@@ -125,6 +152,19 @@ struct ContainerSpec {
     int stopSignal = 15;
     uint32_t stopTimeout = 10;
     std::optional<VmSpec> vm;
+    std::optional<OciSpec> oci;
+    // `cgroupsPath` (OCI form) made relative to the cgroup service's parent ("/a/b" and
+    // "a/b" both give "a/b"); empty: the runtime's own `mobileops/<id>`.
+    std::string cgroupsPath;
+    // `maskedPaths`, `readonlyPaths`: when given they replace the defaults (Mounts.h),
+    // also under `privileged`; absolute paths in the container without `..`.
+    std::optional<std::vector<std::string>> maskedPaths, readonlyPaths;
+    // `sysctl`: namespaced keys only (checked against the namespaces), written inside the
+    // container once its /proc is mounted, before pivot_root's read-only /proc/sys.
+    std::map<std::string, std::string> sysctl;
+    std::vector<DeviceSpec> devices;
+    // `hooks` (Hooks.h): only with `oci`.
+    Hooks hooks;
     nlohmann::json raw; // the document as received
 
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
@@ -143,6 +183,13 @@ nlohmann::json vmDescription(const ContainerSpec &spec);
 
 // Parse and validate. Errors are MO_E_INVALID naming the field ("process.args: ...").
 ContainerSpec parseSpec(const nlohmann::json &doc);
+// `cgroupsPath` as the cgroup service takes it (ContainerSpec::cgroupsPath). Refuses the
+// systemd form "slice:prefix:name", `.` and `..` components and the root itself.
+std::string parseCgroupsPath(const std::string &value);
+
+// An `oci` object (also exec's detached process: pidFile and consoleSocket); `path` is
+// the prefix errors name ("oci.").
+OciSpec parseOci(const nlohmann::json &doc, const std::string &path);
 ProcessSpec parseProcess(const nlohmann::json &doc, const ProcessSpec &defaults);
 
 // A bind mount from the storage service's prepare_volumes ({source, destination,

@@ -63,6 +63,13 @@ json newRecord(const ContainerSpec &spec, const std::string &id, const std::stri
 
 bool realAlive(pid_t pid, uint64_t startTime) { return processAlive(pid, startTime); }
 
+bool isOci(const json &record) {
+    auto spec = record.find("spec");
+    if (spec == record.end() || !spec->is_object()) return false;
+    auto oci = spec->find("oci");
+    return oci != spec->end() && oci->is_object();
+}
+
 namespace {
 pid_t pidOf(const json &r, const char *key) { return r.value(key, 0); }
 uint64_t startOf(const json &r, const char *key) { return r.value(key, uint64_t(0)); }
@@ -70,9 +77,19 @@ uint64_t startOf(const json &r, const char *key) { return r.value(key, uint64_t(
 
 Reconciled reconcile(json &record, const AliveFn &alive) {
     const std::string st = record.value("status", "");
-    if (st != status::running && st != status::paused) return Reconciled::unchanged;
+    const bool oci = isOci(record);
+    const bool live = st == status::running || st == status::paused;
+    if (!live && !(oci && st == status::created && pidOf(record, "pid") > 0))
+        return Reconciled::unchanged;
     pid_t pid = pidOf(record, "pid");
     if (pid > 0 && alive(pid, startOf(record, "pid_start"))) return Reconciled::unchanged;
+    if (oci) {
+        // Its parent (the caller's subreaper) reaped it: no exit status for us.
+        record["status"] = status::stopped;
+        record["pid"] = 0;
+        if (!record.contains("finished")) record["finished"] = nowTimestamp();
+        return Reconciled::changed;
+    }
     pid_t monitor = pidOf(record, "monitor_pid");
     bool monitorAlive = monitor > 0 && alive(monitor, startOf(record, "monitor_start"));
     record["status"] = status::stopped;

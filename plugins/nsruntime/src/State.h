@@ -36,6 +36,10 @@ nlohmann::json processIdentity(pid_t pid);
 // A new record in status "creating", owned by the calling process.
 nlohmann::json newRecord(const ContainerSpec &spec, const std::string &id, const std::string &name);
 
+// True for a container created in runc's model (spec `oci`): no monitor, the init's
+// parent is whoever called create; its exit status is not ours to know.
+bool isOci(const nlohmann::json &record);
+
 using AliveFn = std::function<bool(pid_t pid, uint64_t startTime)>;
 bool realAlive(pid_t pid, uint64_t startTime);
 
@@ -44,7 +48,9 @@ enum class Reconciled {
     transient, // the process is gone but its monitor lives and will record the exit
     changed    // the record was corrected and should be written back
 };
-// Bring `record` in line with the processes it names.
+// Bring `record` in line with the processes it names. An OCI container (isOci) is
+// "created" with a live init waiting at its gate, and becomes "stopped" without an exit
+// code when the init is gone.
 Reconciled reconcile(nlohmann::json &record, const AliveFn &alive = realAlive);
 
 // True when a "creating" record's creator is gone (an interrupted create).

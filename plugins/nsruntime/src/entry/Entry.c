@@ -6,7 +6,9 @@
  * runc-dmz, but freestanding: no libc, a few kilobytes, so the copy and the extra exec
  * cost tens of microseconds.
  *
- *   argv[1]  the report pipe's fd (kept open across this exec, closed on the next)
+ *   argv[1]  the report pipe's fd (kept open across this exec, closed on the next), or
+ *            "-" when nobody reads reports (past the OCI start gate): a failure is then
+ *            a line on stderr
  *   argv[2]  the PATH to search when argv[3] has no slash
  *   argv[3]  the container's command; argv[3..] its argv
  *
@@ -122,7 +124,15 @@ static __attribute__((noreturn)) void fail(int fd, const char *command, long err
     append(report.message, n, sizeof report.message, "`: ");
     report.code = (int)err;
     report.exit_status = err == -E_NOENT ? 127 : 126;
-    if (fd >= 0) sys3(NR_WRITE, fd, (long)&report, sizeof report);
+    if (fd >= 0) {
+        sys3(NR_WRITE, fd, (long)&report, sizeof report);
+    } else {
+        n = append(report.message, 0, sizeof report.message, "mobileops: exec `");
+        n = append(report.message, n, sizeof report.message - 32, command);
+        n = append(report.message, n, sizeof report.message,
+                   err == -E_NOENT ? "`: not found\n" : "`: cannot execute\n");
+        sys3(NR_WRITE, 2, (long)report.message, (long)n);
+    }
     finish(report.exit_status);
 }
 
@@ -141,13 +151,14 @@ __attribute__((used, noreturn)) void entry_main(long *sp) {
     char **argv = (char **)(sp + 1);
     char **envp = argv + argc + 1;
     int fd = argc >= 4 ? parse_fd(argv[1]) : -1;
-    if (fd < 0) {
+    const int no_report = argc >= 4 && argv[1][0] == '-' && !argv[1][1];
+    if (fd < 0 && !no_report) {
         static const char usage[] =
             "mobileops container entry: not a command (it starts a container's process)\n";
         sys3(NR_WRITE, 2, (long)usage, sizeof usage - 1);
         finish(126);
     }
-    sys3(NR_FCNTL, fd, F_SETFD_, FD_CLOEXEC_);
+    if (fd >= 0) sys3(NR_FCNTL, fd, F_SETFD_, FD_CLOEXEC_);
     const char *command = argv[3];
     char **args = argv + 3;
     if (has_slash(command))
