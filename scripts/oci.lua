@@ -70,8 +70,12 @@ end
 
 -- Whether the runtime provider implements runc's model (create launches the init, held
 -- until start; stdio and pid files are the caller's): the `nsruntime.oci` feature.
+-- A container made that way has a pid from create on and no monitor.
 local function runc_model(st)
-  if st and st.status == "created" and st.pid and st.pid > 0 then return true end
+  if st and st.spec and st.spec.oci and st.pid and st.pid > 0
+     and (not st.monitor_pid or st.monitor_pid == 0) then
+    return true
+  end
   local ok, has = pcall(mo.has, "nsruntime.oci")
   return ok and has
 end
@@ -105,6 +109,23 @@ local function bundle_spec(opts, id)
   if spec.cgroupsPath and spec.cgroupsPath:find(":") and not spec.cgroupsPath:match("^/") then
     mo.error(string.format("linux.cgroupsPath `%s` is a systemd slice path: this runtime manages "
                            .. "cgroups by path (configure the engine for cgroupfs)", spec.cgroupsPath))
+  end
+  -- what the runtime provider does not take yet: refused where ignoring it would change
+  -- what the container is, listed otherwise
+  if spec.namespacePaths and not mo.has("nsruntime.namespace-paths") then
+    local types = {}
+    for t in pairs(spec.namespacePaths) do types[#types + 1] = t end
+    table.sort(types)
+    mo.error(string.format("config.json: linux.namespaces: joining a namespace by path (%s) is "
+                           .. "not supported by the runtime yet", table.concat(types, ", ")))
+  end
+  if spec.process and spec.process.umask and not mo.has("nsruntime.umask") then
+    -- the container inherits the caller's umask; engines ask for 0022, the usual one
+    if spec.process.umask ~= 18 then
+      spec.unapplied = spec.unapplied or {}
+      spec.unapplied[#spec.unapplied + 1] = "process.user.umask (the caller's is kept)"
+    end
+    spec.process.umask = nil
   end
   spec = mo.spec.finalize(spec)
   if spec.unapplied and #spec.unapplied > 0 then
@@ -297,7 +318,7 @@ wf:verb{
       mo.error(string.format("cannot exec in a container that is %s (`%s`)", st.status, args.ID))
     end
     local p = exec_process(opts, args, args.ID)
-    if p.detach and not runc_model() then
+    if p.detach and not runc_model(st) then
       mo.error("exec --detach: the runtime provider cannot detach an exec yet (it needs the "
                .. "`nsruntime.oci` feature)")
     end

@@ -383,7 +383,7 @@ private:
         if (!out.contains("user")) out["user"] = {{"uid", 0}, {"gid", 0}};
         // OCI: no_new_privs only when asked (the runtime's own default is on)
         if (!_security.contains("noNewPrivileges")) _security["noNewPrivileges"] = false;
-        capabilities(out["user"]["uid"].get<std::int64_t>());
+        capabilities();
         _out["process"] = out;
     }
 
@@ -460,37 +460,42 @@ private:
         return out;
     }
 
-    // OCI names five sets; the runtime's model is a bounding set from add/drop (root gets
-    // it as effective and permitted; another user only what `add` names). Root: the
-    // bounding set. Another user: its effective set (usually empty), so it never gains a
-    // capability OCI did not make effective.
-    void capabilities(std::int64_t uid) {
-        std::map<std::string, std::vector<std::string>> sets;
-        if (!_caps.is_null()) {
-            for (auto it = object(_caps, "process.capabilities").begin(); it != _caps.end(); ++it) {
-                std::string p = "process.capabilities." + it.key();
-                static const std::set<std::string> known = {"bounding", "effective", "inheritable",
-                                                            "permitted", "ambient"};
-                if (!known.count(it.key())) fail(p, "unknown capability set");
-                auto names = strings(it.value(), p);
-                for (std::size_t i = 0; i < names.size(); ++i)
-                    if (!kCapabilities.count(names[i]))
-                        fail(index(p, i), show(names[i]) + " is not a capability");
-                sets[it.key()] = names;
-            }
+    // OCI's five sets go to the runtime as they are (security.capabilities with explicit
+    // sets); it checks the subset rules and that it holds each one.
+    void capabilities() {
+        if (_caps.is_null()) return;
+        json sets = json::object();
+        for (auto it = object(_caps, "process.capabilities").begin(); it != _caps.end(); ++it) {
+            std::string p = "process.capabilities." + it.key();
+            static const std::set<std::string> known = {"bounding", "effective", "inheritable",
+                                                        "permitted", "ambient"};
+            if (!known.count(it.key())) fail(p, "unknown capability set");
+            auto names = strings(it.value(), p);
+            for (std::size_t i = 0; i < names.size(); ++i)
+                if (!kCapabilities.count(names[i]))
+                    fail(index(p, i), show(names[i]) + " is not a capability");
+            sets[it.key()] = names;
         }
-        std::vector<std::string> keep = uid == 0 ? sets["bounding"] : sets["effective"];
-        if (uid == 0) {
-            auto sorted = [](std::vector<std::string> v) {
-                std::sort(v.begin(), v.end());
-                return v;
+        // an ambient capability outside permitted and inheritable cannot be raised (the
+        // kernel refuses it): runc's default spec has such entries, and runc skips them
+        if (sets.contains("ambient")) {
+            auto in = [&](const char *set, const json &name) {
+                if (!sets.contains(set)) return false;
+                for (const auto &n : sets[set])
+                    if (n == name) return true;
+                return false;
             };
-            if (sorted(sets["effective"]) != sorted(keep))
-                unapplied("process.capabilities.effective (root gets the bounding set)");
-        } else if (!sets["ambient"].empty() || !sets["inheritable"].empty()) {
-            unapplied("process.capabilities.ambient (a non-root user gets its effective set)");
+            json kept = json::array();
+            for (const auto &n : sets["ambient"]) {
+                if (in("permitted", n) && in("inheritable", n))
+                    kept.push_back(n);
+                else
+                    unapplied("process.capabilities.ambient " + n.get<std::string>() +
+                              " (not in permitted and inheritable)");
+            }
+            sets["ambient"] = kept;
         }
-        _security["capabilities"] = {{"drop", json::array({"ALL"})}, {"add", keep}};
+        _security["capabilities"] = sets;
     }
 
     // --- linux --------------------------------------------------------------------------
@@ -1086,8 +1091,7 @@ json defaultOciConfig(bool rootless) {
           {"args", json::array({"sh"})},
           {"env", json::array({std::string("PATH=") + kDefaultPath, "TERM=xterm"})},
           {"cwd", "/"},
-          {"capabilities",
-           {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps}}},
+          {"capabilities", {{"bounding", caps}, {"effective", caps}, {"permitted", caps}}},
           {"rlimits", json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}})},
           {"noNewPrivileges", true}}},
         {"root", {{"path", "rootfs"}, {"readonly", true}}},

@@ -104,9 +104,9 @@ TEST(OciSpec, PodmanConfigMapsOntoTheRuntimeSpec) {
     EXPECT_EQ(s["security"]["seccomp"]["mode"], "profile");
     EXPECT_EQ(s["security"]["seccomp"]["profile"]["defaultAction"], "SCMP_ACT_ERRNO");
     EXPECT_EQ(s["security"]["noNewPrivileges"], false);
-    EXPECT_EQ(s["security"]["capabilities"]["drop"], json::array({"ALL"}));
-    EXPECT_EQ(s["security"]["capabilities"]["add"],
+    EXPECT_EQ(s["security"]["capabilities"]["bounding"],
               json::array({"CAP_CHOWN", "CAP_KILL", "CAP_SETUID"}));
+    EXPECT_FALSE(s["security"]["capabilities"].contains("ambient"));
     EXPECT_EQ(s["annotations"]["io.container.manager"], "libpod");
     EXPECT_FALSE(s.contains("network")) << "own network namespace: the default, private";
     // the standard mounts are the runtime's; the rest are kept, engine-only options dropped
@@ -174,13 +174,26 @@ TEST(OciSpec, UnknownPropertiesAreListedNotDropped) {
     EXPECT_NE(u.find("someFutureKey"), std::string::npos) << u;
 }
 
-TEST(OciSpec, NonRootUserGetsOnlyItsEffectiveCapabilities) {
+TEST(OciSpec, CapabilitySetsPassAsGiven) {
     json c = minimal();
     c["process"]["user"] = {{"uid", 1000}, {"gid", 1000}};
     c["process"]["capabilities"] = {{"bounding", {"CAP_CHOWN", "CAP_SYS_ADMIN"}},
                                     {"effective", json::array()}};
     json s = fromOci(c, "/b");
-    EXPECT_EQ(s["security"]["capabilities"]["add"], json::array());
+    EXPECT_EQ(s["security"]["capabilities"],
+              json({{"bounding", {"CAP_CHOWN", "CAP_SYS_ADMIN"}}, {"effective", json::array()}}));
+}
+
+TEST(OciSpec, AmbientOutsidePermittedAndInheritableIsDroppedAndListed) {
+    json c = minimal();
+    c["process"]["capabilities"] = {{"bounding", {"CAP_KILL", "CAP_CHOWN"}},
+                                    {"permitted", {"CAP_KILL", "CAP_CHOWN"}},
+                                    {"inheritable", {"CAP_CHOWN"}},
+                                    {"ambient", {"CAP_KILL", "CAP_CHOWN"}}};
+    json s = fromOci(c, "/b");
+    EXPECT_EQ(s["security"]["capabilities"]["ambient"], json::array({"CAP_CHOWN"}));
+    EXPECT_NE(s["unapplied"].dump().find("process.capabilities.ambient CAP_KILL"),
+              std::string::npos);
 }
 
 TEST(OciSpec, UpdateResources) {
@@ -235,6 +248,8 @@ const Bad kBad[] = {
     {"SoftAboveHard",
      R"({"process": {"rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 1}]}})",
      "process.rlimits[0]: the soft limit is above the hard limit"},
+    {"UnknownCapabilitySet", R"({"process": {"capabilities": {"all": []}}})",
+     "process.capabilities.all: unknown capability set"},
     {"UnknownCapability", R"({"process": {"capabilities": {"bounding": ["CAP_PWN"]}}})",
      "process.capabilities.bounding[0]: `CAP_PWN` is not a capability"},
     {"OomScoreAdj", R"({"process": {"oomScoreAdj": 5000}})",
