@@ -995,7 +995,13 @@ private:
             {"/sys/fs/cgroup", {"cgroup", "cgroup2"}}};
         auto it = kinds.find(destination);
         if (it == kinds.end()) return false;
-        if (!bind && it->second.count(type)) return true;
+        if (!bind && it->second.count(type)) {
+            // the namespace runtime mounts no cgroup hierarchy in a container (only for an
+            // init system): say so rather than pretend
+            if (destination == "/sys/fs/cgroup")
+                unapplied(p + " (/sys/fs/cgroup: no cgroup hierarchy is mounted in the container)");
+            return true;
+        }
         if (destination == "/dev/shm" || destination == "/dev/mqueue") return false;
         // rootless engines bind the host's /sys when they cannot mount sysfs
         if (bind && destination == "/sys") return true;
