@@ -12,7 +12,7 @@ packages="
   libgtest-dev libgmock-dev googletest
   busybox-static debootstrap
   crun runc hyperfine
-  docker-registry podman umoci zstd xz-utils bzip2 python3
+  docker-registry podman conmon containerd umoci zstd xz-utils bzip2 python3
   qemu-system-x86 linux-image-amd64 cpio
   iproute2 util-linux procps e2fsprogs
   clang-format clang-tidy
