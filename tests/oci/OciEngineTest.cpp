@@ -180,6 +180,14 @@ TEST_F(Podman, ExitCodePropagates) {
     EXPECT_EQ(r.status, 42) << r.err;
 }
 
+TEST_F(Podman, MissingCommandIsReportedFromTheRuntimesLog) {
+    // create fails (the command is looked up before the gate); podman reads the message
+    // and exits 127 as it does with runc
+    Result r = podmanRun({"--rm", "localhost/busybox", "no-such-command"});
+    EXPECT_EQ(r.status, 127) << r.err;
+    EXPECT_NE(r.err.find("no-such-command"), std::string::npos) << r.err;
+}
+
 TEST_F(Podman, DetachedPsLogsStopRm) {
     Result r = podmanRun(
         {"-d", "--name", "web", "localhost/busybox", "sh", "-c", "echo started; exec sleep 600"});
@@ -201,6 +209,14 @@ TEST_F(Podman, Exec) {
     Result r = podman({"exec", "ex", "sh", "-c", "echo in; exit 5"});
     EXPECT_EQ(r.status, 5) << r.err;
     EXPECT_EQ(r.out, "in\n");
+}
+
+TEST_F(Podman, ExecWithATerminal) {
+    // conmon runs `exec --detach --console-socket S --tty`: the pty goes over the socket
+    ASSERT_EQ(podmanRun({"-d", "--name", "ext", "localhost/busybox", "sleep", "600"}).status, 0);
+    Result r = podman({"exec", "-t", "ext", "sh", "-c", "[ -t 1 ] && echo is-a-tty"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "is-a-tty\r\n");
 }
 
 TEST_F(Podman, PauseUnpause) {
