@@ -633,6 +633,52 @@ TEST_F(OciTest, HookSpecErrors) {
     expectNothingLeft();
 }
 
+TEST_F(OciTest, NamespacePathsJoinAnotherContainersNamespaces) {
+    json a = _rt->create(ociSpec("ns1", {"/bin/sleep", "100"}));
+    remember(a);
+    pid_t apid = a["pid"];
+    _rt->start("ns1");
+    const std::string base = "/proc/" + std::to_string(apid) + "/ns/";
+    auto link = [](const std::string &p) {
+        char buf[256] = {};
+        ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+        return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("?");
+    };
+    Capture out;
+    Stdio io;
+    io.out = out.fd;
+    io.err = out.fd;
+    json b = spec("ns2", {"/bin/sh", "-c",
+                          "for n in net uts ipc pid; do readlink /proc/self/ns/$n; done; "
+                          "hostname; tr '\\0' ' ' < /proc/1/cmdline"});
+    b["namespacePaths"] = {{"network", base + "net"},
+                           {"uts", base + "uts"},
+                           {"ipc", base + "ipc"},
+                           {"pid", base + "pid"}};
+    EXPECT_EQ(_rt->run(b, io, true), 0);
+    EXPECT_EQ(out.text(), link(base + "net") + "\n" + link(base + "uts") + "\n" +
+                              link(base + "ipc") + "\n" + link(base + "pid") + "\nns1\n" +
+                              "/bin/sleep 100 ");
+    EXPECT_NE(link(base + "net"), link("/proc/self/ns/net"));
+
+    auto refused = [&](json paths) {
+        json c = spec("ns3", {"/bin/true"});
+        c["namespacePaths"] = std::move(paths);
+        return errorOf([&] { _rt->create(c); });
+    };
+    EXPECT_EQ(refused({{"network", base + "uts"}}),
+              "namespacePaths.network: `" + base + "uts` is a uts namespace, not net");
+    EXPECT_EQ(refused({{"ipc", "/etc/passwd"}}),
+              "namespacePaths.ipc: `/etc/passwd` is not a namespace file");
+    EXPECT_NE(refused({{"mount", base + "mnt"}}).find("not supported"), std::string::npos);
+    EXPECT_NE(refused({{"time", base + "time"}}).find("unknown namespace"), std::string::npos);
+    EXPECT_NE(refused({{"uts", "/proc/../x"}}).find("without `..`"), std::string::npos);
+    EXPECT_EQ(_rt->list(true).size(), 1u);
+    _rt->remove("ns1", true);
+    EXPECT_EQ(reap(apid), 128 + SIGKILL);
+    expectNothingLeft();
+}
+
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new RootfsEnvironment);

@@ -335,6 +335,7 @@ void Runtime::release(const std::string &id) const {
 json Runtime::create(const json &specJson) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
+    checkNamespacePaths(spec);
     spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     // An image root exists only once the storage service made it for the container's id.
     const bool storage = usesStorage(spec);
@@ -939,6 +940,7 @@ void Runtime::prepareNetwork(ContainerSpec &spec, const std::string &id, const j
                              LaunchOptions &options) const {
     auto net = spec.raw.find("network");
     if (net == spec.raw.end() || !net->is_object() || !spec.namespaces.network ||
+        spec.namespacePaths.count("network") || // a joined one is its owner's to attach
         spec.networkMode != "private")
         return;
     std::string attach = net->value("attach", "");
