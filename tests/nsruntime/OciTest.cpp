@@ -165,6 +165,12 @@ TEST_F(OciTest, CreateStopsBeforeTheExecAndStartRunsTheCommand) {
     ASSERT_TRUE(info);
     EXPECT_EQ(info->ppid, ::getpid()) << "the caller of create is the init's parent";
     EXPECT_EQ(exeOf(pid), exeOf(::getpid())) << "the init must not exec before start";
+    // While it waits it holds none of our files: stdio, the gate, the container entry.
+    std::vector<std::string> fds;
+    for (auto &e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        fds.push_back(e.path().filename().string() + " -> " +
+                      std::filesystem::read_symlink(e.path()).string());
+    EXPECT_LE(fds.size(), 5u) << ::testing::PrintToString(fds);
     EXPECT_TRUE(std::filesystem::exists(containerDir(created["id"]) + "/exec.fifo"));
     EXPECT_EQ(_rt->state("oci1")["status"], "created");
     EXPECT_EQ(out.text(), "");
@@ -676,6 +682,27 @@ TEST_F(OciTest, NamespacePathsJoinAnotherContainersNamespaces) {
     EXPECT_EQ(_rt->list(true).size(), 1u);
     _rt->remove("ns1", true);
     EXPECT_EQ(reap(apid), 128 + SIGKILL);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, GcReleasesACreateKilledWhileItsInitWaits) {
+    json created = _rt->create(ociSpec("gc1", {"/bin/sleep", "100"}));
+    pid_t pid = created["pid"];
+    // Make the record what a create killed after the launch leaves: "creating", its
+    // creator gone (a child of ours that exited), the init's pid recorded.
+    pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    json creator = processIdentity(gone);
+    ASSERT_EQ(reap(gone), 0);
+    auto rec = host().get(kContainerKind, created["id"]);
+    ASSERT_TRUE(rec);
+    (*rec)["status"] = "creating";
+    (*rec)["creator"] = creator;
+    host().put(kContainerKind, created["id"], "gc1", *rec);
+    EXPECT_TRUE(processAlive(pid, rec->value("pid_start", uint64_t(0))));
+    json out = _rt->gc();
+    EXPECT_EQ(out["released"].size(), 1u) << out.dump();
+    EXPECT_EQ(reap(pid), 128 + SIGKILL);
     expectNothingLeft();
 }
 
