@@ -706,6 +706,30 @@ TEST_F(OciTest, GcReleasesACreateKilledWhileItsInitWaits) {
     expectNothingLeft();
 }
 
+TEST_F(OciTest, ACommandGoneBeforeStartFailsOnTheInitsStderr) {
+    const std::string name = "/tmp/gone-" + std::to_string(::getpid());
+    const std::string host = rootfsPath() + name;
+    {
+        std::ofstream f(host);
+        f << "#!/bin/sh\necho ran\n";
+    }
+    ::chmod(host.c_str(), 0755);
+    Capture out, err;
+    json created;
+    {
+        OwnStdio io(0, out.fd, err.fd);
+        created = _rt->create(ociSpec("gone1", {name}));
+    }
+    remember(created);
+    ::unlink(host.c_str());
+    _rt->start("gone1");
+    EXPECT_EQ(reap(created["pid"]), 127);
+    EXPECT_EQ(out.text(), "");
+    EXPECT_EQ(err.text(), "mobileops: exec `" + name + "`: not found\n");
+    _rt->remove("gone1", false);
+    expectNothingLeft();
+}
+
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new RootfsEnvironment);
