@@ -730,6 +730,25 @@ TEST_F(OciTest, ACommandGoneBeforeStartFailsOnTheInitsStderr) {
     expectNothingLeft();
 }
 
+TEST_F(OciTest, WithTheBuiltInInitTheCommandWaitsAtTheGate) {
+    Capture out;
+    json created;
+    json s = ociSpec("init1", {"/bin/sh", "-c", "echo child-ran; exit 4"});
+    s["process"]["init"] = true;
+    {
+        OwnStdio io(0, out.fd, out.fd);
+        created = _rt->create(s);
+    }
+    remember(created);
+    pid_t pid = created["pid"];
+    EXPECT_EQ(out.text(), "");
+    _rt->start("init1");
+    EXPECT_EQ(reap(pid), 4) << "the init exits with its child's status";
+    EXPECT_EQ(out.text(), "child-ran\n");
+    _rt->remove("init1", false);
+    expectNothingLeft();
+}
+
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ::testing::AddGlobalTestEnvironment(new RootfsEnvironment);
