@@ -172,7 +172,13 @@ TEST_F(OciTest, CreateStopsBeforeTheExecAndStartRunsTheCommand) {
                       std::filesystem::read_symlink(e.path()).string());
     EXPECT_LE(fds.size(), 5u) << ::testing::PrintToString(fds);
     EXPECT_TRUE(std::filesystem::exists(containerDir(created["id"]) + "/exec.fifo"));
-    EXPECT_EQ(_rt->state("oci1")["status"], "created");
+    json oci = _rt->state("oci1")["ociState"];
+    EXPECT_EQ(oci, json({{"ociVersion", "1.0.2"},
+                         {"id", "oci1"},
+                         {"status", "created"},
+                         {"pid", pid},
+                         {"bundle", _dir},
+                         {"annotations", json::object()}}));
     EXPECT_EQ(out.text(), "");
 
     _rt->start("oci1");

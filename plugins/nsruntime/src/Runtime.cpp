@@ -702,6 +702,10 @@ void Runtime::remove(const std::string &ref, bool force) {
 json Runtime::state(const std::string &ref) {
     Found f = find(ref);
     json view = publicView(f.record);
+    // What `runc state` prints, ready made for the OCI command line.
+    if (isOci(f.record))
+        view["ociState"] = json::parse(
+            ociState(f.record, view.value("status", "").c_str(), f.record.value("pid", 0)));
     // A live container: the limits it asked for against what the kernel holds.
     std::string st = f.record.value("status", ""), path = f.record.value("cgroup", "");
     if ((st != status::running && st != status::paused) || path.empty()) return view;
