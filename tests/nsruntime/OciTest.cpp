@@ -165,8 +165,20 @@ TEST_F(OciTest, CreateStopsBeforeTheExecAndStartRunsTheCommand) {
     ASSERT_TRUE(info);
     EXPECT_EQ(info->ppid, ::getpid()) << "the caller of create is the init's parent";
     EXPECT_EQ(exeOf(pid), exeOf(::getpid())) << "the init must not exec before start";
+    // While it waits it holds none of our files: stdio, the gate, the container entry.
+    std::vector<std::string> fds;
+    for (auto &e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        fds.push_back(e.path().filename().string() + " -> " +
+                      std::filesystem::read_symlink(e.path()).string());
+    EXPECT_LE(fds.size(), 5u) << ::testing::PrintToString(fds);
     EXPECT_TRUE(std::filesystem::exists(containerDir(created["id"]) + "/exec.fifo"));
-    EXPECT_EQ(_rt->state("oci1")["status"], "created");
+    json oci = _rt->state("oci1")["ociState"];
+    EXPECT_EQ(oci, json({{"ociVersion", "1.0.2"},
+                         {"id", "oci1"},
+                         {"status", "created"},
+                         {"pid", pid},
+                         {"bundle", _dir},
+                         {"annotations", json::object()}}));
     EXPECT_EQ(out.text(), "");
 
     _rt->start("oci1");
@@ -630,6 +642,116 @@ TEST_F(OciTest, HookSpecErrors) {
     s["hooks"] = {{"poststop", {{{"path", "/bin/true"}, {"timeout", 0}}}}};
     EXPECT_EQ(errorOf([&] { _rt->create(s); }),
               "hooks.poststop[0].timeout: expected seconds from 1 to 86400");
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, NamespacePathsJoinAnotherContainersNamespaces) {
+    json a = _rt->create(ociSpec("ns1", {"/bin/sleep", "100"}));
+    remember(a);
+    pid_t apid = a["pid"];
+    _rt->start("ns1");
+    const std::string base = "/proc/" + std::to_string(apid) + "/ns/";
+    auto link = [](const std::string &p) {
+        char buf[256] = {};
+        ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+        return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("?");
+    };
+    Capture out;
+    Stdio io;
+    io.out = out.fd;
+    io.err = out.fd;
+    json b = spec("ns2", {"/bin/sh", "-c",
+                          "for n in net uts ipc pid; do readlink /proc/self/ns/$n; done; "
+                          "hostname; tr '\\0' ' ' < /proc/1/cmdline"});
+    b["namespacePaths"] = {{"network", base + "net"},
+                           {"uts", base + "uts"},
+                           {"ipc", base + "ipc"},
+                           {"pid", base + "pid"}};
+    EXPECT_EQ(_rt->run(b, io, true), 0);
+    EXPECT_EQ(out.text(), link(base + "net") + "\n" + link(base + "uts") + "\n" +
+                              link(base + "ipc") + "\n" + link(base + "pid") + "\nns1\n" +
+                              "/bin/sleep 100 ");
+    EXPECT_NE(link(base + "net"), link("/proc/self/ns/net"));
+
+    auto refused = [&](json paths) {
+        json c = spec("ns3", {"/bin/true"});
+        c["namespacePaths"] = std::move(paths);
+        return errorOf([&] { _rt->create(c); });
+    };
+    EXPECT_EQ(refused({{"network", base + "uts"}}),
+              "namespacePaths.network: `" + base + "uts` is a uts namespace, not net");
+    EXPECT_EQ(refused({{"ipc", "/etc/passwd"}}),
+              "namespacePaths.ipc: `/etc/passwd` is not a namespace file");
+    EXPECT_NE(refused({{"mount", base + "mnt"}}).find("not supported"), std::string::npos);
+    EXPECT_NE(refused({{"time", base + "time"}}).find("unknown namespace"), std::string::npos);
+    EXPECT_NE(refused({{"uts", "/proc/../x"}}).find("without `..`"), std::string::npos);
+    EXPECT_EQ(_rt->list(true).size(), 1u);
+    _rt->remove("ns1", true);
+    EXPECT_EQ(reap(apid), 128 + SIGKILL);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, GcReleasesACreateKilledWhileItsInitWaits) {
+    json created = _rt->create(ociSpec("gc1", {"/bin/sleep", "100"}));
+    pid_t pid = created["pid"];
+    // Make the record what a create killed after the launch leaves: "creating", its
+    // creator gone (a child of ours that exited), the init's pid recorded.
+    pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    json creator = processIdentity(gone);
+    ASSERT_EQ(reap(gone), 0);
+    auto rec = host().get(kContainerKind, created["id"]);
+    ASSERT_TRUE(rec);
+    (*rec)["status"] = "creating";
+    (*rec)["creator"] = creator;
+    host().put(kContainerKind, created["id"], "gc1", *rec);
+    EXPECT_TRUE(processAlive(pid, rec->value("pid_start", uint64_t(0))));
+    json out = _rt->gc();
+    EXPECT_EQ(out["released"].size(), 1u) << out.dump();
+    EXPECT_EQ(reap(pid), 128 + SIGKILL);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, ACommandGoneBeforeStartFailsOnTheInitsStderr) {
+    const std::string name = "/tmp/gone-" + std::to_string(::getpid());
+    const std::string host = rootfsPath() + name;
+    {
+        std::ofstream f(host);
+        f << "#!/bin/sh\necho ran\n";
+    }
+    ::chmod(host.c_str(), 0755);
+    Capture out, err;
+    json created;
+    {
+        OwnStdio io(0, out.fd, err.fd);
+        created = _rt->create(ociSpec("gone1", {name}));
+    }
+    remember(created);
+    ::unlink(host.c_str());
+    _rt->start("gone1");
+    EXPECT_EQ(reap(created["pid"]), 127);
+    EXPECT_EQ(out.text(), "");
+    EXPECT_EQ(err.text(), "mobileops: exec `" + name + "`: not found\n");
+    _rt->remove("gone1", false);
+    expectNothingLeft();
+}
+
+TEST_F(OciTest, WithTheBuiltInInitTheCommandWaitsAtTheGate) {
+    Capture out;
+    json created;
+    json s = ociSpec("init1", {"/bin/sh", "-c", "echo child-ran; exit 4"});
+    s["process"]["init"] = true;
+    {
+        OwnStdio io(0, out.fd, out.fd);
+        created = _rt->create(s);
+    }
+    remember(created);
+    pid_t pid = created["pid"];
+    EXPECT_EQ(out.text(), "");
+    _rt->start("init1");
+    EXPECT_EQ(reap(pid), 4) << "the init exits with its child's status";
+    EXPECT_EQ(out.text(), "child-ran\n");
+    _rt->remove("init1", false);
     expectNothingLeft();
 }
 

@@ -6,6 +6,7 @@
 #include "Process.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -22,6 +23,20 @@
 namespace mobileops::nsruntime {
 
 namespace {
+
+struct NsKind {
+    const char *key, *name;
+    int flag;
+};
+const NsKind kNsKinds[] = {{"user", "user", CLONE_NEWUSER},  {"pid", "pid", CLONE_NEWPID},
+                           {"uts", "uts", CLONE_NEWUTS},     {"ipc", "ipc", CLONE_NEWIPC},
+                           {"network", "net", CLONE_NEWNET}, {"cgroup", "cgroup", CLONE_NEWCGROUP}};
+
+const char *nsName(int type) {
+    for (const auto &k : kNsKinds)
+        if (k.flag == type) return k.name;
+    return type == CLONE_NEWNS ? "mount" : type == CLONE_NEWTIME ? "time" : "unknown";
+}
 
 // Closes an fd on scope exit unless released.
 struct OwnedFd {
@@ -130,11 +145,42 @@ void awaitParent(int syncRead) {
     ::close(syncRead);
 }
 
+// Open the spec's namespacePaths (user first): each must be an nsfs file of its kind.
+std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
+    std::vector<std::pair<int, int>> out; // fd, CLONE_NEW*
+    try {
+        for (const auto &k : kNsKinds) {
+            auto it = spec.namespacePaths.find(k.key);
+            if (it == spec.namespacePaths.end()) continue;
+            const std::string what =
+                std::string("namespacePaths.") + k.key + ": " + quote(it->second);
+            int fd = ::open(it->second.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) throw sysError(what, errno);
+            out.emplace_back(fd, k.flag);
+            int type = ::ioctl(fd, NS_GET_NSTYPE);
+            if (type < 0) throw Error(MO_E_INVALID, what + " is not a namespace file");
+            if (type != k.flag)
+                throw Error(MO_E_INVALID,
+                            what + " is a " + nsName(type) + " namespace, not " + k.name);
+        }
+    } catch (...) {
+        for (auto &[fd, type] : out) ::close(fd);
+        throw;
+    }
+    return out;
+}
+
 [[noreturn]] void containerChild(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                                  int report, int syncRead, int devNull, bool dieWithParent,
-                                 pid_t parent, bool lateCgroupNs, const LaunchOptions &options) {
+                                 pid_t parent, bool lateCgroupNs, const LaunchOptions &options,
+                                 const std::vector<std::pair<int, int>> &joined) {
     const int gateFd = options.gateFd;
     try {
+        // Join the namespaces the spec names, user first (the PID one was joined by the
+        // parent for us).
+        for (const auto &[fd, type] : joined)
+            if (type != CLONE_NEWPID)
+                check(sys.setns(fd, type), std::string("join the ") + nsName(type) + " namespace");
         if (gateFd >= 0) dropInheritedLocks();
         // Still the host's /proc: our pid as the host sees it, for the hooks' state.
         const pid_t hostPid = options.beforePivot || options.afterGate ? pidInProc() : -1;
@@ -154,7 +200,8 @@ void awaitParent(int syncRead) {
         }
         setupStdio(io, devNull);
         ::umask(0);
-        if (spec.namespaces.uts && !spec.hostname.empty())
+        // A joined UTS namespace keeps the name its owner gave it.
+        if (spec.namespaces.uts && !spec.namespacePaths.count("uts") && !spec.hostname.empty())
             check(sys.sethostname(spec.hostname), "set the hostname " + quote(spec.hostname));
         if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent);
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
@@ -225,13 +272,18 @@ void ChildProcess::kill(int sig) {
     if (_pidfd >= 0 && !_waited) ::syscall(SYS_pidfd_send_signal, _pidfd, sig, nullptr, 0);
 }
 
+void checkNamespacePaths(const ContainerSpec &spec) {
+    for (auto &[fd, type] : openNamespaces(spec)) ::close(fd);
+}
+
 unsigned long cloneFlags(const ContainerSpec &spec) {
     unsigned long f = CLONE_NEWNS;
-    if (spec.namespaces.pid) f |= CLONE_NEWPID;
-    if (spec.namespaces.uts) f |= CLONE_NEWUTS;
-    if (spec.namespaces.ipc) f |= CLONE_NEWIPC;
-    if (spec.namespaces.network) f |= CLONE_NEWNET;
-    if (spec.namespaces.cgroup) f |= CLONE_NEWCGROUP;
+    auto own = [&](const char *key) { return !spec.namespacePaths.count(key); };
+    if (spec.namespaces.pid && own("pid")) f |= CLONE_NEWPID;
+    if (spec.namespaces.uts && own("uts")) f |= CLONE_NEWUTS;
+    if (spec.namespaces.ipc && own("ipc")) f |= CLONE_NEWIPC;
+    if (spec.namespaces.network && own("network")) f |= CLONE_NEWNET;
+    if (spec.namespaces.cgroup && own("cgroup")) f |= CLONE_NEWCGROUP;
     if (spec.userns()) f |= CLONE_NEWUSER;
     return f;
 }
@@ -252,6 +304,21 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     const pid_t parent = ::getpid();
+    std::vector<std::pair<int, int>> joined = openNamespaces(spec);
+    struct CloseAll {
+        std::vector<std::pair<int, int>> &fds;
+        ~CloseAll() {
+            for (auto &[fd, type] : fds) ::close(fd);
+        }
+    } closeJoined{joined};
+    // A PID namespace is joined for our children only: ours comes back after the clone.
+    OwnedFd ownPidns;
+    for (const auto &[fd, type] : joined) {
+        if (type != CLONE_NEWPID) continue;
+        ownPidns.reset(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+        if (ownPidns.fd < 0) throw sysError("open our PID namespace", errno);
+        check(sys.setns(fd, CLONE_NEWPID), "join the PID namespace of namespacePaths.pid");
+    }
 
     // Cloned straight into a new cgroup namespace, the child would see the cgroup of
     // its parent (the monitor) as its root rather than its own: unless it is born in its
@@ -261,7 +328,8 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     bool lateCgroupNs = false;
     long pid = 0;
     for (;;) {
-        lateCgroupNs = options.afterClone && spec.namespaces.cgroup && !placed;
+        lateCgroupNs = options.afterClone && spec.namespaces.cgroup && !placed &&
+                       !spec.namespacePaths.count("cgroup");
         struct clone_args args = {};
         args.flags = (cloneFlags(spec) & ~(lateCgroupNs ? CLONE_NEWCGROUP : 0UL)) | CLONE_PIDFD;
         if (placed) {
@@ -274,7 +342,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
         if (pid == 0) {
             report.read.release();
             containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
-                           options.dieWithParent, parent, lateCgroupNs, options);
+                           options.dieWithParent, parent, lateCgroupNs, options, joined);
         }
         // Kernels before 5.7 (E2BIG, EINVAL) or a cgroup the kernel will not place into
         // (EOPNOTSUPP, EBUSY): move the child after the clone instead.
@@ -284,6 +352,8 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
         }
         break;
     }
+    if (ownPidns.fd >= 0)
+        check(sys.setns(ownPidns.fd, CLONE_NEWPID), "return to our PID namespace");
     if (pid < 0) throw sysError("clone the container process", static_cast<int>(-pid));
     ChildProcess child(static_cast<pid_t>(pid), pidfd);
     report.write.reset();

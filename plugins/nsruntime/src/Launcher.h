@@ -95,6 +95,10 @@ private:
     bool _waited = false;
 };
 
+// Check the spec's namespacePaths: each an nsfs file of its kind (ioctl NS_GET_NSTYPE),
+// else Error(MO_E_INVALID) naming the key and path. `launch` checks again as it opens them.
+void checkNamespacePaths(const ContainerSpec &spec);
+
 // Namespace clone flags for the spec.
 unsigned long cloneFlags(const ContainerSpec &spec);
 

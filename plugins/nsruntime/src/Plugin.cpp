@@ -50,6 +50,10 @@ public:
         for (const char *f :
              {"nsruntime.volatile", "nsruntime.rootfs-image", "nsruntime.soft-mounts"})
             feature(f);
+        // runc's process model (docs/runtime-spec.md, `oci`) and what comes with it.
+        for (const char *f : {"nsruntime.oci", "nsruntime.detached-exec", "nsruntime.hooks",
+                              "nsruntime.namespace-paths"})
+            feature(f);
     }
 
     sdk::Probe probe() override {

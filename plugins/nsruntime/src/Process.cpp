@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -92,6 +93,18 @@ void passGate(const ProcessSpec &process, int &reportFd) {
         ::sigaction(s, &sa, nullptr);
     ::close(reportFd);
     reportFd = -1;
+    // We may wait long, and we outlive the creator: keep none of its files open (its
+    // store, its pipes), only stdio, the gate and the container entry.
+    int entry = entryFd();
+    int keep[2] = {process.gateFd, entry >= 0 ? entry : process.gateFd};
+    if (keep[0] > keep[1]) std::swap(keep[0], keep[1]);
+    unsigned from = 3;
+    for (int k : keep) {
+        if (k >= static_cast<int>(from) + 1)
+            ::syscall(SYS_close_range, from, static_cast<unsigned>(k - 1), 0);
+        from = std::max(from, static_cast<unsigned>(k + 1));
+    }
+    ::syscall(SYS_close_range, from, ~0U, 0);
     const std::string fifo = "/proc/self/fd/" + std::to_string(process.gateFd);
     int fd;
     do fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);

@@ -335,6 +335,7 @@ void Runtime::release(const std::string &id) const {
 json Runtime::create(const json &specJson) {
     ContainerSpec spec = parseSpec(specJson);
     if (!spec.name.empty()) checkName(spec.name);
+    checkNamespacePaths(spec);
     spec.mountPoint = _host.config("run_dir", "/run/mobileops") + "/rootfs";
     // An image root exists only once the storage service made it for the container's id.
     const bool storage = usesStorage(spec);
@@ -701,6 +702,10 @@ void Runtime::remove(const std::string &ref, bool force) {
 json Runtime::state(const std::string &ref) {
     Found f = find(ref);
     json view = publicView(f.record);
+    // What `runc state` prints, ready made for the OCI command line.
+    if (isOci(f.record))
+        view["ociState"] = json::parse(
+            ociState(f.record, view.value("status", "").c_str(), f.record.value("pid", 0)));
     // A live container: the limits it asked for against what the kernel holds.
     std::string st = f.record.value("status", ""), path = f.record.value("cgroup", "");
     if ((st != status::running && st != status::paused) || path.empty()) return view;
@@ -939,6 +944,7 @@ void Runtime::prepareNetwork(ContainerSpec &spec, const std::string &id, const j
                              LaunchOptions &options) const {
     auto net = spec.raw.find("network");
     if (net == spec.raw.end() || !net->is_object() || !spec.namespaces.network ||
+        spec.namespacePaths.count("network") || // a joined one is its owner's to attach
         spec.networkMode != "private")
         return;
     std::string attach = net->value("attach", "");

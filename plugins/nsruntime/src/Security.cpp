@@ -34,6 +34,7 @@ bool boolean(const json &v, const std::string &path) {
 }
 
 std::vector<std::string> names(const json &v, const std::string &path) {
+    if (v.is_object() && v.empty()) return {}; // an empty Lua table
     if (!v.is_array()) throw invalid(path + ": expected an array of capability names");
     std::vector<std::string> out;
     for (size_t i = 0; i < v.size(); ++i) {

@@ -697,6 +697,36 @@ ContainerSpec parseSpec(const json &doc) {
         if (!cg->is_string()) throw invalid("cgroupsPath: expected a string");
         s.cgroupsPath = parseCgroupsPath(cg->get<std::string>());
     }
+    if (const json *np = field(doc, "namespacePaths"); np && !(np->is_object() && np->empty())) {
+        if (!np->is_object()) throw invalid("namespacePaths: expected an object");
+        for (auto it = np->begin(); it != np->end(); ++it) {
+            const std::string &k = it.key();
+            const std::string p = "namespacePaths." + k;
+            if (k == "mount")
+                throw Error(MO_E_UNSUPPORTED,
+                            p + ": joining a mount namespace is not supported (the runtime "
+                                "pivots the root inside it, which would move every process "
+                                "there)");
+            bool *flag = k == "pid"       ? &s.namespaces.pid
+                         : k == "uts"     ? &s.namespaces.uts
+                         : k == "ipc"     ? &s.namespaces.ipc
+                         : k == "network" ? &s.namespaces.network
+                         : k == "cgroup"  ? &s.namespaces.cgroup
+                         : k == "user"    ? &s.namespaces.user
+                                          : nullptr;
+            if (!flag)
+                throw invalid(p + ": unknown namespace (pid, uts, ipc, network, cgroup, user)");
+            if (!it->is_string() || it->get<std::string>().empty() ||
+                it->get<std::string>()[0] != '/' || hasDotDot(it->get<std::string>()))
+                throw invalid(p + ": expected an absolute path without `..`");
+            if (k == "network" && s.networkMode == "host")
+                throw invalid(p + ": given with network.mode host");
+            if (k == "user" && !s.uidMappings.empty())
+                throw invalid(p + ": a joined user namespace has its own maps (no userns)");
+            if (k != "user") *flag = true;
+            s.namespacePaths[k] = it->get<std::string>();
+        }
+    }
     if (const json *h = field(doc, "hooks")) s.hooks = parseHooks(*h);
     if (const json *oci = field(doc, "oci")) {
         if (s.vm) throw Error(MO_E_UNSUPPORTED, "oci: not supported in a micro-VM container");

@@ -165,6 +165,9 @@ struct ContainerSpec {
     std::vector<DeviceSpec> devices;
     // `hooks` (Hooks.h): only with `oci`.
     Hooks hooks;
+    // `namespacePaths` {pid|uts|ipc|network|cgroup|user: path}: namespaces to join (setns)
+    // instead of making; the file must be an nsfs file of that type (checked at launch).
+    std::map<std::string, std::string> namespacePaths;
     nlohmann::json raw; // the document as received
 
     bool userns() const { return namespaces.user && !uidMappings.empty(); }
