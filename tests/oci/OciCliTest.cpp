@@ -184,6 +184,24 @@ TEST_F(OciCli, ExecInARunningContainer) {
     EXPECT_EQ(json::parse(r.out).size(), 1u) << r.out;
 }
 
+TEST_F(OciCli, JoinsANetworkNamespaceByPath) {
+    ASSERT_EQ(oci({"run", "-d", "--bundle", _bundle, "pod"}).status, 0);
+    int pid = state("pod")["pid"];
+    // a second container joins the first one's network namespace, as a pod's do
+    for (auto &ns : _config["linux"]["namespaces"])
+        if (ns["type"] == "network") ns["path"] = "/proc/" + std::to_string(pid) + "/ns/net";
+    std::ofstream(_bundle + "/config.json") << _config.dump();
+    Result r = oci({"run", "-d", "--bundle", _bundle, "member"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    Result a = oci({"exec", "pod", "readlink", "/proc/self/ns/net"});
+    Result b = oci({"exec", "member", "readlink", "/proc/self/ns/net"});
+    ASSERT_EQ(a.status, 0) << a.err;
+    EXPECT_EQ(a.out, b.out);
+    Result c = oci({"exec", "member", "readlink", "/proc/self/ns/uts"});
+    Result d = oci({"exec", "pod", "readlink", "/proc/self/ns/uts"});
+    EXPECT_NE(c.out, d.out) << "only the network namespace is shared";
+}
+
 TEST_F(OciCli, PauseResumeAndUpdate) {
     ASSERT_EQ(oci({"run", "-d", "--bundle", _bundle, "p1"}).status, 0);
     ASSERT_EQ(oci({"pause", "p1"}).status, 0);
