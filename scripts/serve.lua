@@ -19,7 +19,7 @@ wf:verb{
     { name = "tls-cert", type = "string", metavar = "FILE", summary = "PEM certificate: serve HTTPS (with --tls-key)" },
     { name = "tls-key", type = "string", metavar = "FILE", summary = "PEM private key of --tls-cert" },
     { name = "max-body", type = "int", metavar = "BYTES", summary = "largest request body (default 1048576; 413 beyond)" },
-    { name = "read-timeout", type = "int", metavar = "SECONDS", summary = "a client that sends nothing this long is dropped (default 10)" },
+    { name = "read-timeout", type = "int", metavar = "SECONDS", summary = "a request (head, then body) must come within this, and an idle connection is closed after it (default 10)" },
     { name = "max-requests", type = "int", metavar = "N", summary = "requests under way at once (default 32; 503 beyond)" },
     { name = "max-streams", type = "int", metavar = "N", summary = "open log and event streams (default 16; 503 beyond)" },
     { name = "command-timeout", type = "int", metavar = "SECONDS", summary = "a command running longer is killed (504; default 120; streams exempt)" },

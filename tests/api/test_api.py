@@ -530,6 +530,49 @@ class LimitsTest(Base):
             self.assertNotIn(b"200 OK", data)
             s.close()
 
+    def test_trickling_clients_are_cut(self):
+        # a byte every 0.3 s passes every per-read timeout (1 s here); the whole head must
+        # still come within the read timeout
+        import select
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.sendall(b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        closed = False
+        for _ in range(40):
+            try:
+                s.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            r, _, _ = select.select([s], [], [], 0.3)
+            if r:
+                try:
+                    data = s.recv(4096)
+                except ConnectionResetError:
+                    data = b""
+                self.assertNotIn(b"200 OK", data)
+                closed = True
+                break
+        s.close()
+        self.assertTrue(closed, "a trickling client held its connection for 12 s")
+        # a slow body is cut the same way
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.sock)
+        s.sendall(b"POST /api/v1/containers HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n")
+        data = b""
+        for _ in range(40):
+            try:
+                s.sendall(b"{")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            r, _, _ = select.select([s], [], [], 0.3)
+            if r:
+                data = s.recv(4096)
+                break
+        s.close()
+        self.assertIn(b" 408 ", data)
+        self.assertEqual(self.req("/api/v1/version")[0], 200)
+
     def test_stream_cap(self):
         s = socket.socket(socket.AF_UNIX)
         s.connect(self.sock)

@@ -3,10 +3,11 @@
 #include "Child.h"
 #include "Routes.h"
 
+#include <Poco/Exception.h>
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
@@ -14,6 +15,8 @@
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/URI.h>
 
 #include <atomic>
@@ -22,6 +25,8 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <poll.h>
 #include <sstream>
 #include <stdexcept>
@@ -51,12 +56,58 @@ bool secretEquals(const std::string &a, const std::string &b) {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// The open connections, each with the time it began waiting for a request. A watchdog
+// shuts down one that takes longer than the read timeout to deliver a whole request head
+// (a client trickling a byte now and then, which no per-read timeout catches) or that sits
+// idle between requests; a connection whose request is being handled is left alone.
+class Connections {
+public:
+    void add(const Poco::Net::StreamSocket &s) {
+        std::lock_guard<std::mutex> lock(_m);
+        _open[s.impl()->sockfd()] = {s, false, Clock::now()};
+    }
+    void remove(const Poco::Net::StreamSocket &s) {
+        std::lock_guard<std::mutex> lock(_m);
+        _open.erase(s.impl()->sockfd());
+    }
+    void busy(int fd, bool busy) {
+        std::lock_guard<std::mutex> lock(_m);
+        auto it = _open.find(fd);
+        if (it == _open.end()) return;
+        it->second.busy = busy;
+        it->second.since = Clock::now();
+    }
+    // Shut down the connections waiting longer than `limit` (all idle ones with 0).
+    void cut(Clock::duration limit) {
+        std::lock_guard<std::mutex> lock(_m);
+        auto now = Clock::now();
+        for (auto &[fd, c] : _open) {
+            if (c.busy || c.cut || now - c.since < limit) continue;
+            c.cut = true;
+            ::shutdown(fd, SHUT_RDWR);
+        }
+    }
+
+private:
+    struct Entry {
+        Poco::Net::StreamSocket socket; // keeps the fd from being reused while listed
+        bool busy = false;
+        Clock::time_point since;
+        bool cut = false;
+    };
+    std::mutex _m;
+    std::map<int, Entry> _open;
+};
+
 struct State {
     ServerConfig config;
     std::string token; // empty: no authentication (the unix socket)
     std::vector<std::string> env;
     std::atomic<int> requests{0}, streams{0};
     std::atomic<bool> stopping{false};
+    Connections connections;
 };
 
 // Counts a request (or stream) under way for as long as it lives.
@@ -85,21 +136,30 @@ void sendError(Poco::Net::HTTPServerResponse &res, const ApiError &e) {
 }
 
 // The rest of the body, at most `limit` bytes (413 beyond).
-std::string readBody(Poco::Net::HTTPServerRequest &req, size_t limit) {
+std::string readBody(Poco::Net::HTTPServerRequest &req, size_t limit, int timeoutMs) {
+    const std::string tooLarge = "the body is larger than " + std::to_string(limit) + " bytes";
     if (req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(limit))
-        throw ApiError{413, "too_large",
-                       "the body is larger than " + std::to_string(limit) + " bytes"};
+        throw ApiError{413, "too_large", tooLarge};
     std::string body;
     // A request without a length or chunks has no body (RFC 9112 6.3), whatever the method.
     if (!req.hasContentLength() && !req.getChunkedTransferEncoding()) return body;
     std::istream &in = req.stream();
     char buf[16384];
-    while (in) {
-        in.read(buf, sizeof buf);
-        body.append(buf, static_cast<size_t>(in.gcount()));
-        if (body.size() > limit)
-            throw ApiError{413, "too_large",
-                           "the body is larger than " + std::to_string(limit) + " bytes"};
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+    const ApiError slow{408, "timeout",
+                        "the body did not come within " + std::to_string(timeoutMs / 1000) + " s"};
+    try {
+        // One socket read at a time (peek), so that a trickling client meets the deadline.
+        while (in.peek() != std::char_traits<char>::eof()) {
+            if (Clock::now() > deadline) throw slow;
+            std::streamsize n = in.readsome(buf, sizeof buf);
+            body.append(buf, static_cast<size_t>(n));
+            if (body.size() > limit) throw ApiError{413, "too_large", tooLarge};
+        }
+    } catch (const Poco::TimeoutException &) {
+        throw slow;
+    } catch (const Poco::Exception &e) {
+        throw ApiError{400, "invalid", "body: " + e.displayText()};
     }
     return body;
 }
@@ -120,10 +180,17 @@ public:
     void handleRequest(Poco::Net::HTTPServerRequest &req,
                        Poco::Net::HTTPServerResponse &res) override {
         Slot slot(_s.requests);
+        int fd = static_cast<Poco::Net::HTTPServerRequestImpl &>(req).socket().impl()->sockfd();
+        _s.connections.busy(fd, true);
+        struct Idle {
+            Connections &c;
+            int fd;
+            ~Idle() { c.busy(fd, false); }
+        } idle{_s.connections, fd};
         try {
             handle(req, res, slot.count());
         } catch (const ApiError &e) {
-            if (e.status == 413) res.setKeepAlive(false);
+            if (e.status == 413 || e.status == 408) res.setKeepAlive(false);
             if (!res.sent()) sendError(res, e);
         } catch (const std::exception &e) {
             if (!res.sent()) sendError(res, {500, "internal", e.what()});
@@ -172,7 +239,7 @@ private:
         }
         m.query = parseQuery(uri);
         checkQuery(*route, m.query);
-        m.body = readBody(req, _s.config.maxBody);
+        m.body = readBody(req, _s.config.maxBody, _s.config.readTimeoutMs);
         if (route->body.empty() && !m.body.empty())
             throw ApiError{400, "invalid",
                            "body: " + req.getMethod() + " " + route->pattern + " takes no body"};
@@ -306,6 +373,41 @@ public:
 
 private:
     State &_s;
+};
+
+class Connection : public Poco::Net::HTTPServerConnection {
+public:
+    Connection(const Poco::Net::StreamSocket &socket, Poco::Net::HTTPServerParams::Ptr params,
+               Poco::Net::HTTPRequestHandlerFactory::Ptr factory, Connections &connections)
+        : HTTPServerConnection(socket, params, factory), _connections(connections) {}
+    void run() override {
+        _connections.add(socket());
+        try {
+            HTTPServerConnection::run();
+        } catch (...) {
+            _connections.remove(socket());
+            throw;
+        }
+        _connections.remove(socket());
+    }
+
+private:
+    Connections &_connections;
+};
+
+class ConnectionFactory : public Poco::Net::TCPServerConnectionFactory {
+public:
+    ConnectionFactory(State &s, Poco::Net::HTTPServerParams::Ptr params)
+        : _s(s), _params(params), _handlers(new Factory(s)) {}
+    Poco::Net::TCPServerConnection *
+    createConnection(const Poco::Net::StreamSocket &socket) override {
+        return new Connection(socket, _params, _handlers, _s.connections);
+    }
+
+private:
+    State &_s;
+    Poco::Net::HTTPServerParams::Ptr _params;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr _handlers;
 };
 
 std::string readToken(const std::string &path) {
@@ -443,21 +545,35 @@ void serve(const ServerConfig &config) {
     params->setServerName("mobileops");
     params->setSoftwareVersion("mobileops/" + config.version);
     {
-        Poco::Net::HTTPServer server(new Factory(s), socket, params);
+        Poco::Net::TCPServer server(new ConnectionFactory(s, params), socket, params);
         server.start();
         std::fprintf(stderr, "mobileops: serving the API on %s\n", where.c_str());
         std::fflush(stderr);
+        std::atomic<bool> watching{true};
+        std::thread watchdog([&] {
+            while (watching) {
+                s.connections.cut(std::chrono::milliseconds(config.readTimeoutMs));
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        });
         int sig = 0;
         sigwait(&stopSignals, &sig);
         std::fprintf(stderr, "mobileops: %s: stopping the API server\n", strsignal(sig));
         s.stopping = true;
-        server.stopAll(false); // no more connections; the requests under way finish
-        // Commands under way run to their end (each is bounded by the child timeout).
-        auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(config.childTimeoutMs + 5000);
-        while ((s.requests > 0 || s.streams > 0) && std::chrono::steady_clock::now() < deadline)
+        server.stop(); // no more connections; the requests under way finish
+        // Commands under way run to their end (each is bounded by the command timeout);
+        // streams end within 200 ms of `stopping`.
+        auto deadline = Clock::now() + std::chrono::milliseconds(config.childTimeoutMs + 5000);
+        while ((s.requests > 0 || s.streams > 0) && Clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        server.stopAll(true); // idle keep-alive connections
+        watching = false;
+        watchdog.join();
+        // idle keep-alive connections, then wait for their threads
+        auto until = Clock::now() + std::chrono::seconds(5);
+        while (server.currentConnections() > 0 && Clock::now() < until) {
+            s.connections.cut(std::chrono::milliseconds(0));
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
     }
     socket.close();
     if (config.listen.empty()) ::unlink(config.socketPath.c_str());
