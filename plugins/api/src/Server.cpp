@@ -17,6 +17,7 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/TCPServer.h>
 #include <Poco/Net/TCPServerConnectionFactory.h>
+#include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 
 #include <atomic>
@@ -545,7 +546,9 @@ void serve(const ServerConfig &config) {
     params->setServerName("mobileops");
     params->setSoftwareVersion("mobileops/" + config.version);
     {
-        Poco::Net::TCPServer server(new ConnectionFactory(s, params), socket, params);
+        // A pool of our own: Poco's default one stops at 16 threads, whatever maxThreads says.
+        Poco::ThreadPool pool(2, params->getMaxThreads(), 60);
+        Poco::Net::TCPServer server(new ConnectionFactory(s, params), pool, socket, params);
         server.start();
         std::fprintf(stderr, "mobileops: serving the API on %s\n", where.c_str());
         std::fflush(stderr);
