@@ -147,6 +147,29 @@ TEST(ApiRoutes, OpenApiHasEveryRoute) {
     }
 }
 
+// The status the document promises is the one the route's plan answers with.
+TEST(ApiRoutes, OpenApiStatusesMatchThePlans) {
+    nlohmann::json doc = openapi("1.2.3");
+    for (const Route &r : routes()) {
+        if (!r.plan) continue;
+        Match m;
+        m.path = {{"id", "x"}, {"ref", "x"}};
+        if (r.body == "spec") m.body = "apiVersion: v1\nkind: VirtualRoot\nmetadata: {name: x}\n";
+        if (r.body == "json") m.body = R"({"memory": "1Gi"})";
+        if (r.pattern == "/api/v1/volumes") m.body = R"({"name": "v"})";
+        if (r.pattern.ends_with("/logs")) m.query = {{"follow", "true"}};
+        Plan p = r.plan(m);
+        std::string method = r.method;
+        for (char &c : method) c = static_cast<char>(std::tolower(c));
+        const auto &responses = doc["paths"][r.pattern][method]["responses"];
+        EXPECT_TRUE(responses.contains(std::to_string(p.okStatus)))
+            << r.method << " " << r.pattern << " answers " << p.okStatus;
+        if (p.stream) {
+            EXPECT_TRUE(responses["200"]["content"].contains("application/x-ndjson")) << r.pattern;
+        }
+    }
+}
+
 TEST(ApiSecret, ComparesWholeSecrets) {
     EXPECT_TRUE(secretEquals("Bearer abc", "Bearer abc"));
     EXPECT_FALSE(secretEquals("Bearer abc", "Bearer abd"));
