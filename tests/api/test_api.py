@@ -601,6 +601,45 @@ class LimitsTest(Base):
         self.assertEqual(headers.get("Retry-After"), "1")
         s.close()
 
+    def test_request_cap(self):
+        p, path = self.world.serve_unix(self.world.tmp + "/one.sock", "--max-requests", "1")
+        self.create("slowstop", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], start=True)
+        result = {}
+
+        def stop():
+            result["stop"] = raw("/api/v1/containers/slowstop/stop?timeout=3", "POST", sock=path)[:3:2]
+
+        def stopping():
+            for task in glob.glob(f"/proc/{p.pid}/task/*/children"):
+                with open(task) as f:
+                    for pid in f.read().split():
+                        try:
+                            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                                if b"\0stop\0" in c.read():
+                                    return True
+                        except OSError:
+                            pass
+            return False
+
+        t = threading.Thread(target=stop)
+        t.start()
+        while not stopping() and t.is_alive():
+            time.sleep(0.02)
+        # while the stop runs (3 s before its SIGKILL), a second request is turned away
+        busy = None
+        for _ in range(100):
+            st, headers, body = raw("/api/v1/containers", sock=path)
+            if st == 503:
+                busy = (body["code"], headers.get("Retry-After"))
+                break
+            if "stop" in result:
+                break
+        t.join()
+        self.assertEqual(busy, ("busy", "1"), result)
+        self.assertEqual(result["stop"][0], 204, result)
+        self.assertEqual(raw("/api/v1/containers/slowstop", "DELETE", sock=path)[0], 204)
+        self.assertEqual(self.world.stop(p), 0)
+
     def test_a_command_running_too_long_is_killed(self):
         self.create("stubborn", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], start=True)
         st, _, body = self.req("/api/v1/containers/stubborn/stop?timeout=30", "POST")
