@@ -354,6 +354,20 @@ class ErrorsTest(Base):
             self.assertIn(w, answer["message"])
         return answer
 
+    def test_the_cli_error_format(self):
+        # what the server reads: one JSON line with the ABI code; people still get text
+        env = dict(self.world.env, MOBILEOPS_ERROR_FORMAT="json")
+        r = self.world.cli("container", "inspect", "nope", check=False, env=env)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(json.loads(r.stderr), {"code": "not_found", "message": "no such container `nope`", "exit": 1})
+        r = self.world.cli("container", "inspect", "--bogus", check=False, env=env)
+        self.assertEqual((r.returncode, json.loads(r.stderr)["code"]), (2, "usage"))
+        r = self.world.cli("container", "create", "x", "/nonexistent-rootfs", check=False, env=env)
+        err = json.loads(r.stderr.splitlines()[-1])
+        self.assertEqual((err["code"], err["errno"]), ("system", 2), err)
+        r = self.world.cli("container", "inspect", "nope", check=False)
+        self.assertEqual(r.stderr, "mobileops: no such container `nope`\n")
+
     def test_not_found(self):
         for verb in ("start", "stop", "kill", "pause", "resume", "restart"):
             self.expect(f"/api/v1/containers/ghost/{verb}", "POST", None, 404, "not_found", ["ghost"])

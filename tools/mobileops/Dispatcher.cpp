@@ -55,11 +55,12 @@ const char *codeName(int code) {
     case MO_E_STORE:
         return "store";
     default:
-        return code < 0 && code > -4096 ? "system" : "internal";
+        return code < 0 && code > MO_E_INVALID ? "system" : "internal";
     }
 }
 
-int errnoOf(int code) { return code < 0 && code > -4096 ? -code : 0; }
+// -errno: a system error (the MO_E_* codes start at MO_E_INVALID, -1000).
+int errnoOf(int code) { return code < 0 && code > MO_E_INVALID ? -code : 0; }
 
 std::string jsonString(const std::string &s) {
     std::string out = "\"";

@@ -191,7 +191,10 @@ public:
         try {
             handle(req, res, slot.count());
         } catch (const ApiError &e) {
-            if (e.status == 413 || e.status == 408) res.setKeepAlive(false);
+            // A body this request may not have read would be taken for the next request.
+            bool body = (req.hasContentLength() && req.getContentLength64() > 0) ||
+                        req.getChunkedTransferEncoding();
+            if (body || e.status == 413 || e.status == 408) res.setKeepAlive(false);
             if (!res.sent()) sendError(res, e);
         } catch (const std::exception &e) {
             if (!res.sent()) sendError(res, {500, "internal", e.what()});
