@@ -227,6 +227,17 @@ class Base(unittest.TestCase):
         self.world.ids.add(body["id"])
         return body
 
+    def wait_log(self, name, text, count=1, timeout=20):
+        """Until `text` is `count` of the container's log lines (a process that says it is
+        ready has set its signal traps)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st, _, logs = self.req(f"/api/v1/containers/{name}/logs")
+            if st == 200 and [json.loads(l)["line"] for l in logs.splitlines()].count(text) >= count:
+                return
+            time.sleep(0.1)
+        self.fail(f"{name} never logged {text!r} {count} times")
+
     def wait_status(self, name, want, timeout=20):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -280,7 +291,7 @@ class RoutesTest(Base):
             self.assertEqual(body["code"], "not_found")
 
     def test_container_lifecycle(self):
-        c = self.create("life", ["sh", "-c", "echo hello-from-life; trap 'exit 0' TERM; while :; do sleep 0.1; done"])
+        c = self.create("life", ["sh", "-c", "trap 'exit 0' TERM; echo hello-from-life; while :; do sleep 0.1; done"])
         self.assertEqual(c["name"], "life")
         self.assertEqual(self.req("/api/v1/containers/life")[2]["status"], "created")
         self.assertEqual(self.req("/api/v1/containers/life/start", "POST")[0], 204)
@@ -290,14 +301,9 @@ class RoutesTest(Base):
         st, _, stats = self.req("/api/v1/containers/life/stats")
         self.assertEqual(st, 200, stats)
         self.assertGreaterEqual(stats["pids"], 1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            st, _, logs = self.req("/api/v1/containers/life/logs?tail=10")
-            if b"hello-from-life" in logs:
-                break
-            time.sleep(0.1)
-        self.assertEqual(st, 200)
-        self.assertIn("hello-from-life", [json.loads(l)["line"] for l in logs.splitlines()])
+        self.wait_log("life", "hello-from-life")
+        st, _, logs = self.req("/api/v1/containers/life/logs?tail=1")
+        self.assertEqual((st, [json.loads(l)["line"] for l in logs.splitlines()]), (200, ["hello-from-life"]))
         self.assertEqual(self.req("/api/v1/containers/life", "PUT", '{"memory": "64Mi", "pids_limit": 50}')[0], 204)
         self.assertEqual(self.req("/api/v1/containers/life")[2]["spec"]["resources"]["limits"]["pids"], 50)
         self.assertEqual(self.req("/api/v1/containers/life/pause", "POST")[0], 204)
@@ -306,6 +312,7 @@ class RoutesTest(Base):
         self.wait_status("life", "running")
         self.assertEqual(self.req("/api/v1/containers/life/restart?timeout=5", "POST")[0], 204)
         self.wait_status("life", "running")
+        self.wait_log("life", "hello-from-life", 2)
         self.assertEqual(self.req("/api/v1/containers/life/stop?timeout=5", "POST")[0], 204)
         self.assertEqual(self.wait_status("life", "stopped")["exit_code"], 0)
         self.assertEqual(self.req("/api/v1/containers/life/start", "POST")[0], 204)
@@ -762,9 +769,10 @@ class SdkTest(Base):
     def test_running_container(self):
         m = ContainerManager(socket=self.sock)
         c = m.create_container(name="runner", image="bb:1", start=True,
-                               command=["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"])
+                               command=["sh", "-c", "trap 'exit 3' TERM; echo ready; while :; do sleep 0.1; done"])
         self.world.ids.add(c.id)
         self.assertEqual(c.get_status(), "running")
+        self.wait_log("runner", "ready")
         self.assertGreaterEqual(c.stats()["pids"], 1)
         c.update(pids_limit=20)
         c.kill(signal="TERM")

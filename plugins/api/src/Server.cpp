@@ -191,10 +191,17 @@ public:
         try {
             handle(req, res, slot.count());
         } catch (const ApiError &e) {
-            // A body this request may not have read would be taken for the next request.
-            bool body = (req.hasContentLength() && req.getContentLength64() > 0) ||
-                        req.getChunkedTransferEncoding();
-            if (body || e.status == 413 || e.status == 408) res.setKeepAlive(false);
+            // An unread body would be taken for the next request: read it (within the
+            // limits, so that the client is not cut off mid-send), else close.
+            if (e.status == 413 || e.status == 408) {
+                res.setKeepAlive(false);
+            } else if (!_bodyRead) {
+                try {
+                    readBody(req, _s.config.maxBody, _s.config.readTimeoutMs);
+                } catch (...) {
+                    res.setKeepAlive(false);
+                }
+            }
             if (!res.sent()) sendError(res, e);
         } catch (const std::exception &e) {
             if (!res.sent()) sendError(res, {500, "internal", e.what()});
@@ -203,6 +210,7 @@ public:
 
 private:
     State &_s;
+    bool _bodyRead = false;
 
     std::vector<std::string> argv(const std::vector<std::string> &args) const {
         std::vector<std::string> a = {"mobileops"};
@@ -244,6 +252,7 @@ private:
         m.query = parseQuery(uri);
         checkQuery(*route, m.query);
         m.body = readBody(req, _s.config.maxBody, _s.config.readTimeoutMs);
+        _bodyRead = true;
         if (route->body.empty() && !m.body.empty())
             throw ApiError{400, "invalid",
                            "body: " + req.getMethod() + " " + route->pattern + " takes no body"};
