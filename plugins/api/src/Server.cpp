@@ -319,14 +319,27 @@ private:
         std::string first;
         char buf[16384];
         bool ended = false;
+        // The command's stderr is drained (so that warnings cannot fill its pipe and stop
+        // it), its tail kept for the error. The client is watched only for hanging up:
+        // bytes it sends are not read, and do not wake the loop.
+        std::string errTail;
+        int errFd = child.stderrFd();
         auto readSome = [&](int timeoutMs) -> int {
-            pollfd fds[2] = {{child.stdoutFd(), POLLIN, 0}, {clientFd, POLLIN | POLLRDHUP, 0}};
-            int pr = ::poll(fds, 2, timeoutMs);
+            pollfd fds[3] = {{child.stdoutFd(), POLLIN, 0},
+                             {clientFd, POLLRDHUP, 0},
+                             {errFd, static_cast<short>(errFd >= 0 ? POLLIN : 0), 0}};
+            int pr = ::poll(fds, 3, timeoutMs);
             if (pr < 0) return errno == EINTR ? 0 : -1;
             if (fds[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) return -2;
-            if (fds[1].revents & POLLIN) {
-                char c;
-                if (::recv(clientFd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) return -2;
+            if (errFd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+                char eb[4096];
+                ssize_t got = ::read(errFd, eb, sizeof eb);
+                if (got > 0) {
+                    errTail.append(eb, static_cast<size_t>(got));
+                    if (errTail.size() > 8192) errTail.erase(0, errTail.size() - 8192);
+                } else {
+                    errFd = -1;
+                }
             }
             if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
                 ssize_t got = ::read(child.stdoutFd(), buf, sizeof buf);
@@ -349,12 +362,11 @@ private:
             }
         }
         if (ended) {
-            std::string err;
             char eb[4096];
-            for (ssize_t got; (got = ::read(child.stderrFd(), eb, sizeof eb)) > 0;)
-                err.append(eb, static_cast<size_t>(got));
+            for (ssize_t got; errFd >= 0 && (got = ::read(errFd, eb, sizeof eb)) > 0;)
+                errTail.append(eb, static_cast<size_t>(got));
             int status = child.wait();
-            if (status != 0) throw commandError(status, err);
+            if (status != 0) throw commandError(status, errTail);
         }
         res.setStatus(Poco::Net::HTTPResponse::HTTP_OK);
         res.setContentType(plan.contentType);
