@@ -238,6 +238,16 @@ class Base(unittest.TestCase):
             time.sleep(0.1)
         self.fail(f"{name} never logged {text!r} {count} times")
 
+    def wait_exit(self, name, timeout=20):
+        """The exit code, once the monitor has recorded it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st, _, body = self.req(f"/api/v1/containers/{name}")
+            if st == 200 and "exit_code" in body:
+                return body["exit_code"]
+            time.sleep(0.1)
+        self.fail(f"{name}: no exit code recorded: {body}")
+
     def wait_status(self, name, want, timeout=20):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -314,7 +324,8 @@ class RoutesTest(Base):
         self.wait_status("life", "running")
         self.wait_log("life", "hello-from-life", 2)
         self.assertEqual(self.req("/api/v1/containers/life/stop?timeout=5", "POST")[0], 204)
-        self.assertEqual(self.wait_status("life", "stopped")["exit_code"], 0)
+        self.wait_status("life", "stopped")
+        self.assertEqual(self.wait_exit("life"), 0)
         self.assertEqual(self.req("/api/v1/containers/life/start", "POST")[0], 204)
         self.assertEqual(self.req("/api/v1/containers/life/kill?signal=KILL", "POST")[0], 204)
         self.wait_status("life", "stopped")
@@ -766,6 +777,26 @@ class SdkTest(Base):
                 c.get_status()
             self.assertEqual((e.exception.code, e.exception.status), ("not_found", 404))
 
+    def test_volumes_and_a_host_path(self):
+        m = ContainerManager(socket=self.sock)
+        host = self.world.tmp + "/shared"
+        os.makedirs(host)
+        with open(host + "/in.txt", "w") as f:
+            f.write("from-host\n")
+        c = m.create_container(
+            name="vols", image="bb:1",
+            command=["sh", "-c", "cat /in/in.txt; echo kept > /data/out.txt; cat /data/out.txt"],
+            volumes=[{"name": "hostdir", "hostPath": host, "containerPath": "/in", "readOnly": True},
+                     {"name": "data", "volume": "sdkvol", "containerPath": "/data"}])
+        self.world.ids.add(c.id)
+        c.start()
+        self.assertEqual([l["line"] for l in c.logs(follow=True)], ["from-host", "kept"])
+        self.assertIn("sdkvol", json.dumps(m.volumes()))
+        c.delete()
+        # the named volume outlives the container; remove it through the API too
+        m.request("DELETE", "/api/v1/volumes/sdkvol")
+        self.assertNotIn("sdkvol", json.dumps(m.volumes()))
+
     def test_running_container(self):
         m = ContainerManager(socket=self.sock)
         c = m.create_container(name="runner", image="bb:1", start=True,
@@ -776,10 +807,12 @@ class SdkTest(Base):
         self.assertGreaterEqual(c.stats()["pids"], 1)
         c.update(pids_limit=20)
         c.kill(signal="TERM")
+        # (a container can show as stopped a moment before its monitor records the exit)
         deadline = time.monotonic() + 10
-        while c.get_status() != "stopped" and time.monotonic() < deadline:
+        while "exit_code" not in c.inspect() and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertEqual(c.inspect()["exit_code"], 3)  # the TERM it trapped
+        state = c.inspect()
+        self.assertEqual(state.get("exit_code"), 3, {k: v for k, v in state.items() if k != "spec"})  # the TERM it trapped
         c.start()
         c.stop(timeout=1)
         c.delete()
