@@ -28,6 +28,7 @@ wf:verb{
     local function nonempty(v) if v == nil or v == "" then return nil end return v end
     mo.plugins.api.serve{
       socket = nonempty(opts.socket), listen = nonempty(opts.listen),
+      run_dir = mo.config("run_dir"), -- the default socket's directory
       token_file = nonempty(opts.token_file), tls_cert = nonempty(opts.tls_cert),
       tls_key = nonempty(opts.tls_key), version = mo.version,
       max_body = opts.max_body, read_timeout = opts.read_timeout,

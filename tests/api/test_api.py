@@ -72,6 +72,8 @@ class World:
         raise AssertionError(f"serve {args} did not come up")
 
     def serve_unix(self, path=None, *extra):
+        """With no path: the default socket, $MOBILEOPS_RUN/api.sock."""
+        args = ["--socket", path] if path else []
         path = path or self.tmp + "/run/api.sock"
 
         def up(_):
@@ -82,7 +84,7 @@ class World:
                 except OSError:
                     return False
 
-        p = self.serve("--socket", path, *extra, wait_for=up)
+        p = self.serve(*args, *extra, wait_for=up)
         return p, path
 
     def token_file(self, mode=0o600, text=TOKEN):

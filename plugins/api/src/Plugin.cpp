@@ -67,9 +67,15 @@ public:
                 if (!c.listen.empty() && !c.socketPath.empty())
                     throw Error(MO_E_INVALID, "--socket and --listen: give one");
                 if (c.listen.empty() && c.socketPath.empty()) {
-                    const char *run = std::getenv("MOBILEOPS_RUN");
-                    std::string dir = run && *run ? run : "/run/mobileops";
-                    ::mkdir(dir.c_str(), 0700);
+                    // the configured run directory (MOBILEOPS_RUN, default /run/mobileops)
+                    std::string dir = str("run_dir");
+                    if (dir.empty()) {
+                        const char *run = std::getenv("MOBILEOPS_RUN");
+                        dir = run && *run ? run : "/run/mobileops";
+                    }
+                    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+                        throw Error(MO_E_INVALID,
+                                    "run directory `" + dir + "`: " + std::strerror(errno));
                     c.socketPath = dir + "/api.sock";
                 }
                 try {
@@ -81,7 +87,8 @@ public:
             },
             "{\"socket\": string?, \"listen\": string?, \"token_file\": string?, \"tls_cert\": "
             "string?, "
-            "\"tls_key\": string?, \"version\": string?, \"max_body\": int?, \"read_timeout\": "
+            "\"tls_key\": string?, \"version\": string?, \"run_dir\": string?, \"max_body\": int?, "
+            "\"read_timeout\": "
             "int?, "
             "\"max_requests\": int?, \"max_streams\": int?, \"command_timeout\": int?}");
         feature("api.serve");
