@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import socket as _socket
+import time
 import urllib.parse
 
 __all__ = ["ContainerManager", "Container", "MobileopsError"]
@@ -53,7 +54,8 @@ def _default_socket():
 class ContainerManager:
     """A connection to `mobileops serve`: a unix socket (default) or a URL with a token."""
 
-    def __init__(self, socket=None, url=None, token=None, timeout=150.0, ssl_context=None):
+    def __init__(self, socket=None, url=None, token=None, timeout=150.0, ssl_context=None,
+                 busy_retries=5):
         if socket and url:
             raise ValueError("give socket or url, not both")
         self._socket = None if url else (socket or _default_socket())
@@ -63,6 +65,9 @@ class ContainerManager:
         self._token = token
         self._timeout = timeout
         self._ssl = ssl_context
+        # 503 busy (the server's request cap, or a lock held too long) means nothing was
+        # done: retried after Retry-After, this many times
+        self._busy_retries = busy_retries
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -106,6 +111,15 @@ class ContainerManager:
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode()
+        for attempt in range(self._busy_retries + 1):
+            try:
+                return self._request_once(method, path, query, body, body_type)
+            except MobileopsError as e:
+                if e.status != 503 or attempt == self._busy_retries:
+                    raise
+                time.sleep(min(2.0, 0.2 * (attempt + 1)))
+
+    def _request_once(self, method, path, query, body, body_type):
         conn = self._connect()
         try:
             conn.request(method, self._path(path, query), body=body,
