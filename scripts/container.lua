@@ -37,7 +37,7 @@ local resource_keys = {
 
 -- Options shared by create, boot and run; names match mo.spec.apply_options.
 local create_options = {
-  { name = "file", short = "f", type = "string", metavar = "SPEC", summary = "VirtualRoot spec (YAML or JSON); flags override it" },
+  { name = "file", short = "f", type = "string", metavar = "SPEC", summary = "VirtualRoot spec (YAML or JSON; - reads stdin); flags override it" },
   { name = "hostname", type = "string", metavar = "NAME", summary = "hostname inside the container (default: the name)" },
   { name = "env", short = "e", type = "list", metavar = "K=V", summary = "set an environment variable (K alone: take it from here)" },
   { name = "env-file", type = "list", metavar = "FILE", summary = "read K=V lines from a file" },
@@ -124,7 +124,13 @@ end
 
 -- The runtime spec from a spec file, the flags and the positional arguments.
 local function build_spec(opts, name, target, command)
-  local base = opts.file and mo.spec.load(opts.file) or nil
+  local base = nil
+  if opts.file == "-" then
+    -- the spec on stdin (the API server hands a request's body this way)
+    base = mo.spec.parse(io.stdin:read("*a") or "", "stdin")
+  elseif opts.file then
+    base = mo.spec.load(opts.file)
+  end
   local o = {}
   for _, k in ipairs(spec_keys) do
     local v = opts[k]

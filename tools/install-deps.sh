@@ -11,7 +11,7 @@ packages="
   libnl-3-dev libnl-route-3-dev libnftables-dev nftables
   libgtest-dev libgmock-dev googletest
   busybox-static debootstrap
-  crun runc hyperfine
+  crun runc hyperfine wrk openssl
   docker-registry podman conmon containerd umoci zstd xz-utils bzip2 python3
   qemu-system-x86 linux-image-amd64 cpio
   iproute2 util-linux procps e2fsprogs

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <dirent.h>
 #include <map>
 #include <memory>
@@ -27,10 +28,74 @@ namespace {
 // A failure with its own exit status (a container that could not start: 125-127).
 class ExitError : public Error {
 public:
-    ExitError(const std::string &message, int status)
-        : Error(MO_E_INVALID, message), status(status) {}
+    ExitError(const std::string &message, int status, int code = MO_E_INVALID)
+        : Error(code, message), status(status) {}
     int status;
 };
+
+// The ABI code of an error name for programs (MOBILEOPS_ERROR_FORMAT=json).
+const char *codeName(int code) {
+    switch (code) {
+    case MO_E_INVALID:
+        return "invalid";
+    case MO_E_NOT_FOUND:
+        return "not_found";
+    case MO_E_EXISTS:
+        return "exists";
+    case MO_E_STATE:
+        return "state";
+    case MO_E_UNSUPPORTED:
+        return "unsupported";
+    case MO_E_ABI:
+        return "abi";
+    case MO_E_INTERNAL:
+        return "internal";
+    case MO_E_BUSY:
+        return "busy";
+    case MO_E_STORE:
+        return "store";
+    default:
+        return code < 0 && code > MO_E_INVALID ? "system" : "internal";
+    }
+}
+
+// -errno: a system error (the MO_E_* codes start at MO_E_INVALID, -1000).
+int errnoOf(int code) { return code < 0 && code > MO_E_INVALID ? -code : 0; }
+
+std::string jsonString(const std::string &s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+// The one line a failure prints on stderr: `mobileops: MESSAGE`, or with
+// MOBILEOPS_ERROR_FORMAT=json `{"code":"not_found","message":"...","exit":1}` for a
+// program that drives the CLI (the API server maps the code to an HTTP status); a
+// system error adds its errno.
+int reportError(const GlobalFlags &flags, const char *code, const std::string &message, int status,
+                int err = 0) {
+    std::fflush(stdout);
+    if (flags.onError) flags.onError(message);
+    const char *format = std::getenv("MOBILEOPS_ERROR_FORMAT");
+    if (format && std::string(format) == "json")
+        std::fprintf(stderr, "{\"code\":\"%s\",\"message\":%s,\"exit\":%d%s}\n", code,
+                     jsonString(message).c_str(), status,
+                     err > 0 ? (",\"errno\":" + std::to_string(err)).c_str() : "");
+    else
+        std::fprintf(stderr, "mobileops: %s\n", message.c_str());
+    return status;
+}
 
 struct Script {
     std::string name, path;
@@ -155,9 +220,18 @@ int runVerb(LuaEngine &lua, const std::string &wfName, const std::vector<std::st
     lua_pushvalue(L, argsIdx);
     int rc = lua_pcall(L, 2, 1, 0);
     if (rc != 0) {
+        // The error table's ABI code (a plugin's MO_E_*, or mo.error's), kept for
+        // MOBILEOPS_ERROR_FORMAT=json; a bare string is a script's runtime error (a bug,
+        // the workflows raise tables through mo.error).
+        int code = lua_istable(L, -1) ? MO_E_INVALID : MO_E_INTERNAL;
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "code");
+            if (lua_isnumber(L, -1)) code = static_cast<int>(lua_tointeger(L, -1));
+            lua_pop(L, 1);
+        }
         std::string message = lua.popErrorMessage(debug);
-        if (lua.lastErrorExit() > 0) throw ExitError(message, lua.lastErrorExit());
-        throw Error(MO_E_INVALID, message);
+        if (lua.lastErrorExit() > 0) throw ExitError(message, lua.lastErrorExit(), code);
+        throw Error(code, message);
     }
     int status = 0;
     if (lua_isnumber(L, -1))
@@ -214,25 +288,13 @@ int dispatch(const std::vector<std::string> &argv, GlobalFlags flags) {
             log::debug("plugins loaded:" + loaded);
         }
     } catch (const ExitError &e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "mobileops: %s\n", e.what());
-        if (flags.onError) flags.onError(e.what());
-        return e.status;
+        return reportError(flags, codeName(e.code()), e.what(), e.status, errnoOf(e.code()));
     } catch (const cli::UsageError &e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "mobileops: %s\n", e.what());
-        if (flags.onError) flags.onError(e.what());
-        return 2;
+        return reportError(flags, "usage", e.what(), 2);
     } catch (const Error &e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "mobileops: %s\n", e.what());
-        if (flags.onError) flags.onError(e.what());
-        return 1;
+        return reportError(flags, codeName(e.code()), e.what(), 1, errnoOf(e.code()));
     } catch (const std::exception &e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "mobileops: internal error: %s\n", e.what());
-        if (flags.onError) flags.onError(std::string("internal error: ") + e.what());
-        return 1;
+        return reportError(flags, "internal", std::string("internal error: ") + e.what(), 1);
     }
     return status;
 }
