@@ -250,6 +250,38 @@ TEST_F(Flatten, GcRemovesCopiesNoRootUsesAndImageRemovalItsOwn) {
     EXPECT_EQ(removed["flattenedRemoved"], json::array({_image}));
 }
 
+// Layers are untrusted: a later layer writing or whiting out through an absolute
+// symlink an earlier layer planted stays inside the copy (a symlink climbing out with ..
+// is refused when the image is loaded).
+TEST_F(Flatten, LayersCannotReachTheHostThroughEarlierLayersSymlinks) {
+    const std::string host = _tmp.path() + "/host";
+    fs::create_directories(host);
+    test::writeAll(host + "/sentinel", "still here\n");
+    const std::string layout = _tmp.path() + "/hostile";
+    test::Result r =
+        test::run({"/usr/bin/python3", MOBILEOPS_SOURCE_DIR "/tests/storage/archives.py",
+                   "flatten-hostile", layout, host});
+    ASSERT_EQ(r.status, 0) << r.err;
+    IngestOptions io;
+    io.quiet = true;
+    _store->load(layout, "", io);
+    const std::string id = _store->resolve("example.test/hostile:1").value("id", "");
+    // The symlink resolves inside the copy's root, where its target does not exist: the
+    // second layer's entry is refused, naming it, and nothing is left.
+    try {
+        _store->ensureFlat(id);
+        ADD_FAILURE() << "a layer wrote through an earlier layer's absolute symlink";
+    } catch (const std::exception &e) {
+        EXPECT_NE(std::string(e.what()).find("abs/"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(_paths->flat(id)));
+    for (const auto &e : fs::directory_iterator(_paths->tmp()))
+        EXPECT_EQ(e.path().filename().string().find("flat"), std::string::npos) << e.path();
+    EXPECT_EQ(test::readAll(host + "/sentinel"), "still here\n");
+    EXPECT_FALSE(fs::exists(host + "/evil"));
+    EXPECT_EQ(std::distance(fs::directory_iterator(host), fs::directory_iterator()), 1);
+}
+
 TEST_F(Flatten, BadOptionIsRefusedAndLeavesNothing) {
     _fake->addContainer("bad", "bad");
     try {

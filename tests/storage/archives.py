@@ -143,6 +143,21 @@ def flatten_layers():
     return [l1, l2, l3]
 
 
+def hostile_flatten_layers(host_dir):
+    """Layers that try to reach `host_dir` on the host when applied one over the other: an
+    absolute symlink to it in the first (a climbing one is refused at load), and a second
+    layer that writes and whites out through it."""
+    d = {"type": tarfile.DIRTYPE, "mode": 0o755}
+    l1 = layer([
+        ("abs", b"", {"type": tarfile.SYMTYPE, "linkname": host_dir}),
+        ("etc", b"", d), ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"),
+    ])
+    l2 = layer([
+        ("abs/evil", b"written through a symlink\n"), ("abs/.wh.sentinel", b""),
+    ])
+    return [l1, l2]
+
+
 def layout(out):
     d = {"type": tarfile.DIRTYPE, "mode": 0o755}
     l1 = layer([
@@ -184,6 +199,9 @@ def main():
     case, out = sys.argv[1], sys.argv[2]
     if case == "layout":
         layout(out)
+    elif case == "flatten-hostile":
+        write_layout(out, hostile_flatten_layers(sys.argv[3]), "example.test/hostile:1",
+                     ["/bin/sh"])
     elif case == "flatten-layout":
         # An optional third argument: a tar put below the three layers (a busybox root
         # for a container that looks at the result).
