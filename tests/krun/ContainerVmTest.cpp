@@ -7,12 +7,17 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 using namespace mobileops::test;
@@ -176,12 +181,131 @@ TEST_F(ContainerVm, StopSignalReachesTheProgramInTheGuest) {
     EXPECT_EQ(mo({"container", "wait", "vm2"}).status, 7);
 }
 
+// A program that does not handle TERM dies of it, as in a namespace container: through
+// `kill --all` (which signals qemu too) and through `stop`, the exit is 128+15.
+TEST_F(ContainerVm, KillAllAndStopOfAProgramDyingOfTermRecord143) {
+    for (const char *how : {"kill", "stop"}) {
+        const std::string name = std::string("vm-") + how;
+        Result r = mo({"container", "boot", "--runtime", "krun", name, _rootfs, "/bin/sh", "-c",
+                       "echo ready; while true; do sleep 1; done"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        ASSERT_TRUE(awaitLog(name, "ready"));
+        r = std::string(how) == "kill" ? mo({"container", "kill", "--all", "-s", "TERM", name})
+                                       : mo({"container", "stop", "-t", "60", name});
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(mo({"container", "wait", name}).status, 128 + SIGTERM) << how;
+        json state = jsonOf(mo({"container", "inspect", name}));
+        EXPECT_EQ(state.value("status", ""), "stopped") << how;
+        EXPECT_EQ(state.value("exit_code", 0), 128 + SIGTERM) << how << ": " << state.dump();
+        EXPECT_EQ(mo({"logs", "show", name}).out.find("mobileops-vmm"), std::string::npos)
+            << mo({"logs", "show", name}).out;
+        EXPECT_EQ(mo({"container", "delete", name}).status, 0);
+    }
+}
+
 TEST_F(ContainerVm, AnImageRootIsSharedIntoTheGuest) {
     ASSERT_EQ(mo({"image", "build-rootfs", "-q", _rootfs, "bb:vm"}).status, 0);
     Result r = mo({"container", "run", "--rm", "--runtime", "krun", "bb:vm", "/bin/sh", "-c",
                    "echo written > /made-in-guest && cat /made-in-guest && ls /bin/busybox"});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("written\n/bin/busybox"), std::string::npos) << r.out;
+}
+
+// A layered image (busybox below three layers with whiteouts, an opaque directory, hard
+// links, changed modes and owners) looks the same in a VM container as in a namespace
+// container, and in a VM booted on the store's flattened copy (`image unpack`).
+TEST_F(ContainerVm, AVmSeesTheImageFlattenedExactlyAsTheOverlayShowsIt) {
+    const std::string base = _tmp.path() + "/base.tar";
+    ASSERT_EQ(run({"/usr/bin/tar", "-C", _rootfs, "-cf", base, "."}).status, 0);
+    ASSERT_EQ(run({"/usr/bin/python3", MOBILEOPS_SOURCE_DIR "/tests/storage/archives.py",
+                   "flatten-layout", _tmp.path() + "/layout", base})
+                  .status,
+              0);
+    Result r = mo({"image", "load", "-q", "--allow-devices", _tmp.path() + "/layout"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string list =
+        "cd / && for f in $(find a o h m own x p s setuid | sort); do "
+        "stat -c '%n %a %u:%g %s %F' $f; done; cat a/gone h/f1 h/f2 h/g2 o/fresh";
+    Result ns = mo({"container", "run", "--rm", "example.test/flat:1", "/bin/sh", "-c", list});
+    ASSERT_EQ(ns.status, 0) << ns.err;
+    EXPECT_NE(ns.out.find("a/gone 644 0:0 5 regular file"), std::string::npos) << ns.out;
+    EXPECT_EQ(ns.out.find("a/sub"), std::string::npos) << ns.out;
+    EXPECT_EQ(ns.out.find("o/old"), std::string::npos) << ns.out;
+    EXPECT_NE(ns.out.find("m 600 "), std::string::npos) << ns.out;
+    EXPECT_NE(ns.out.find("own 640 1000:1002"), std::string::npos) << ns.out;
+    EXPECT_NE(ns.out.find("back\ntwo\none\nsame\nfresh\n"), std::string::npos) << ns.out;
+
+    Result vm = mo({"container", "run", "--rm", "--runtime", "krun", "example.test/flat:1",
+                    "/bin/sh", "-c", list});
+    EXPECT_EQ(vm.status, 0) << vm.err;
+    EXPECT_EQ(vm.out, ns.out);
+
+    ASSERT_EQ(mo({"image", "unpack", "example.test/flat:1", _tmp.path() + "/flat"}).status, 0);
+    Result flat = mo({"vm", "run", _tmp.path() + "/flat", "/bin/sh", "-c", list});
+    EXPECT_EQ(flat.status, 0) << flat.err;
+    EXPECT_EQ(flat.out, ns.out);
+}
+
+// `vm run` in the foreground: a ^C (SIGINT to the command) reaches the program in the
+// guest, which dies of it; the command exits 130 and leaves no VM directory behind.
+TEST_F(ContainerVm, InterruptingVmRunStopsTheProgramInTheGuest) {
+    auto vmDirs = [] {
+        std::set<std::string> dirs;
+        std::error_code ec;
+        for (auto it = fs::directory_iterator(MOBILEOPS_BINARY_DIR "/tests/krun/vm-cli/run", ec);
+             !ec && it != fs::directory_iterator(); ++it)
+            dirs.insert(it->path().string());
+        return dirs;
+    };
+    const auto before = vmDirs();
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::vector<std::string> args = {dispatcher(),
+                                     "vm",
+                                     "run",
+                                     _rootfs,
+                                     "/bin/sh",
+                                     "-c",
+                                     "echo ready; while true; do sleep 1; done"};
+    std::vector<char *> argv;
+    for (auto &a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    auto environment = env();
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        for (const auto &[k, v] : environment) ::setenv(k.c_str(), v.c_str(), 1);
+        ::dup2(out[1], 1);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    std::string got;
+    char buf[256];
+    // Up to two minutes for a TCG boot (a safety net, not a measure).
+    for (int i = 0; i < 1200 && got.find("ready\n") == std::string::npos; ++i) {
+        struct pollfd p = {out[0], POLLIN, 0};
+        if (::poll(&p, 1, 100) == 1) {
+            ssize_t n = ::read(out[0], buf, sizeof buf);
+            if (n <= 0) break;
+            got.append(buf, static_cast<size_t>(n));
+        }
+    }
+    EXPECT_NE(got.find("ready\n"), std::string::npos) << got;
+    ::kill(pid, SIGINT);
+    int status = 0;
+    int waited = 0;
+    for (; waited < 1200 && ::waitpid(pid, &status, WNOHANG) == 0; ++waited)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (waited == 1200) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ADD_FAILURE() << "vm run did not end on SIGINT";
+    }
+    ::close(out[0]);
+    EXPECT_TRUE(WIFEXITED(status)) << "the command died of the signal itself";
+    EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
+    EXPECT_EQ(vmDirs(), before) << "vm run left its VM directory";
 }
 
 TEST_F(ContainerVm, AutoFallsBackToNamespacesWithItsReason) {

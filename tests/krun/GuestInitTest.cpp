@@ -110,11 +110,13 @@ protected:
     }
 
     // The code the host would see, checked where it would look.
-    void expectExit(const Result &r, int code) {
+    // `signal`: the program was killed by it, and the report says so.
+    void expectExit(const Result &r, int code, int signal = 0) {
         EXPECT_EQ(r.status, code) << "console:\n" << r.err << "program stderr:\n" << err();
-        EXPECT_EQ(slurp(share(MO_TAG_JOB) + "/" MO_EXIT_FILE), std::to_string(code) + "\n");
-        EXPECT_NE(r.err.find(MO_EXIT_MARKER + std::to_string(code) + "\n"), std::string::npos)
-            << r.err;
+        std::string report =
+            std::to_string(code) + (signal ? " signal " + std::to_string(signal) : "") + "\n";
+        EXPECT_EQ(slurp(share(MO_TAG_JOB) + "/" MO_EXIT_FILE), report);
+        EXPECT_NE(r.err.find(MO_EXIT_MARKER + report), std::string::npos) << r.err;
     }
 
     static constexpr const char *kSymlinkTarget = "/mo-guest-init-test-symlink-target";
@@ -145,7 +147,9 @@ TEST_F(GuestInit, NonExecutableProgramIs126) {
 }
 
 TEST_F(GuestInit, DeathBySignalIs128PlusN) {
-    expectExit(boot(Job().args({"/bin/sh", "-c", "kill -9 $$"})), 128 + 9);
+    expectExit(boot(Job().args({"/bin/sh", "-c", "kill -9 $$"})), 128 + 9, 9);
+    // An exit with the same number is an exit, not a death by signal.
+    expectExit(boot(Job().args({"/bin/sh", "-c", "exit 137"})), 137);
 }
 
 TEST_F(GuestInit, ProgramSearchUsesTheJobsPath) {
@@ -232,7 +236,7 @@ TEST_F(GuestInit, ControlPortSignalReachesTheProgram) {
     });
     Result r = boot(Job().args({"/bin/sh", "-c", "echo ready; exec sleep 30"}));
     host.join();
-    expectExit(r, 128 + 15);
+    expectExit(r, 128 + 15, 15);
     EXPECT_NE(r.err.find("mobileops-init: control: unknown line `bogus`\n"), std::string::npos)
         << r.err;
 }

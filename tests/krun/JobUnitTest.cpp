@@ -174,5 +174,18 @@ TEST(Job, ExitCodes) {
     EXPECT_EQ(parseExitCode("4x\n"), std::nullopt);
 }
 
+TEST(Job, ExitReportsTellASignalFromAnExit) {
+    EXPECT_EQ(parseExitReport("143\n"), (ExitReport{143, 0}));
+    EXPECT_EQ(parseExitReport("143 signal 15\n"), (ExitReport{143, 15}));
+    EXPECT_EQ(parseExitReport("137 signal 9\r\nmore"), (ExitReport{137, 9}));
+    EXPECT_EQ(parseExitCode("143 signal 15\n"), 143);
+    // The code must be 128+N, N a signal number.
+    EXPECT_EQ(parseExitReport("3 signal 15\n"), std::nullopt);
+    EXPECT_EQ(parseExitReport("128 signal 0\n"), std::nullopt);
+    EXPECT_EQ(parseExitReport("143 signal\n"), std::nullopt);
+    EXPECT_EQ(parseExitReport("143 signal 15x\n"), std::nullopt);
+    EXPECT_EQ(parseExitReport("143 sig 15\n"), std::nullopt);
+}
+
 } // namespace
 } // namespace mobileops::krun

@@ -50,6 +50,13 @@ protected:
         return path;
     }
 
+    // What the launcher told the runtime about the program's end (vm-exit.json).
+    json exitReport() {
+        std::ifstream in(dir.path() + "/vm-exit.json");
+        if (!in) return nullptr;
+        return json::parse(in, nullptr, false);
+    }
+
     std::string calls() {
         std::ifstream in(dir.path() + "/calls.log");
         return std::string((std::istreambuf_iterator<char>(in)), {});
@@ -73,6 +80,7 @@ TEST_F(LauncherWithLibkrunStandIn, TheDescriptionBecomesLibkrunsCallsAndTheExitS
         << log;
     EXPECT_NE(log.find("krun_start_enter"), std::string::npos) << log;
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/vm")) << "the launcher's scratch is gone";
+    EXPECT_EQ(exitReport(), (json{{"exitCode", 3}, {"signal", 0}}));
 }
 
 TEST_F(LauncherWithLibkrunStandIn, ASignalToTheLauncherReachesTheVm) {
@@ -93,12 +101,17 @@ TEST_F(LauncherWithLibkrunStandIn, ASignalToTheLauncherReachesTheVm) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
+    // Killed by the signal, not exited with 143: the runtime can record the signal.
+    EXPECT_EQ(exitReport(), (json{{"exitCode", 128 + SIGTERM}, {"signal", SIGTERM}}));
 }
 
 TEST_F(LauncherWithLibkrunStandIn, ABrokenDescriptionExits125NamingWhy) {
     description.erase("rootfs");
+    // A report of an earlier run goes; a failure to make the VM writes none.
+    std::ofstream(dir.path() + "/vm-exit.json") << R"({"exitCode":0,"signal":0})";
     auto r = mobileops::test::run({MOBILEOPS_VMM, write()});
     EXPECT_EQ(r.status, 125);
+    EXPECT_TRUE(exitReport().is_null()) << exitReport().dump();
     EXPECT_NE(r.err.find("mobileops-vmm: "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("rootfs"), std::string::npos) << r.err;
     r = mobileops::test::run({MOBILEOPS_VMM});

@@ -159,6 +159,7 @@ private:
 
 struct Ran {
     int status = -1;
+    int signal = 0; // QemuVm::exitSignal()
     std::string out, err;
 };
 
@@ -191,6 +192,7 @@ protected:
         Output output(vm);
         Ran r;
         r.status = vm.wait();
+        r.signal = vm.exitSignal();
         std::tie(r.out, r.err) = output.all();
         return r;
     }
@@ -269,6 +271,10 @@ TEST_F(QemuVmTest, AMissingProgramIs127) {
 TEST_F(QemuVmTest, DeathBySignalIs128PlusTheSignal) {
     Ran r = run(config({"/bin/sh", "-c", "kill -KILL $$"}));
     EXPECT_EQ(r.status, 128 + SIGKILL);
+    EXPECT_EQ(r.signal, SIGKILL);
+    r = run(config({"/bin/sh", "-c", "exit 137"}));
+    EXPECT_EQ(r.status, 137);
+    EXPECT_EQ(r.signal, 0) << "an exit with 137 is not a death by SIGKILL";
 }
 
 TEST_F(QemuVmTest, EnvironmentWorkingDirectoryAndUser) {
@@ -326,6 +332,24 @@ TEST_F(QemuVmTest, SignalReachesAProgramThatTrapsIt) {
     EXPECT_TRUE(vm.signal(SIGTERM));
     EXPECT_EQ(vm.wait(), 42);
     EXPECT_FALSE(vm.signal(SIGTERM)); // the guest is gone
+}
+
+// `kill --all TERM` signals every process of the container, qemu too: qemu keeps the
+// signals the launcher forwards blocked, so the VM lives on and the program gets the
+// signal through the launcher, and dies of it: 128+N with the signal reported.
+TEST_F(QemuVmTest, SignalsSentToQemuItselfDoNotEndTheVm) {
+    QemuVm vm = QemuVm::launch(config({"/bin/sh", "-c", "echo ready; while :; do sleep 0.1; done"}),
+                               machine().assets, machine().accel);
+    Output output(vm);
+    ASSERT_TRUE(output.waitFor("ready\n"));
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM})
+        ASSERT_EQ(::kill(vm.pid(), sig), 0);
+    struct pollfd exited = {static_cast<int>(::syscall(SYS_pidfd_open, vm.pid(), 0)), POLLIN, 0};
+    EXPECT_EQ(::poll(&exited, 1, 2000), 0) << "qemu ended on a signal meant for the program";
+    ::close(exited.fd);
+    EXPECT_TRUE(vm.signal(SIGTERM));
+    EXPECT_EQ(vm.wait(), 128 + SIGTERM);
+    EXPECT_EQ(vm.exitSignal(), SIGTERM);
 }
 
 // A supervisor forwards what it receives from a thread of its own while the owner sits

@@ -4,7 +4,11 @@
     archives.py CASE OUT
 
 Hostile cases write one tarball to OUT; `layout` writes an OCI image layout directory
-(two layers with a whiteout and an opaque directory); `layout-tar` the same as a tar.
+(two layers with a whiteout and an opaque directory); `layout-tar` the same as a tar;
+`flatten-layout` three layers exercising what flattening must get right (whiteouts of a
+file and a directory, an opaque directory, a hard link broken by a later layer and one
+kept, a changed mode, owners, an xattr, a device node, a fifo, a symlink, a name deleted
+and made again), on top of the tar given as a third argument if any.
 """
 import gzip
 import hashlib
@@ -81,6 +85,79 @@ def blob(root, data):
     return "sha256:" + digest
 
 
+def write_layout(out, raw_layers, ref, cmd):
+    os.makedirs(os.path.join(out, "blobs", "sha256"))
+    layers = []
+    diff_ids = []
+    for raw, gz in raw_layers:
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                       "digest": blob(out, gz), "size": len(gz)})
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Cmd": cmd, "Env": ["A=1"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": blob(out, config), "size": len(config)},
+                           "layers": layers}).encode()
+    m = blob(out, manifest)
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m,
+             "size": len(manifest),
+             "annotations": {"org.opencontainers.image.ref.name": ref}}]}, f)
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+
+
+def flatten_layers():
+    d = {"type": tarfile.DIRTYPE, "mode": 0o755}
+    l1 = layer([
+        ("a", b"", d), ("a/keep", b"keep\n"), ("a/gone", b"gone\n"),
+        ("a/sub", b"", d), ("a/sub/deep", b"deep\n"),
+        ("o", b"", d), ("o/old", b"old\n"), ("o/olddir", b"", d), ("o/olddir/x", b"x\n"),
+        ("h", b"", d), ("h/f1", b"one\n"), ("h/f2", b"", {"type": tarfile.LNKTYPE,
+                                                          "linkname": "h/f1"}),
+        ("h/g1", b"same\n"), ("h/g2", b"", {"type": tarfile.LNKTYPE, "linkname": "h/g1"}),
+        ("m", b"mode\n", {"mode": 0o644}),
+        ("own", b"owned\n", {"mode": 0o640, "uid": 1000, "gid": 1001}),
+        ("x", b"xattr\n", {"pax_headers": {"SCHILY.xattr.user.note": "hello"}}),
+        ("dev", b"", d), ("dev/null", b"", {"type": tarfile.CHRTYPE, "devmajor": 1,
+                                            "devminor": 3, "mode": 0o666}),
+        ("p", b"", {"type": tarfile.FIFOTYPE, "mode": 0o600}),
+        ("s", b"", {"type": tarfile.SYMTYPE, "linkname": "a/keep"}),
+        ("setuid", b"s\n", {"mode": 0o4755}),
+    ])
+    l2 = layer([
+        ("a", b"", d), ("a/.wh.gone", b""), ("a/.wh.sub", b""), ("a/new", b"new\n"),
+        ("o", b"", {"type": tarfile.DIRTYPE, "mode": 0o750}), ("o/.wh..wh..opq", b""),
+        ("o/fresh", b"fresh\n"),
+        ("h", b"", d), ("h/f1", b"two\n"),
+        ("m", b"mode\n", {"mode": 0o600}),
+    ])
+    l3 = layer([
+        ("a", b"", d), ("a/gone", b"back\n"),
+        ("own", b"owned\n", {"mode": 0o640, "uid": 1000, "gid": 1002}),
+    ])
+    return [l1, l2, l3]
+
+
+def hostile_flatten_layers(host_dir):
+    """Layers that try to reach `host_dir` on the host when applied one over the other: an
+    absolute symlink to it in the first (a climbing one is refused at load), and a second
+    layer that writes and whites out through it."""
+    d = {"type": tarfile.DIRTYPE, "mode": 0o755}
+    l1 = layer([
+        ("abs", b"", {"type": tarfile.SYMTYPE, "linkname": host_dir}),
+        ("etc", b"", d), ("etc/passwd", b"root:x:0:0::/:/bin/sh\n"),
+    ])
+    l2 = layer([
+        ("abs/evil", b"written through a symlink\n"), ("abs/.wh.sentinel", b""),
+    ])
+    return [l1, l2]
+
+
 def layout(out):
     d = {"type": tarfile.DIRTYPE, "mode": 0o755}
     l1 = layer([
@@ -122,6 +199,17 @@ def main():
     case, out = sys.argv[1], sys.argv[2]
     if case == "layout":
         layout(out)
+    elif case == "flatten-hostile":
+        write_layout(out, hostile_flatten_layers(sys.argv[3]), "example.test/hostile:1",
+                     ["/bin/sh"])
+    elif case == "flatten-layout":
+        # An optional third argument: a tar put below the three layers (a busybox root
+        # for a container that looks at the result).
+        base = []
+        if len(sys.argv) > 3:
+            raw = open(sys.argv[3], "rb").read()
+            base = [(raw, gzip.compress(raw, mtime=0))]
+        write_layout(out, base + flatten_layers(), "example.test/flat:1", ["/bin/sh"])
     elif case == "layout-tar":
         layout(out + ".d")
         with tarfile.open(out, "w") as tar:

@@ -136,9 +136,22 @@ static void path_join(char *out, size_t size, const char *a, const char *b) {
 
 /* ---- the result ---------------------------------------------------------------- */
 
+/* The signal that killed the program, 0 when it exited (or never ran). */
+static int exit_signal;
+
+/* "<code>" or "<code> signal <N>" (protocol.h), without the newline. */
+static void format_exit(char *text, size_t size, int code) {
+    if (exit_signal)
+        snprintf(text, size, "%d signal %d", code, exit_signal);
+    else
+        snprintf(text, size, "%d", code);
+}
+
 static void write_exit_file(int code) {
-    char text[16];
-    int n = snprintf(text, sizeof text, "%d\n", code);
+    char text[32];
+    format_exit(text, sizeof text - 1, code);
+    strcat(text, "\n");
+    int n = (int)strlen(text);
     int fd = openat(job_dir, MO_EXIT_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0)
         say("write the exit file: %s", strerror(errno));
@@ -151,7 +164,9 @@ static _Noreturn void finish(int code) {
     if (is_child) _exit(code);
     drain_ports();
     if (job_dir >= 0) write_exit_file(code);
-    dprintf(console, MO_EXIT_MARKER "%d\n", code);
+    char text[32];
+    format_exit(text, sizeof text, code);
+    dprintf(console, MO_EXIT_MARKER "%s\n", text);
     if (test_mode) exit(code);
     sync();
     reboot(RB_AUTOBOOT);
@@ -487,8 +502,8 @@ static void mount_kernel_filesystems(void) {
     if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         die("mount `/sys`");
     /* For the ports' byte counts (drain_ports); init's own, the program gets a fresh /sys. */
-    if (mount("debugfs", "/sys/kernel/debug", "debugfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              NULL) < 0)
+    if (mount("debugfs", "/sys/kernel/debug", "debugfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+        0)
         say("mount `/sys/kernel/debug`: %s (output may be cut at the end)", strerror(errno));
     int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
     if (fd >= 0) console = fd;
@@ -667,7 +682,9 @@ static void run_program(int in, int out, int err) {
 }
 
 static int exit_code(int status) {
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+    if (!WIFSIGNALED(status)) return WEXITSTATUS(status);
+    exit_signal = WTERMSIG(status);
+    return 128 + exit_signal;
 }
 
 static void control_line(const char *line, void *arg) {

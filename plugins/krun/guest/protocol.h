@@ -40,11 +40,12 @@
  *
  * The result: the program's exit status as a shell reports it (0-255 for an exit, 128+N
  * for death by signal N; 127 when the program was not found, 126 when it could not be
- * executed), written as "<code>\n" to MO_EXIT_FILE in the job share (then synced) and
- * printed on the serial console as MO_EXIT_MARKER "<code>\n". The host takes the serial
- * line and checks it against the file. A setup failure inside the guest is reported the
- * same way with MO_EXIT_SETUP_FAILED, after a line "mobileops-init: <why>" on the serial
- * console.
+ * executed), written as "<code>\n" ("<code> signal <N>\n" when signal N killed it, so a
+ * program that exited 143 and one killed by SIGTERM stay apart) to MO_EXIT_FILE in the
+ * job share (then synced) and printed on the serial console after MO_EXIT_MARKER the
+ * same way. The host takes the serial line and checks it against the file. A setup failure inside
+ * the guest is reported the same way with MO_EXIT_SETUP_FAILED, after a line "mobileops-init:
+ * <why>" on the serial console.
  *
  * The end: a port's write returns once the data is queued for the host, and what is
  * still queued when qemu exits is lost. So before reporting, once the program ended,

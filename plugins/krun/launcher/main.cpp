@@ -4,8 +4,12 @@
 // argument; it boots the VM, copies the guest program's stdout and stderr to its own
 // (the container's log), forwards the signals it receives (stop's SIGTERM) to that
 // program, and exits with the program's exit status: 0-255, 128+N for a signal, 125 when
-// the VM could not be made or the guest failed before the program ran.
+// the VM could not be made or the guest failed before the program ran. The launcher is
+// the PID namespace's init and cannot die of the program's signal itself, so it also
+// writes how the program ended next to the description (vm-exit.json: {exitCode,
+// signal}) for the runtime to record the signal.
 #include "Assets.h"
+#include "Job.h"
 #include "Libkrun.h"
 #include "Qemu.h"
 #include "Supervise.h"
@@ -66,7 +70,21 @@ VmConfig vmConfig(const json &d) {
     return c;
 }
 
-int runQemu(const json &d, const VmConfig &config, int signalFd) {
+// Where the program's end is told to the runtime: vm-exit.json beside vm.json, written
+// whole (a temporary name renamed into place) or not at all.
+void writeExitReport(const std::string &description, const ExitReport &report) {
+    std::filesystem::path dir = std::filesystem::path(description).parent_path();
+    std::string tmp = (dir / ".vm-exit.json.tmp").string();
+    std::string final = (dir / "vm-exit.json").string();
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << json{{"exitCode", report.code}, {"signal", report.signal}}.dump() << "\n";
+        if (!out) return;
+    }
+    if (std::rename(tmp.c_str(), final.c_str()) != 0) std::remove(tmp.c_str());
+}
+
+ExitReport runQemu(const json &d, const VmConfig &config, int signalFd) {
     GuestAssets assets;
     assets.kernelVersion = d.value("kernelVersion", "");
     assets.kernel = d.at("kernel").get<std::string>();
@@ -74,10 +92,11 @@ int runQemu(const json &d, const VmConfig &config, int signalFd) {
     assets.dir = d.value("assetsDir", "");
     Accel accel{d.value("accel", "tcg"), d.value("accelWhy", "")};
     QemuVm vm = QemuVm::launch(config, assets, accel);
-    return superviseVm(vm, STDOUT_FILENO, STDERR_FILENO, signalFd);
+    int code = superviseVm(vm, STDOUT_FILENO, STDERR_FILENO, signalFd);
+    return {code, vm.exitSignal()};
 }
 
-int runLibkrun(const json &d, const VmConfig &config, int signalFd) {
+ExitReport runLibkrun(const json &d, const VmConfig &config, int signalFd) {
     Libkrun lib(d.value("library", "libkrun.so.1"));
     pid_t child = lib.start(config);
     for (;;) {
@@ -85,7 +104,8 @@ int runLibkrun(const json &d, const VmConfig &config, int signalFd) {
         pollfd fd = {signalFd, POLLIN, 0};
         int status = 0;
         pid_t r = ::waitpid(child, &status, WNOHANG);
-        if (r == child) return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        if (r == child && WIFSIGNALED(status)) return {128 + WTERMSIG(status), WTERMSIG(status)};
+        if (r == child) return {WEXITSTATUS(status), 0};
         // SIGCHLD is not in the signalfd's set: poll in short steps for the exit.
         if (::poll(&fd, 1, 100) > 0 &&
             ::read(signalFd, &info, sizeof info) == static_cast<ssize_t>(sizeof info))
@@ -106,15 +126,19 @@ int main(int argc, char **argv) {
     sigset_t forwarded = forwardedSignals();
     ::sigprocmask(SIG_BLOCK, &forwarded, nullptr);
     int signalFd = ::signalfd(-1, &forwarded, SFD_CLOEXEC);
+    // A report of an earlier run of the same container must not outlive it.
+    std::remove((std::filesystem::path(argv[1]).parent_path() / "vm-exit.json").c_str());
     try {
         json d = readDescription(argv[1]);
         VmConfig config = vmConfig(d);
         std::filesystem::create_directories(config.workDir);
-        int status = d.value("backend", "qemu") == "libkrun" ? runLibkrun(d, config, signalFd)
-                                                             : runQemu(d, config, signalFd);
+        ExitReport report = d.value("backend", "qemu") == "libkrun"
+                                ? runLibkrun(d, config, signalFd)
+                                : runQemu(d, config, signalFd);
         std::error_code ec;
         std::filesystem::remove_all(config.workDir, ec);
-        return status;
+        writeExitReport(argv[1], report);
+        return report.code;
     } catch (const std::exception &e) {
         std::fprintf(stderr, "mobileops-vmm: %s\n", e.what());
         return kSetupFailed;

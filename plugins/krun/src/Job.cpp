@@ -126,16 +126,42 @@ void writeJob(const VmConfig &config, const std::string &dir) {
     }
 }
 
-std::optional<int> parseExitCode(std::string_view text) {
+namespace {
+
+// Up to `max` decimal digits at the start of `text`, consumed; nullopt when none.
+std::optional<int> number(std::string_view &text, size_t max) {
     size_t digits = 0;
-    int code = 0;
-    while (digits < text.size() && digits < 3 && text[digits] >= '0' && text[digits] <= '9')
-        code = code * 10 + (text[digits++] - '0');
-    if (digits == 0 || code > 255) return std::nullopt;
-    std::string_view rest = text.substr(digits);
-    if (!rest.empty() && rest[0] == '\r') rest.remove_prefix(1); // the serial tty's ONLCR
-    if (!rest.empty() && rest[0] != '\n') return std::nullopt;
-    return code;
+    int value = 0;
+    while (digits < text.size() && digits < max && text[digits] >= '0' && text[digits] <= '9')
+        value = value * 10 + (text[digits++] - '0');
+    if (digits == 0) return std::nullopt;
+    text.remove_prefix(digits);
+    return value;
+}
+
+} // namespace
+
+std::optional<ExitReport> parseExitReport(std::string_view text) {
+    ExitReport report;
+    auto code = number(text, 3);
+    if (!code || *code > 255) return std::nullopt;
+    report.code = *code;
+    constexpr std::string_view kSignal = " signal ";
+    if (text.substr(0, kSignal.size()) == kSignal) {
+        text.remove_prefix(kSignal.size());
+        auto sig = number(text, 2);
+        if (!sig || *sig < 1 || *sig > 64 || report.code != 128 + *sig) return std::nullopt;
+        report.signal = *sig;
+    }
+    if (!text.empty() && text[0] == '\r') text.remove_prefix(1); // the serial tty's ONLCR
+    if (!text.empty() && text[0] != '\n') return std::nullopt;
+    return report;
+}
+
+std::optional<int> parseExitCode(std::string_view text) {
+    auto report = parseExitReport(text);
+    if (!report) return std::nullopt;
+    return report->code;
 }
 
 } // namespace mobileops::krun

@@ -23,8 +23,19 @@ void writeJob(const VmConfig &config, const std::string &dir);
 // The 9p tag of volume `index`: "mo-vol<index>".
 std::string volumeTag(size_t index);
 
-// The exit code in an exit file or after an exit marker: decimal 0-255 followed by a
-// newline (or the end of the text); nullopt for anything else.
+// The program's end as the guest reports it (protocol.h): its exit status as a shell
+// shows it, and the signal that killed it (0 when it exited).
+struct ExitReport {
+    int code = 0;
+    int signal = 0;
+    bool operator==(const ExitReport &) const = default;
+};
+
+// The report in an exit file or after an exit marker: decimal 0-255, optionally
+// " signal <N>" (1-64, and then the code must be 128+N), followed by a newline (or the
+// end of the text); nullopt for anything else.
+std::optional<ExitReport> parseExitReport(std::string_view text);
+// Its code alone.
 std::optional<int> parseExitCode(std::string_view text);
 
 } // namespace mobileops::krun

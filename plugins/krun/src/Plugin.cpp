@@ -15,11 +15,15 @@
 #include "Supervise.h"
 
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/Fd.h>
 #include <mobileops/common/Host.h>
 #include <mobileops/common/Json.h>
 #include <mobileops/plugin.hpp>
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,14 +175,24 @@ private:
         std::snprintf(tmpl, sizeof tmpl, "%s/run/vm-XXXXXX", _vmDir.c_str());
         if (!::mkdtemp(tmpl)) throw common::sysError("make the VM's directory", errno);
         config.workDir = tmpl;
+        // A ^C at the terminal (or a SIGTERM to this command) goes to the program in the
+        // guest, which then ends the VM the usual way: its exit status comes back and
+        // nothing is left behind. Taken from a signalfd while the VM runs; qemu sits in
+        // its own process group and keeps these signals blocked.
+        sigset_t forwarded = forwardedSignals(), before;
+        ::pthread_sigmask(SIG_BLOCK, &forwarded, &before);
+        common::Fd signals(::signalfd(-1, &forwarded, SFD_CLOEXEC));
         int code = 0;
         try {
+            if (signals.fd < 0) throw common::sysError("vm: signalfd", errno);
             QemuVm vm = QemuVm::launch(config, assets, accel);
-            code = superviseVm(vm, STDOUT_FILENO, STDERR_FILENO);
+            code = superviseVm(vm, STDOUT_FILENO, STDERR_FILENO, signals.fd);
         } catch (...) {
+            ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
             std::filesystem::remove_all(config.workDir);
             throw;
         }
+        ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
         std::filesystem::remove_all(config.workDir);
         return {{"exitCode", code}, {"accel", accel.name}};
     }

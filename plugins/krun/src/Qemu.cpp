@@ -1,6 +1,7 @@
 #include "Qemu.h"
 
 #include "Job.h"
+#include "Supervise.h"
 #include "protocol.h"
 
 #include <mobileops/common/Errors.h>
@@ -236,7 +237,8 @@ struct ExecPlan {
     int log = -1;
     const std::vector<int> *fds = nullptr; // placed on 3, 4, 5, ...
     int firstFree = 3;
-    int report = -1; // the exec's errno goes here when it fails
+    int report = -1;  // the exec's errno goes here when it fails
+    sigset_t blocked; // qemu's signal mask
 };
 
 [[noreturn]] void reportExecFailure(int report, int err) {
@@ -266,16 +268,18 @@ struct ExecPlan {
     // Nothing else of ours survives the exec (the report pipe must stay open until then).
     if (::close_range(static_cast<unsigned>(plan.firstFree), ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         fail(errno);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // The signals a `kill --all` sends the whole container are the program's: the
+    // launcher forwards them into the guest. qemu keeps them blocked (pending, and
+    // dropped when it exits), or SIGTERM would end the VM before the program saw it, and
+    // no exit status would come back. SIGKILL still ends it.
+    ::sigprocmask(SIG_SETMASK, &plan.blocked, nullptr);
     ::execve(plan.argv[0], plan.argv.data(), environ);
     reportExecFailure(plan.report, errno);
 }
 
 // qemu with stdin /dev/null, stdout and stderr to `log`, and `fds` on 3, 4, 5, ...;
-// nothing else of ours open; its own process group; default signal dispositions and an
-// empty mask; killed when the calling thread dies.
+// nothing else of ours open; its own process group; default signal dispositions, the
+// forwarded signals (Supervise.h) blocked; killed when the calling thread dies.
 pid_t spawn(const std::vector<std::string> &argv, int log, const std::vector<int> &fds) {
     ExecPlan plan;
     // Copies above every target, so no dup2 overwrites a source a later one still needs.
@@ -297,6 +301,7 @@ pid_t spawn(const std::vector<std::string> &argv, int log, const std::vector<int
     for (const auto &a : argv) plan.argv.push_back(const_cast<char *>(a.c_str()));
     plan.argv.push_back(nullptr);
     plan.parent = ::getpid();
+    plan.blocked = forwardedSignals();
 
     // No handler of ours may run in the child before it resets the dispositions.
     sigset_t all, old;
@@ -331,11 +336,15 @@ int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid
 
 // ---- the result ----------------------------------------------------------------------
 
-// The code after the last exit marker on the console (a guest prints one).
-std::optional<int> consoleExitCode(const std::string &console) {
+// The report after the last exit marker on the console (a guest prints one).
+std::optional<ExitReport> consoleExitReport(const std::string &console) {
     size_t at = console.rfind(MO_EXIT_MARKER);
     if (at == std::string::npos) return std::nullopt;
-    return parseExitCode(std::string_view(console).substr(at + std::strlen(MO_EXIT_MARKER)));
+    return parseExitReport(std::string_view(console).substr(at + std::strlen(MO_EXIT_MARKER)));
+}
+
+std::string describeReport(const ExitReport &r) {
+    return std::to_string(r.code) + (r.signal ? " (signal " + std::to_string(r.signal) + ")" : "");
 }
 
 // Why the guest init gave up, when the line before its exit marker says so: a setup
@@ -753,7 +762,7 @@ QemuVm::QemuVm(QemuVm &&o) noexcept
     : _pid(std::exchange(o._pid, -1)), _pidfd(std::exchange(o._pidfd, -1)),
       _out(std::exchange(o._out, -1)), _err(std::exchange(o._err, -1)), _relay(std::move(o._relay)),
       _workDir(std::move(o._workDir)), _deadline(o._deadline), _timeout(o._timeout),
-      _reaped(o._reaped), _killed(o._killed.load()), _status(o._status) {}
+      _reaped(o._reaped), _killed(o._killed.load()), _status(o._status), _signal(o._signal) {}
 
 QemuVm::~QemuVm() {
     if (_pid > 0 && !_reaped) {
@@ -806,23 +815,27 @@ int QemuVm::wait() {
 
     std::string console = readFile(consoleLog(_workDir));
     std::string exitFile = jobDir(_workDir) + "/" MO_EXIT_FILE;
-    auto fromConsole = consoleExitCode(console);
-    auto fromFile = parseExitCode(readFile(exitFile));
+    auto fromConsole = consoleExitReport(console);
+    auto fromFile = parseExitReport(readFile(exitFile));
     if (fromConsole && fromFile && *fromConsole != *fromFile)
         throw Error(MO_E_STATE, "vm: the guest reported exit status " +
-                                    std::to_string(*fromConsole) + " on the console but " +
-                                    std::to_string(*fromFile) + " in " + quote(exitFile));
+                                    describeReport(*fromConsole) + " on the console but " +
+                                    describeReport(*fromFile) + " in " + quote(exitFile));
     if (fromConsole || fromFile) {
-        int code = fromConsole ? *fromConsole : *fromFile;
-        if (code == MO_EXIT_SETUP_FAILED)
+        ExitReport report = fromConsole ? *fromConsole : *fromFile;
+        if (report.code == MO_EXIT_SETUP_FAILED && !report.signal)
             if (auto why = setupFailure(console))
                 throw Error(MO_E_STATE, "vm: guest setup failed: " + *why);
-        return _status = code;
+        _signal = report.signal;
+        return _status = report.code;
     }
     if (timedOut)
         throw Error(-ETIMEDOUT, "vm: no exit within " + std::to_string(_timeout.count()) +
                                     " s, killed" + diagnostics(_workDir, console));
-    if (_killed) return _status = 128 + SIGKILL;
+    if (_killed) {
+        _signal = SIGKILL;
+        return _status = 128 + SIGKILL;
+    }
     throw Error(MO_E_STATE, "vm: the guest stopped without reporting an exit status (" +
                                 describeStatus(raw) + ")" + diagnostics(_workDir, console));
 }

@@ -72,6 +72,9 @@ public:
     // status (see guest/protocol.h). Throws common::Error with the serial console's last
     // lines when the guest failed before reporting one (MO_E_STATE), or the timeout hit.
     int wait();
+    // After wait(): the signal that ended the program (the guest's report; SIGKILL when
+    // kill() ended the VM), 0 when it exited.
+    int exitSignal() const { return _signal; }
 
 private:
     struct Relay; // moves qemu's output into the caller's pipes, answers drain requests
@@ -86,6 +89,7 @@ private:
     bool _reaped = false;
     std::atomic<bool> _killed{false}; // kill() was called: no report then means 128+SIGKILL
     int _status = -1;                 // what wait() returned
+    int _signal = 0;                  // exitSignal()
 };
 
 } // namespace mobileops::krun

@@ -4,6 +4,7 @@
 #include "Reference.h"
 
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/Fd.h>
 #include <mobileops/common/Integrity.h>
 #include <mobileops/common/Loop.h>
 #include <mobileops/common/Mounts.h>
@@ -275,6 +276,7 @@ json ImageStore::list() const {
         for (const auto &n : doc["names"]) familiarNames.push_back(familiar(n.get<std::string>()));
         doc["familiarNames"] = familiarNames;
         doc.erase("configBlob");
+        doc["flattened"] = flatInfo(doc.value("id", ""));
         out.push_back(doc);
     }
     return out;
@@ -292,6 +294,7 @@ json ImageStore::inspect(const std::string &ref) const {
         if (c.contains("spec") && c["spec"].value("imageId", "") == doc.value("id", ""))
             users.push_back(c.value("name", c.value("id", "")));
     doc["containers"] = users;
+    doc["flattened"] = flatInfo(doc.value("id", ""));
     return doc;
 }
 
@@ -649,6 +652,7 @@ void ImageStore::removeImage(const json &image, json &report) {
     for (const std::string &n : namesOf(id)) _host.remove(kName, n);
     _host.remove(kImage, id);
     report["deleted"].push_back(id);
+    if (removeFlat(id)) report["flattenedRemoved"].push_back(id);
 }
 
 json ImageStore::remove(const std::vector<std::string> &refs, bool force) {
@@ -764,9 +768,21 @@ json ImageStore::prepareRootfs(const std::string &containerId, const std::string
         throw sdk::Error(MO_E_INVALID, "container id " + quote(containerId) + " is not valid");
     json image = resolve(imageRef);
     const std::string id = image.value("id", "");
+    if (options.contains("flatten") && !options["flatten"].is_boolean())
+        throw sdk::Error(MO_E_INVALID, "option `flatten`: expected true or false");
+    const bool flatten = options.value("flatten", false);
     std::vector<std::string> lowers;
     const json &layers = image["layers"];
-    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    // The flattened copy is held by its lock until this root's record names it, so gc
+    // cannot take it away in between.
+    common::Host::Lock flatLock;
+    json flat;
+    if (flatten) {
+        flatLock = _host.lock("storage/flat/" + digestHex(id));
+        flat = ensureFlatLocked(image);
+        lowers.push_back(flat.value("path", ""));
+    }
+    for (auto it = layers.rbegin(); !flatten && it != layers.rend(); ++it) {
         std::string dir = _paths.layer(it->value("diffId", "")) + "/fs";
         struct stat st;
         if (::stat(dir.c_str(), &st) < 0)
@@ -832,14 +848,18 @@ json ImageStore::prepareRootfs(const std::string &containerId, const std::string
             mountOverlay(lowers, base + "/upper", base + "/work", dir + "/merged");
         json doc = {{"container", containerId}, {"image", id},
                     {"path", dir + "/merged"},  {"upper", base + "/upper"},
-                    {"work", base + "/work"},   {"diskLimit", diskLimit}};
+                    {"work", base + "/work"},   {"diskLimit", diskLimit},
+                    {"flat", flatten}};
         _host.put(kRootfs, containerId, "", doc);
         std::vector<std::string> names = namesOf(id);
-        return {{"path", dir + "/merged"},
-                {"upper", base + "/upper"},
-                {"work", base + "/work"},
-                {"diskLimit", diskLimit},
-                {"image", {{"id", id}, {"name", names.empty() ? "" : familiar(names.front())}}}};
+        json out = {
+            {"path", dir + "/merged"},
+            {"upper", base + "/upper"},
+            {"work", base + "/work"},
+            {"diskLimit", diskLimit},
+            {"image", {{"id", id}, {"name", names.empty() ? "" : familiar(names.front())}}}};
+        if (flatten) out["flat"] = flat;
+        return out;
     } catch (...) {
         undo();
         throw;
@@ -857,6 +877,38 @@ void ImageStore::releaseRootfs(const std::string &containerId) {
     _host.remove(kRootfs, containerId);
 }
 
+namespace {
+
+// Every layer of `image` applied in order onto the existing directory `dir`.
+void applyLayers(const Paths &paths, const json &image, const std::string &dir) {
+    for (const json &l : image["layers"]) {
+        ExtractOptions eo;
+        eo.whiteouts = Whiteouts::Apply;
+        eo.createTarget = false;
+        eo.allowDevices = true; // the store already refused what was not allowed
+        extract(paths.blob(l.value("digest", "")), dir, eo);
+    }
+}
+
+// Entries below `dir` and the bytes of its regular files (each hard-linked inode once).
+std::pair<uint64_t, uint64_t> measureTree(const std::string &dir) {
+    uint64_t entries = 0, bytes = 0;
+    std::set<std::pair<dev_t, ino_t>> seen;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end;
+         !ec && it != end; it.increment(ec)) {
+        ++entries;
+        struct stat st;
+        if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+            seen.insert({st.st_dev, st.st_ino}).second)
+            bytes += static_cast<uint64_t>(st.st_size);
+    }
+    if (ec) throw common::sysError("measure " + quote(dir), ec.value());
+    return {entries, bytes};
+}
+
+} // namespace
+
 json ImageStore::flatten(const std::string &imageRef, const std::string &target) {
     json image = resolve(imageRef);
     if (target.empty()) throw sdk::Error(MO_E_INVALID, "no target directory given");
@@ -868,13 +920,7 @@ json ImageStore::flatten(const std::string &imageRef, const std::string &target)
     removeTree(work);
     makeDir(work, 0755);
     try {
-        for (const json &l : image["layers"]) {
-            ExtractOptions eo;
-            eo.whiteouts = Whiteouts::Apply;
-            eo.createTarget = false;
-            eo.allowDevices = true; // the store already refused what was not allowed
-            extract(_paths.blob(l.value("digest", "")), work, eo);
-        }
+        applyLayers(_paths, image, work);
         if (::rename(work.c_str(), dest.c_str()) < 0)
             throw common::sysError("move the flattened root to " + quote(dest), errno);
     } catch (...) {
@@ -882,6 +928,70 @@ json ImageStore::flatten(const std::string &imageRef, const std::string &target)
         throw;
     }
     return {{"path", dest}, {"image", image.value("id", "")}};
+}
+
+json ImageStore::flatInfo(const std::string &imageId) const {
+    const std::string dir = _paths.flat(imageId);
+    std::ifstream in(dir + "/info.json");
+    if (!in) return nullptr;
+    json info = json::parse(in, nullptr, false);
+    if (!info.is_object()) info = json::object();
+    info["image"] = imageId;
+    info["path"] = dir + "/fs";
+    return info;
+}
+
+json ImageStore::ensureFlat(const std::string &imageRef) {
+    json image = resolve(imageRef);
+    auto lock = _host.lock("storage/flat/" + digestHex(image.value("id", "")));
+    return ensureFlatLocked(image);
+}
+
+json ImageStore::ensureFlatLocked(const json &image) {
+    const std::string id = image.value("id", "");
+    if (json info = flatInfo(id); !info.is_null()) {
+        info["built"] = false;
+        return info;
+    }
+    // Built below tmp/ (gc removes it when this process dies half-way), then renamed
+    // into place whole: flat/<hex> exists only complete.
+    const std::string work = tempPath("flat");
+    try {
+        makeDir(work, 0700);
+        makeDir(work + "/fs", 0755);
+        applyLayers(_paths, image, work + "/fs");
+        auto [entries, bytes] = measureTree(work + "/fs");
+        json info = {{"created", nowRfc3339()}, {"entries", entries}, {"bytes", bytes}};
+        writeFile(work + "/info.json", info.dump());
+        if (common::Fd fd(::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+            fd.fd < 0 || ::syncfs(fd.fd) < 0)
+            throw common::sysError("sync " + quote(work), errno);
+        if (::rename(work.c_str(), _paths.flat(id).c_str()) < 0)
+            throw common::sysError("move the flattened copy of " + quote(id) + " into place",
+                                   errno);
+    } catch (...) {
+        removeTree(work);
+        throw;
+    }
+    json info = flatInfo(id);
+    info["built"] = true;
+    return info;
+}
+
+bool ImageStore::removeFlat(const std::string &imageId) {
+    auto lock = _host.lock("storage/flat/" + digestHex(imageId));
+    return removeFlatLocked(imageId);
+}
+
+bool ImageStore::removeFlatLocked(const std::string &imageId) {
+    const std::string dir = _paths.flat(imageId);
+    if (::access(dir.c_str(), F_OK) != 0) return false;
+    // Out of sight first: a half-removed copy must never look complete.
+    const std::string doomed = tempPath("flat-removed");
+    if (::rename(dir.c_str(), doomed.c_str()) < 0)
+        throw common::sysError("remove the flattened copy " + quote(dir), errno);
+    removeTree(doomed);
+    return true;
 }
 
 json ImageStore::gc() {
@@ -897,6 +1007,19 @@ json ImageStore::gc() {
         if (id.empty() || containers.count(id)) continue;
         releaseRootfs(id);
         released.push_back("root filesystem of deleted container " + id);
+    }
+    // Flattened copies no container root uses (nor an image any more): a cache.
+    for (const auto &entry : fs::directory_iterator(_paths.flats(), ec)) {
+        const std::string hex = entry.path().filename().string();
+        if (hex.size() != 64 || !isHex(hex)) continue;
+        const std::string imageId = "sha256:" + hex;
+        auto lock = _host.lock("storage/flat/" + hex);
+        bool used = false;
+        for (const json &r : _host.list(kRootfs))
+            used |= r.value("flat", false) && r.value("image", "") == imageId;
+        if (used) continue;
+        if (removeFlatLocked(imageId))
+            released.push_back("flattened copy of image " + shortId(imageId) + " (unused)");
     }
     if (int n = cleanTmp())
         released.push_back(std::to_string(n) + " unfinished work files in " + _paths.tmp());

@@ -8,7 +8,8 @@
 //                      layers[{digest, diffId, size, mediaType}], created, os,
 //                      architecture, size, source}
 //   kind "image-name"  key: fully qualified name ("docker.io/library/busybox:latest") {id}
-//   kind "rootfs"      key: container id  {image, path, upper, diskLimit}
+//   kind "rootfs"      key: container id  {image, path, upper, diskLimit, flat}
+// Flattened images (flat/<hex>) need no record either: they appear by an atomic rename.
 // Layers need no record: layers/<hex> appears by an atomic rename once extracted whole.
 #pragma once
 
@@ -112,15 +113,28 @@ public:
     nlohmann::json recordManifests(const std::string &ref, bool again);
 
     // --- containers ---
-    // {diskLimit: bytes} -> {path, upper, work, image{id, name}}; see services.h.
+    // {diskLimit: bytes, flatten: bool} -> {path, upper, work, image{id, name}, flat};
+    // see services.h. `flatten`: the overlay's one lower layer is the image's flattened
+    // copy (made on first use) instead of its layers: what a micro-VM's 9p share serves
+    // best (one directory tree, no whiteouts or opaque directories to resolve per lookup).
     nlohmann::json prepareRootfs(const std::string &containerId, const std::string &imageRef,
                                  const nlohmann::json &options);
     void releaseRootfs(const std::string &containerId);
     // A flattened copy of an image (every layer applied in order) at `target`, for
     // backends that cannot use an overlay (micro-VMs).
     nlohmann::json flatten(const std::string &imageRef, const std::string &target);
-    // Container roots whose container is gone: unmounted and removed; work left below
-    // tmp/ by processes that are gone.
+    // The image's cached flattened copy (flat/<hex>/fs), made once: the first caller
+    // builds it under tmp/ and renames it into place while holding the image's flat lock;
+    // concurrent callers wait on that lock and reuse it. Returns {path, image, bytes,
+    // entries, created, built (this call made it)}.
+    nlohmann::json ensureFlat(const std::string &imageRef);
+    // The cached copy's description (as ensureFlat) or null when there is none.
+    nlohmann::json flatInfo(const std::string &imageId) const;
+    // Remove the cached copy of an image; false when there was none.
+    bool removeFlat(const std::string &imageId);
+    // Container roots whose container is gone: unmounted and removed; flattened copies
+    // that no container root uses (they are a cache, made again on the next use); work
+    // left below tmp/ by processes that are gone.
     nlohmann::json gc();
     int cleanTmp();
 
@@ -140,6 +154,8 @@ private:
     std::set<std::string> protectedDigests() const;
     void removeImage(const nlohmann::json &image, nlohmann::json &report);
     nlohmann::json record(const std::string &id) const;
+    nlohmann::json ensureFlatLocked(const nlohmann::json &image); // flat lock held
+    bool removeFlatLocked(const std::string &imageId);            // flat lock held
 
     const common::Host &_host;
     Paths _paths;

@@ -29,6 +29,10 @@ std::string Paths::layer(const std::string &diffId) const {
     return layers() + "/" + digestHex(diffId);
 }
 
+std::string Paths::flat(const std::string &imageId) const {
+    return flats() + "/" + digestHex(imageId);
+}
+
 void Paths::create() const {
     auto mk = [](const std::string &dir, mode_t mode) {
         if (::mkdir(dir.c_str(), mode) < 0 && errno != EEXIST)
@@ -41,6 +45,7 @@ void Paths::create() const {
     mk(blobs(), 0700);
     mk(layers(), 0700);
     mk(containers(), 0700);
+    mk(flats(), 0700);
     mk(volumes(), 0700);
     mk(snapshots(), 0700);
     mk(tmp(), 0700);

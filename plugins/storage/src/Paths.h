@@ -6,8 +6,11 @@
 //   layers/<hex>/fs             a layer extracted once (hex of its uncompressed digest, the
 //                               diffID), overlay-ready: whiteouts as 0/0 character devices,
 //                               opaque directories with trusted.overlay.opaque=y
-//   containers/<id>/            a container's writable layer (upper/, work/, or upper.img
-//                               when its size is limited) and its flattened copy (rootfs/)
+//   containers/<id>/            a container's writable layer (upper/, work/, or layer.img
+//                               when its size is limited) and its root (merged/)
+//   flat/<hex>/fs               an image flattened once for micro-VMs (hex of the image
+//                               id): every layer applied in order, no whiteouts left;
+//                               flat/<hex>/info.json says when and how big
 //   volumes/<class>/<name>/     default backing of the built-in storage classes
 //   snapshots/<id>/<snap>.tar.zst  container snapshots (sha256 recorded)
 //   tmp/                        work in progress; anything here is garbage after a crash
@@ -29,6 +32,8 @@ public:
     std::string layer(const std::string &diffId) const; // layers/<hex>
     std::string containers() const { return _root + "/containers"; }
     std::string container(const std::string &id) const { return containers() + "/" + id; }
+    std::string flats() const { return _root + "/flat"; }
+    std::string flat(const std::string &imageId) const; // flat/<hex>
     std::string volumes() const { return _root + "/volumes"; }
     std::string snapshots() const { return _root + "/snapshots"; }
     std::string tmp() const { return _root + "/tmp"; }
