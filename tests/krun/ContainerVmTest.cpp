@@ -197,6 +197,7 @@ TEST_F(ContainerVm, KillAllAndStopOfAProgramDyingOfTermRecord143) {
         json state = jsonOf(mo({"container", "inspect", name}));
         EXPECT_EQ(state.value("status", ""), "stopped") << how;
         EXPECT_EQ(state.value("exit_code", 0), 128 + SIGTERM) << how << ": " << state.dump();
+        EXPECT_EQ(state.value("signal", 0), SIGTERM) << how << ": " << state.dump();
         EXPECT_EQ(mo({"logs", "show", name}).out.find("mobileops-vmm"), std::string::npos)
             << mo({"logs", "show", name}).out;
         EXPECT_EQ(mo({"container", "delete", name}).status, 0);
@@ -235,10 +236,15 @@ TEST_F(ContainerVm, AVmSeesTheImageFlattenedExactlyAsTheOverlayShowsIt) {
     EXPECT_NE(ns.out.find("own 640 1000:1002"), std::string::npos) << ns.out;
     EXPECT_NE(ns.out.find("back\ntwo\none\nsame\nfresh\n"), std::string::npos) << ns.out;
 
+    EXPECT_TRUE(jsonOf(mo({"image", "inspect", "example.test/flat:1"}))["flattened"].is_null());
     Result vm = mo({"container", "run", "--rm", "--runtime", "krun", "example.test/flat:1",
                     "/bin/sh", "-c", list});
     EXPECT_EQ(vm.status, 0) << vm.err;
     EXPECT_EQ(vm.out, ns.out);
+    // The VM container's root is the overlay over the image's flattened copy, made once.
+    json flattened = jsonOf(mo({"image", "inspect", "example.test/flat:1"}))["flattened"];
+    ASSERT_TRUE(flattened.is_object());
+    EXPECT_TRUE(fs::exists(flattened.value("path", "") + "/own")) << flattened.dump();
 
     ASSERT_EQ(mo({"image", "unpack", "example.test/flat:1", _tmp.path() + "/flat"}).status, 0);
     Result flat = mo({"vm", "run", _tmp.path() + "/flat", "/bin/sh", "-c", list});

@@ -1031,6 +1031,8 @@ void Runtime::prepareStorage(ContainerSpec &spec, const std::string &id, json &r
                             (why.empty() ? std::string() : " (" + why + ")"));
         json options = {{"readonly", spec.readonly}};
         if (spec.diskLimit) options["diskLimit"] = *spec.diskLimit;
+        // A micro-VM's 9p share walks one flattened lower layer instead of every layer.
+        if (spec.vm) options["flatten"] = true;
         std::string text = options.dump();
         json out = serviceOutput(_host, "storage", [&](mo_buffer *b, mo_error *e) {
             return svc->prepare_rootfs(svc->self, id.c_str(), spec.imageId.c_str(), text.c_str(), b,
@@ -1113,6 +1115,29 @@ void Runtime::placeAtClone(const mo_cgroup_service *svc, const std::string &path
     options.cgroupFdOwner = std::shared_ptr<void>(nullptr, [fd](void *) { ::close(fd); });
 }
 
+namespace {
+
+// A VM container's launcher is its PID namespace's init and never dies of a signal itself:
+// how the program in the guest ended is in vm-exit.json beside vm.json, and a death by
+// signal N is recorded as such (its exit code is already 128+N).
+LaunchOptions withVmExit(const ContainerSpec &spec, LaunchOptions options) {
+    if (!spec.vm) return options;
+    const std::string file =
+        std::filesystem::path(spec.vm->configFile).parent_path() / "vm-exit.json";
+    auto previous = std::move(options.afterExit);
+    options.afterExit = [previous, file](int signal) {
+        json exit = previous ? previous(signal) : json::object();
+        std::ifstream in(file);
+        json report = json::parse(in, nullptr, false);
+        if (report.is_object() && report.value("signal", 0) > 0 && !exit.contains("signal"))
+            exit["signal"] = report["signal"];
+        return exit;
+    };
+    return options;
+}
+
+} // namespace
+
 LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::string &id,
                                      json &record) const {
     LaunchOptions options;
@@ -1121,7 +1146,7 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
         if (!spec.cgroupsPath.empty())
             throw Error(MO_E_UNSUPPORTED, "cgroupsPath " + quote(spec.cgroupsPath) +
                                               " needs the cgroup service (plugin cgroup)");
-        return options; // the core lists requested resources as unapplied
+        return withVmExit(spec, std::move(options)); // the core lists resources as unapplied
     }
     const std::string path = spec.cgroupsPath.empty() ? cgroupPath(id) : spec.cgroupsPath;
     if (!spec.cgroupsPath.empty() && svc->pids) {
@@ -1159,7 +1184,7 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
     options.afterExit = [host, svc, path](int signal) {
         return finishCgroup(host, svc, path, signal);
     };
-    return options;
+    return withVmExit(spec, std::move(options));
 }
 
 bool Runtime::killCgroup(const json &record, int signal) const {
