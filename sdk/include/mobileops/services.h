@@ -159,8 +159,13 @@ typedef struct mo_network_service {
 typedef struct mo_storage_service {
     uint32_t size;
     void *self;
-    /* Prepare a root filesystem for a container from an image reference; writes
-     * {path, mounts} JSON to out. */
+    /* Prepare a root filesystem for a container from an image reference: an overlay of
+     * the image's layers under a writable layer of the container's own, mounted at the
+     * returned path. options_json (may be NULL): {readonly: bool, diskLimit: bytes,
+     * flatten: bool}; flatten makes the overlay's only lower layer the image's flattened
+     * copy (every layer applied, made once per image: what a micro-VM shares best).
+     * Writes {path, upper, work, image: {id, name}, flat} JSON to out. Idempotent: a
+     * second call for the same container mounts again what a reboot took away. */
     int (*prepare_rootfs)(void *self, const char *container_id, const char *image_ref,
                           const char *options_json, mo_buffer *out, mo_error *err);
     int (*release_rootfs)(void *self, const char *container_id, mo_error *err);
