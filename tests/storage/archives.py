@@ -170,29 +170,7 @@ def layout(out):
         ("a", b"", d), ("a/.wh.gone", b""), ("a/.wh.sub", b""), ("a/new", b"new\n"),
         ("o", b"", d), ("o/.wh..wh..opq", b""), ("o/fresh", b"fresh\n"),
     ])
-    os.makedirs(os.path.join(out, "blobs", "sha256"))
-    layers = []
-    diff_ids = []
-    for raw, gz in (l1, l2):
-        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                       "digest": blob(out, gz), "size": len(gz)})
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "config": {"Cmd": ["/bin/tool"], "Env": ["A=1"]},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
-    manifest = json.dumps({"schemaVersion": 2,
-                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": blob(out, config), "size": len(config)},
-                           "layers": layers}).encode()
-    m = blob(out, manifest)
-    with open(os.path.join(out, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m,
-             "size": len(manifest),
-             "annotations": {"org.opencontainers.image.ref.name": "example.test/layered:1"}}]}, f)
-    with open(os.path.join(out, "oci-layout"), "w") as f:
-        f.write('{"imageLayoutVersion":"1.0.0"}')
+    write_layout(out, [l1, l2], "example.test/layered:1", ["/bin/tool"])
 
 
 def main():
