@@ -329,7 +329,13 @@ protected:
         for (const char *dir : {"bin", "lib/mobileops", "libexec/mobileops", "share/mobileops"}) {
             fs::create_directories(_prefix + "/" + dir);
             if (std::string(dir) == "bin") {
-                fs::copy_file(build + "/bin/mobileops", _prefix + "/bin/mobileops");
+                // What the manifest covers: bin/mobileops and bin/mobileops-* (the
+                // mobileops-runc symlink), not the test programs beside them.
+                for (const auto &e : fs::directory_iterator(build + "/bin")) {
+                    std::string name = e.path().filename();
+                    if (name != "mobileops" && name.rfind("mobileops-", 0) != 0) continue;
+                    fs::copy(e.path(), _prefix + "/bin/" + name, fs::copy_options::copy_symlinks);
+                }
                 continue;
             }
             fs::copy(build + "/" + dir, _prefix + "/" + dir, fs::copy_options::recursive);

@@ -62,23 +62,6 @@ const char *codeName(int code) {
 // -errno: a system error (the MO_E_* codes start at MO_E_INVALID, -1000).
 int errnoOf(int code) { return code < 0 && code > MO_E_INVALID ? -code : 0; }
 
-std::string jsonString(const std::string &s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out + "\"";
-}
-
 // The one line a failure prints on stderr: `mobileops: MESSAGE`, or with
 // MOBILEOPS_ERROR_FORMAT=json `{"code":"not_found","message":"...","exit":1}` for a
 // program that drives the CLI (the API server maps the code to an HTTP status); a
@@ -243,6 +226,35 @@ int runVerb(LuaEngine &lua, const std::string &wfName, const std::vector<std::st
 }
 
 } // namespace
+
+std::string jsonString(const std::string &s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (c < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    return out + "\"";
+}
 
 int dispatch(const std::vector<std::string> &argv, GlobalFlags flags) {
     if (flags.debug) log::setLevel(log::Level::Debug);

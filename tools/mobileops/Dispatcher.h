@@ -15,6 +15,9 @@ struct GlobalFlags {
     std::function<void(const std::string &)> onError;
 };
 
+// `s` as a JSON string literal, quotes included (bytes above 0x7f pass through as they are).
+std::string jsonString(const std::string &s);
+
 // Returns the process exit status: 0 ok, 1 failure, 2 usage error. Prints exactly one
 // `mobileops: <message>` line on stderr for any failure.
 int dispatch(const std::vector<std::string> &argv, GlobalFlags flags);

@@ -40,35 +40,6 @@ const char kOciUsage[] =
     "features spec\n"
     "Run `mobileops-runc COMMAND --help` for a command's options.\n";
 
-std::string jsonString(const std::string &s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    return out + "\"";
-}
-
 std::string nowRfc3339() {
     struct timespec ts {};
     ::clock_gettime(CLOCK_REALTIME, &ts);
