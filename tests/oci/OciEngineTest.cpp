@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -30,6 +31,7 @@ namespace mobileops::test {
 namespace {
 
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 // MOBILEOPS_OCI_TEST_RUNTIME=/usr/sbin/runc runs the same scenarios with a reference
 // runtime, which shows the harness itself works.
@@ -98,6 +100,7 @@ protected:
         if (!executable("/usr/bin/podman") || !executable("/usr/bin/conmon"))
             GTEST_SKIP() << "podman or conmon is not installed (tools/install-deps.sh)";
         if (std::string why = runcModelMissing(); !why.empty()) GTEST_SKIP() << why;
+        _ownsLibpodParent = libpodParents().empty();
         _dir = _tmp.path();
         std::ofstream(_dir + "/containers.conf")
             << "[containers]\n"
@@ -133,6 +136,30 @@ protected:
                 run({"/usr/bin/umount", "-l", f});
             }
         }
+        // podman (cgroupfs) makes /libpod_parent and /libpod_parent/conmon in every
+        // hierarchy; the containers' cgroups below it (cgroupsPath) are the runtime's to
+        // remove at delete. What podman made is removed when it was not there before.
+        for (const std::string &parent : libpodParents()) {
+            for (const auto &c : fs::directory_iterator(parent)) {
+                if (!c.is_directory()) continue;
+                if (c.path().filename() != "conmon")
+                    ADD_FAILURE() << "cgroup left behind: " << c.path();
+                if (_ownsLibpodParent) ::rmdir(c.path().c_str());
+            }
+            if (_ownsLibpodParent) ::rmdir(parent.c_str());
+        }
+    }
+
+    // podman's cgroup parent in each hierarchy where it exists.
+    static std::vector<std::string> libpodParents() {
+        std::vector<std::string> out;
+        std::error_code ec;
+        for (const auto &h : fs::directory_iterator("/sys/fs/cgroup", ec))
+            if (fs::is_directory(h.path() / "libpod_parent"))
+                out.push_back((h.path() / "libpod_parent").string());
+        if (fs::is_directory("/sys/fs/cgroup/libpod_parent")) // a cgroup2-only host
+            out.push_back("/sys/fs/cgroup/libpod_parent");
+        return out;
     }
 
     Result podman(const std::vector<std::string> &args) {
@@ -165,6 +192,7 @@ protected:
     TempDir _tmp;
     static TempDir _images;
     std::string _dir, _runtime;
+    bool _ownsLibpodParent = false;
 };
 
 TempDir Podman::_images;
