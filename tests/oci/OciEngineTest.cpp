@@ -139,15 +139,22 @@ protected:
         // podman (cgroupfs) makes /libpod_parent and /libpod_parent/conmon in every
         // hierarchy; the containers' cgroups below it (cgroupsPath) are the runtime's to
         // remove at delete. What podman made is removed when it was not there before.
-        for (const std::string &parent : libpodParents()) {
-            for (const auto &c : fs::directory_iterator(parent)) {
-                if (!c.is_directory()) continue;
-                if (c.path().filename() != "conmon")
+        for (const std::string &parent : libpodParents())
+            for (const auto &c : fs::directory_iterator(parent))
+                if (c.is_directory() && c.path().filename() != "conmon")
                     ADD_FAILURE() << "cgroup left behind: " << c.path();
-                if (_ownsLibpodParent) ::rmdir(c.path().c_str());
+        if (!_ownsLibpodParent) return;
+        // The last conmon may still be on its way out (EBUSY): wait for it, 10 s at most.
+        for (int i = 0; i < 100 && !libpodParents().empty(); ++i) {
+            for (const std::string &parent : libpodParents()) {
+                ::rmdir((parent + "/conmon").c_str());
+                ::rmdir(parent.c_str());
             }
-            if (_ownsLibpodParent) ::rmdir(parent.c_str());
+            if (!libpodParents().empty())
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
+        for (const std::string &parent : libpodParents())
+            ADD_FAILURE() << "podman's cgroup left behind: " << parent;
     }
 
     // podman's cgroup parent in each hierarchy where it exists.
