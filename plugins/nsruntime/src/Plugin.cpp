@@ -52,7 +52,7 @@ public:
             feature(f);
         // runc's process model (docs/runtime-spec.md, `oci`) and what comes with it.
         for (const char *f : {"nsruntime.oci", "nsruntime.detached-exec", "nsruntime.hooks",
-                              "nsruntime.namespace-paths"})
+                              "nsruntime.namespace-paths", "nsruntime.umask"})
             feature(f);
     }
 

@@ -308,7 +308,7 @@ int execSearch(Syscalls &sys, const ProcessSpec &process, std::string &what) {
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         for (int s = 1; s < NSIG; ++s)
             if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
-        ::umask(022);
+        ::umask(static_cast<mode_t>(process.umask));
         // Whatever the caller leaked must not reach the container (CVE-2024-21626).
         ::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
         int r = sys.chdir(process.cwd.c_str());

@@ -392,6 +392,11 @@ ProcessSpec parseProcess(const json &p, const ProcessSpec &defaults) {
             throw invalid("process.oomScoreAdj: expected an integer from -1000 to 1000");
         out.oomScoreAdj = o->get<int>();
     }
+    if (const json *m = field(p, "umask")) {
+        if (!m->is_number_integer() || m->get<int64_t>() < 0 || m->get<int64_t>() > 0777)
+            throw invalid("process.umask: expected an integer from 0 to 0777 (511)");
+        out.umask = m->get<unsigned>();
+    }
     out.terminal = getBool(p, "terminal", path, out.terminal);
     out.stdinOpen = getBool(p, "stdin", path, out.stdinOpen);
     out.init = getBool(p, "init", path, out.init);

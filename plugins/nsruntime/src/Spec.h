@@ -75,6 +75,7 @@ struct ProcessSpec {
     bool noNewPrivileges = false; // resolved from `security` by prepareProcess
     std::vector<Rlimit> rlimits;
     std::optional<int> oomScoreAdj; // -1000..1000; lowering it needs CAP_SYS_RESOURCE
+    unsigned umask = 022;           // the process's file mode creation mask, 0..0777
     SecuritySpec security;          // the spec's `security`; exec's `process.security` on top
     // Not a spec key: the OCI start gate (OciSpec), an O_PATH fd of the container's
     // exec.fifo. With it the process stops right before its exec until `start`.
