@@ -300,5 +300,20 @@ TEST_F(OciCli, ListShowsThisRootsContainers) {
     EXPECT_EQ(l[0]["status"], "created");
 }
 
+// containerd passes --root /run/containerd/runc/<namespace>, whose parents a fresh boot
+// lacks: they are made (0700, as runc makes them).
+TEST_F(OciCli, RootParentsAreCreated) {
+    const std::string root = _tmp.path() + "/run/containerd/runc/k8s.io";
+    Result r = run({runc(), "--root", root, "list", "--format", "json"},
+                   {{"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out), json::array());
+    struct stat st;
+    ASSERT_EQ(::stat((_tmp.path() + "/run/containerd").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    ASSERT_EQ(::stat(root.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
 } // namespace
 } // namespace mobileops::test

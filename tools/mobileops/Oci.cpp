@@ -144,9 +144,15 @@ int ociMain(const std::vector<std::string> &argv, GlobalFlags flags) {
                 return failEarly(log, jsonLog, "--root: " + std::string(std::strerror(errno)));
             root = std::string(cwd) + "/" + root;
         }
-        if (::mkdir(root.c_str(), 0700) < 0 && errno != EEXIST)
-            return failEarly(log, jsonLog,
-                             "--root " + root + ": " + std::string(std::strerror(errno)));
+        // Missing parents too, 0700 each, as runc does (containerd passes
+        // /run/containerd/runc/<namespace>, whose parent a fresh boot lacks).
+        for (std::size_t at = 1; at != std::string::npos;) {
+            at = root.find('/', at + 1);
+            const std::string dir = root.substr(0, at);
+            if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST)
+                return failEarly(log, jsonLog,
+                                 "--root " + root + ": " + dir + ": " + std::strerror(errno));
+        }
         ::setenv("MOBILEOPS_ROOT", root.c_str(), 1);
         ::setenv("MOBILEOPS_RUN", (root + "/run").c_str(), 1);
     }
