@@ -329,7 +329,8 @@ TEST_F(ContainerCli, TtyGivesTheProcessATerminal) {
         underScript("$M container run --rm -t " + _rootfs +
                     " /bin/sh -c 'test -t 0 && test -t 1 && test -t 2 && echo all-tty; tty'");
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.out, "all-tty\r\n/dev/console\r\n");
+    // its own devpts's terminal, as with runc and podman
+    EXPECT_EQ(r.out, "all-tty\r\n/dev/pts/0\r\n");
 }
 
 TEST_F(ContainerCli, ExecTtyGivesTheProcessItsControllingTerminal) {

@@ -78,7 +78,11 @@ int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, 
                   int *signal, LaunchOptions options) {
     Pty pty;
     const bool terminal = spec.process.terminal || stdio.tty;
-    ChildIo io = childIoFor(stdio, terminal, pty);
+    ChildIo io;
+    if (terminal)
+        io.ownTerminal = &pty; // the container's own, from its devpts
+    else
+        io = childIoFor(stdio, false, pty);
     OutputPipes pipes;
     if (stdio.log && !terminal) pipes.open(io);
     options.dieWithParent = true;

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -89,6 +90,20 @@ void setupStdio(const ChildIo &io, int devNull) {
     }
     for (int i = 0; i < 3; ++i)
         if (::dup2(tmp[i], i) < 0) throw sysError("dup stdio", errno);
+}
+
+// The container's own pty (ChildIo::consoleSocket) becomes our stdio and controlling
+// terminal, owned by the process user as after a login; its master goes to the parent.
+void takeTerminal(ContainerPty pty, int sock, uid_t uid) {
+    if (::fchown(pty.slave, uid, static_cast<gid_t>(-1)) < 0)
+        throw sysError("chown " + quote(pty.name), errno);
+    if (::ioctl(pty.slave, TIOCSCTTY, 0) < 0) throw sysError("set the controlling terminal", errno);
+    for (int i = 0; i < 3; ++i)
+        if (::dup2(pty.slave, i) < 0) throw sysError("dup stdio", errno);
+    ::close(pty.slave);
+    sendMaster(sock, pty.master, pty.name);
+    ::close(pty.master);
+    ::close(sock);
 }
 
 // In a new PID namespace getppid() is 0: the parent lives outside it.
@@ -206,6 +221,7 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
         if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent);
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
+        if (io.consoleSocket >= 0) mounts.allocateConsole();
         mounts.prepareRoot();
         if (options.beforePivot) options.beforePivot(hostPid);
         mounts.pivot();
@@ -217,6 +233,8 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
             process.afterGate = [&options, hostPid] { options.afterGate(hostPid); };
         // An image is readable only now: its users and groups are resolved here.
         if (!spec.rootfsImage.empty()) prepareProcess(process, "/");
+        if (io.consoleSocket >= 0)
+            takeTerminal(mounts.takeConsole(), io.consoleSocket, process.user.uid);
         execOrInit(sys, process, report, dieWithParent, parent);
     } catch (...) {
         failChild(report);
@@ -305,6 +323,16 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     const pid_t parent = ::getpid();
     std::vector<std::pair<int, int>> joined = openNamespaces(spec);
+    ChildIo childIo = io;
+    OwnedFd terminalOurs, terminalTheirs;
+    if (io.ownTerminal) {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+            throw sysError("socketpair", errno);
+        terminalOurs.reset(sv[0]);
+        terminalTheirs.reset(sv[1]);
+        childIo.consoleSocket = sv[1];
+    }
     struct CloseAll {
         std::vector<std::pair<int, int>> &fds;
         ~CloseAll() {
@@ -341,8 +369,9 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
         pid = sys.clone3(&args);
         if (pid == 0) {
             report.read.release();
-            containerChild(sys, spec, io, report.write.fd, sync ? sync->read.fd : -1, devNull.fd,
-                           options.dieWithParent, parent, lateCgroupNs, options, joined);
+            containerChild(sys, spec, childIo, report.write.fd, sync ? sync->read.fd : -1,
+                           devNull.fd, options.dieWithParent, parent, lateCgroupNs, options,
+                           joined);
         }
         // Kernels before 5.7 (E2BIG, EINVAL) or a cgroup the kernel will not place into
         // (EOPNOTSUPP, EBUSY): move the child after the clone instead.
@@ -357,6 +386,7 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     if (pid < 0) throw sysError("clone the container process", static_cast<int>(-pid));
     ChildProcess child(static_cast<pid_t>(pid), pidfd);
     report.write.reset();
+    terminalTheirs.reset();
     try {
         if (sync) {
             sync->read.reset();
@@ -377,6 +407,8 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
             sync->write.reset();
         }
         awaitExec(child, report.read.fd);
+        // Sent before the exec (or the start gate), so it is there now.
+        if (io.ownTerminal) *io.ownTerminal = Pty::receive(terminalOurs.fd, -1);
     } catch (...) {
         if (!child.waited()) {
             child.kill(SIGKILL);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "Errors.h"
+#include "Pty.h"
 #include "Spec.h"
 #include "Syscalls.h"
 
@@ -35,6 +36,13 @@ struct ChildIo {
     int in = -1, out = -1, err = -1;
     int tty = -1;
     std::string ttyPath; // bound on /dev/console
+    // launch only: give the container a terminal of its own, as runc does. The child
+    // opens a pty from the container's devpts once it is mounted (so `tty` inside names
+    // /dev/pts/0), binds the slave on /dev/console, makes it its stdio and controlling
+    // terminal, and sends the master back over a socketpair (consoleSocket, the child's
+    // end); launch stores it here (Pty::receive). The other fields are then unused.
+    Pty *ownTerminal = nullptr;
+    int consoleSocket = -1;
 };
 
 struct LaunchOptions {

@@ -53,11 +53,7 @@ constexpr int kQuietFlushMs = 250;
         ChildIo io;
         io.out = out[1];
         io.err = err[1];
-        if (spec.process.terminal) {
-            pty = Pty::open(-1);
-            io.tty = pty.slave();
-            io.ttyPath = pty.slavePath();
-        }
+        if (spec.process.terminal) io.ownTerminal = &pty;
         ChildProcess child;
         try {
             child = launch(sys, spec, io, options);

@@ -234,6 +234,8 @@ Mounts::Mounts(Syscalls &sys, const ContainerSpec &spec, std::string console)
 
 Mounts::~Mounts() {
     if (_root >= 0) _sys.close(_root);
+    for (int fd : {_pty.master, _pty.slave})
+        if (fd >= 0) ::close(fd);
 }
 
 int Mounts::resolve(const std::string &path, bool create, bool file, int depth) {
@@ -487,7 +489,7 @@ void Mounts::mountHardwareDev() {
     // The host's console is not the container's: a terminal's pty, or nothing.
     if (!_console.empty())
         mountAt("/dev/console", _console.c_str(), "/dev/console", nullptr, MS_BIND, {}, true);
-    else if (present("/dev/console"))
+    else if (!_ownConsole && present("/dev/console"))
         mountAt("/dev/console", "/dev/null", "/dev/console", nullptr, MS_BIND, {});
     for (const char *dir : {"/dev/pts", "/dev/shm"})
         if (!present(dir))
@@ -495,11 +497,18 @@ void Mounts::mountHardwareDev() {
                                               " directory to mount on");
     mountAt("/dev/pts", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
             "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    if (_ownConsole) makeConsole();
     mountAt("/dev/shm", "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
             "mode=1777,size=65536k");
     if (_spec.namespaces.ipc && present("/dev/mqueue"))
         mountAt("/dev/mqueue", "mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 {});
+}
+
+void Mounts::makeConsole() {
+    Fd pts(_sys, resolve("/dev/pts", false));
+    _pty = openFromDevpts(pts.get());
+    mountAt("/dev/console", fdPath(_pty.slave).c_str(), "/dev/console", nullptr, MS_BIND, {}, true);
 }
 
 // What an init system expects to find mounted (systemd's "API filesystems" that a
@@ -584,6 +593,7 @@ void Mounts::mountDev() {
         gid5 = gid5 || (m.containerId <= 5 && 5 < uint64_t(m.containerId) + m.size);
     mountAt("/dev/pts", "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
             std::string("newinstance,ptmxmode=0666,mode=0620") + (gid5 ? ",gid=5" : ""));
+    if (_ownConsole) makeConsole();
     mountAt("/dev/shm", "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
             "mode=1777,size=65536k");
     // mqueue belongs to the IPC namespace; without our own, the host's would show.

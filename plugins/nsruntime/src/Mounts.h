@@ -5,10 +5,12 @@
 // the host's mount namespace.
 #pragma once
 
+#include "Pty.h"
 #include "Spec.h"
 #include "Syscalls.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mobileops::nsruntime {
@@ -33,6 +35,11 @@ class Mounts {
 public:
     // `console`: path of the pty slave to bind on /dev/console, empty for none.
     Mounts(Syscalls &sys, const ContainerSpec &spec, std::string console = {});
+    // Give the container a terminal of its own (runc's way): right after its devpts is
+    // mounted, a pty is opened from it and its slave bound on /dev/console; takeConsole
+    // hands the pair over (the caller owns both fds). Call before prepareRoot.
+    void allocateConsole() { _ownConsole = true; }
+    ContainerPty takeConsole() { return std::exchange(_pty, ContainerPty{}); }
     ~Mounts();
     Mounts(const Mounts &) = delete;
     Mounts &operator=(const Mounts &) = delete;
@@ -76,6 +83,8 @@ private:
     void mountProc();
     void mountSys();
     void mountDev();
+    // allocateConsole's pty, once /dev/pts is mounted.
+    void makeConsole();
     // hardwareAccess and initSystem (SystemMode.h).
     void mountHardwareSys(unsigned long flags);
     void mountHardwareDev();
@@ -91,6 +100,8 @@ private:
     Syscalls &_sys;
     const ContainerSpec &_spec;
     std::string _console;
+    bool _ownConsole = false;
+    ContainerPty _pty;
     int _root = -1;
 };
 

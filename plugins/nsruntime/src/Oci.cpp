@@ -1,6 +1,7 @@
 #include "Oci.h"
 
 #include "Errors.h"
+#include "Pty.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -77,22 +78,12 @@ void sendConsole(const std::string &socketPath, int fd, const std::string &name)
     do r = ::connect(sock.fd, reinterpret_cast<struct sockaddr *>(&addr), sizeof addr);
     while (r < 0 && errno == EINTR);
     if (r < 0) throw sysError("connect to the console socket " + quote(socketPath), errno);
-    struct iovec iov = {const_cast<char *>(name.data()), name.size()};
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ssize_t n;
-    do n = ::sendmsg(sock.fd, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) throw sysError("send the pty to the console socket " + quote(socketPath), errno);
+    try {
+        sendMaster(sock.fd, fd, name);
+    } catch (const Error &e) {
+        throw Error(e.code(),
+                    std::string(e.what()) + " to the console socket " + quote(socketPath));
+    }
 }
 
 void writePidFile(const std::string &path, pid_t pid) {

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -98,6 +99,70 @@ Pty Pty::openInContainer(pid_t pid, int pidfd, uid_t uid, int sizeFrom) {
             throw sysError("chown " + quote(p._slavePath), errno);
     copyWindowSize(sizeFrom, p._slave);
     return p;
+}
+
+Pty Pty::receive(int sock, int sizeFrom) {
+    char name[64] = {};
+    struct iovec iov = {name, sizeof name - 1};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    struct msghdr msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) throw sysError("receive the container's terminal", errno);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (n == 0 || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        throw Error(MO_E_INTERNAL, "the container's init sent no terminal");
+    Pty p;
+    std::memcpy(&p._master, CMSG_DATA(c), sizeof(int));
+    p._slavePath.assign(name, static_cast<std::size_t>(n));
+    copyWindowSize(sizeFrom, p._master);
+    return p;
+}
+
+ContainerPty openFromDevpts(int ptsDir) {
+    ContainerPty out;
+    struct open_how how = {};
+    how.flags = O_RDWR | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    FdGuard master{static_cast<int>(::syscall(SYS_openat2, ptsDir, "ptmx", &how, sizeof how))};
+    if (master.fd < 0) throw sysError("open the container's /dev/pts/ptmx", errno);
+    unsigned int number = 0;
+    if (::ioctl(master.fd, TIOCGPTN, &number) < 0)
+        throw sysError("the container's /dev/pts/ptmx is not a pty multiplexer", errno);
+    int unlock = 0;
+    if (::ioctl(master.fd, TIOCSPTLCK, &unlock) < 0)
+        throw sysError("unlock the pseudo-terminal", errno);
+    out.name = "/dev/pts/" + std::to_string(number);
+    out.slave = ::ioctl(master.fd, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (out.slave < 0) throw sysError("open " + quote(out.name), errno);
+    out.master = master.fd;
+    master.fd = -1;
+    return out;
+}
+
+void sendMaster(int sock, int master, const std::string &name) {
+    struct iovec iov = {const_cast<char *>(name.data()), name.size()};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    struct msghdr msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &master, sizeof master);
+    ssize_t n;
+    do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) throw sysError("send the pty", errno);
 }
 
 Pty::Pty(Pty &&o) noexcept

@@ -21,6 +21,11 @@ public:
     // the init's uid_map). An empty Pty (master() < 0) when the container has no devpts
     // of its own.
     static Pty openInContainer(pid_t pid, int pidfd, uid_t uid, int sizeFrom);
+    // The master a container's init sent over `sock` (sendMaster), as runc's init does:
+    // its pty comes from the container's own devpts, so the slave is /dev/pts/N inside.
+    // The slave is not ours (slave() < 0). Throws when the init sent none. The window
+    // size of `sizeFrom` (a tty, or -1) is copied to the master.
+    static Pty receive(int sock, int sizeFrom);
     Pty() = default;
     Pty(Pty &&other) noexcept;
     Pty &operator=(Pty &&other) noexcept;
@@ -35,6 +40,18 @@ private:
     int _master = -1, _slave = -1;
     std::string _slavePath;
 };
+
+// A pty from the devpts instance mounted at `ptsDir` (an O_PATH fd of the container's
+// /dev/pts): master and slave, and the slave's name as the container sees it.
+struct ContainerPty {
+    int master = -1, slave = -1;
+    std::string name; // "/dev/pts/0"
+};
+ContainerPty openFromDevpts(int ptsDir);
+
+// Send `master` over the connected unix socket `sock` with SCM_RIGHTS, `name` as the
+// payload (runc's console protocol).
+void sendMaster(int sock, int master, const std::string &name);
 
 // The first of `fds` that is a terminal, -1 if none.
 int firstTerminal(std::initializer_list<int> fds);
