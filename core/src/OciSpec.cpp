@@ -234,6 +234,9 @@ public:
         if (!_out.contains("rootfs")) fail("root", "required field is missing");
         if (_in.contains("linux")) linux(_in["linux"]);
         if (!_sawMountNs) fail("linux.namespaces", "no `mount` namespace: a container needs one");
+        if (_out.contains("hostname") && !_sawUts)
+            fail("hostname", "setting a hostname needs the container's own `uts` namespace (it "
+                             "would rename the host)");
         if (!_in.contains("process")) fail("process", "required field is missing");
         process(_in["process"]);
         if (_in.contains("mounts")) mounts(_in["mounts"]);
@@ -579,16 +582,18 @@ private:
         _sawMountNs = seen.count("mount") > 0;
         _ownNetwork = seen.count("network") && !paths.contains("network");
         _ownIpc = seen.count("ipc") && !paths.contains("ipc");
-        _ownUts = seen.count("uts") && !paths.contains("uts");
+        _sawUts = seen.count("uts") > 0;
+        _ownUts = _sawUts && !paths.contains("uts");
         if (paths.contains("mount"))
             fail("linux.namespaces", "joining a `mount` namespace by path is not supported");
         if (!seen.count("network")) _out["network"] = {{"mode", "host"}};
-        // no cgroup namespace (podman and containerd on cgroup v1 ask for none): the
-        // container gets one anyway, so it sees its own cgroup as the root; not listed
+        // A namespace left out is the caller's (podman --pid/--ipc/--uts host). No cgroup
+        // namespace (podman and containerd on cgroup v1 ask for none): the container gets
+        // one anyway, so it sees its own cgroup as the root; not listed.
+        json own = json::object();
         for (const char *t : {"pid", "ipc", "uts"})
-            if (!seen.count(t))
-                unapplied(std::string("linux.namespaces (no `") + t +
-                          "` namespace given: the container gets its own)");
+            if (!seen.count(t)) own[t] = false;
+        if (!own.empty()) _out["namespaces"] = own;
         if (!paths.empty()) _out["namespacePaths"] = paths;
         if (_userns) _out["userns"] = json::object();
     }
@@ -1063,7 +1068,7 @@ private:
     json _resources = json::object();
     json _caps;
     bool _userns = false, _sawMountNs = false, _ownNetwork = false, _ownIpc = false,
-         _ownUts = false;
+         _ownUts = false, _sawUts = false;
 };
 
 } // namespace

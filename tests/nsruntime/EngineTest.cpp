@@ -68,6 +68,32 @@ TEST_F(Engine, Hostname) {
     EXPECT_EQ(r.out, "nstest\nnstest\n");
 }
 
+TEST_F(Engine, UmaskIsTheSpecs) {
+    auto r = sh("umask; touch /tmp/f && stat -c %a /tmp/f", {{"process", {{"umask", 077}}}});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "0077\n600\n");
+    r = sh("umask");
+    EXPECT_EQ(r.out, "0022\n") << "the default";
+    json bad = spec({"/bin/true"});
+    bad["process"]["umask"] = 01000;
+    EXPECT_THROW(prepared(bad), Error);
+}
+
+// No PID, IPC or UTS namespace of its own (podman --pid/--ipc/--uts host): the caller's.
+TEST_F(Engine, NamespacesLeftOutAreTheCallers) {
+    auto own = [](const char *type) {
+        char buf[64] = {};
+        ssize_t n = ::readlink((std::string("/proc/self/ns/") + type).c_str(), buf, sizeof buf - 1);
+        return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+    };
+    auto r = sh(
+        "readlink /proc/self/ns/pid /proc/self/ns/ipc /proc/self/ns/uts; test $$ != 1 && "
+        "echo not-pid-1",
+        {{"namespaces", {{"pid", false}, {"ipc", false}, {"uts", false}}}, {"hostname", nullptr}});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, own("pid") + "\n" + own("ipc") + "\n" + own("uts") + "\nnot-pid-1\n");
+}
+
 TEST_F(Engine, MaskedPathsAreEmpty) {
     std::string script;
     for (const char *p : {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",

@@ -334,9 +334,31 @@ TEST_F(Podman, CapDrop) {
 TEST_F(Podman, Tty) {
     // -t: conmon hands a console socket; the container's stdio is the pty's slave
     Result r = podmanRun({"--rm", "-t", "localhost/busybox", "sh", "-c",
-                          "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size"});
+                          "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; tty"});
     EXPECT_EQ(r.status, 0) << r.err;
-    EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "is-a-tty\r") << r.out;
+    // the container's own devpts's terminal, as with runc
+    EXPECT_EQ(r.out, "is-a-tty\r\n/dev/pts/0\r\n") << r.out;
+}
+
+// Readlink of our own namespace of `type` ("pid:[4026531836]").
+std::string ownNamespace(const char *type) {
+    char buf[64] = {};
+    ssize_t n = ::readlink((std::string("/proc/self/ns/") + type).c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+}
+
+TEST_F(Podman, HostNamespacesAreShared) {
+    // --pid/--ipc/--uts host leave the namespace out of config.json: the container is in ours
+    Result r =
+        podmanRun({"--rm", "--pid", "host", "--ipc", "host", "--uts", "host", "localhost/busybox",
+                   "readlink", "/proc/self/ns/pid", "/proc/self/ns/ipc", "/proc/self/ns/uts"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out,
+              ownNamespace("pid") + "\n" + ownNamespace("ipc") + "\n" + ownNamespace("uts") + "\n");
+    // and without those flags, namespaces of its own
+    r = podmanRun({"--rm", "localhost/busybox", "readlink", "/proc/self/ns/pid"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out, ownNamespace("pid") + "\n");
 }
 
 // --- containerd ----------------------------------------------------------------------------

@@ -131,7 +131,17 @@ TEST(OciSpec, NoNetworkNamespaceIsTheHostsNetwork) {
     c["linux"]["namespaces"] = json::array({{{"type", "mount"}}});
     json s = fromOci(c, "/b");
     EXPECT_EQ(s["network"]["mode"], "host");
-    EXPECT_NE(s["unapplied"].dump().find("`pid`"), std::string::npos) << s["unapplied"].dump();
+    EXPECT_EQ(s["namespaces"], json({{"pid", false}, {"ipc", false}, {"uts", false}}));
+    EXPECT_FALSE(s.contains("unapplied")) << s["unapplied"].dump();
+}
+
+// podman --pid host, --ipc host, --uts host: config.json leaves the namespace out.
+TEST(OciSpec, NamespacesLeftOutAreTheCallers) {
+    json s = fromOci(minimal(), "/b");
+    EXPECT_EQ(s["namespaces"], json({{"ipc", false}, {"uts", false}})) << s.dump();
+    EXPECT_FALSE(s.contains("network"));
+    json all = fromOci(podmanConfig(), "/b");
+    EXPECT_FALSE(all.contains("namespaces")) << "every namespace given: the runtime's default";
 }
 
 TEST(OciSpec, NamespacePathsAreJoined) {
@@ -255,6 +265,8 @@ const Bad kBad[] = {
     {"OomScoreAdj", R"({"process": {"oomScoreAdj": 5000}})",
      "process.oomScoreAdj: `5000` is above the maximum 1000"},
     {"BadHostname", R"({"hostname": "a/b"})", "hostname: `a/b` is not a valid hostname"},
+    {"HostnameWithoutUtsNamespace", R"({"hostname": "web"})",
+     "hostname: setting a hostname needs the container's own `uts` namespace"},
     {"UnknownNamespace", R"({"linux": {"namespaces": [{"type": "mount"}, {"type": "bogus"}]}})",
      "linux.namespaces[1].type: `bogus` is not a namespace type"},
     {"TimeNamespace", R"({"linux": {"namespaces": [{"type": "mount"}, {"type": "time"}]}})",

@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -414,9 +415,7 @@ void Runtime::createOci(ContainerSpec &spec, const std::string &id, json &record
     Pty pty;
     ChildIo io;
     if (!spec.oci->consoleSocket.empty()) {
-        pty = Pty::open(-1);
-        io.tty = pty.slave();
-        io.ttyPath = pty.slavePath();
+        io.ownTerminal = &pty;
     } else {
         io.in = 0; // the caller's own streams: conmon's and the shim's pipes
         io.out = 1;
@@ -867,9 +866,25 @@ void Runtime::attach(const std::string &ref, const Stdio &stdio) {
 json Runtime::top(const std::string &ref) {
     Found f = findRunning(ref);
     pid_t pid = f.record.value("pid", 0);
-    std::vector<pid_t> pids = specOf(f.record).namespaces.pid
-                                  ? processesInPidNamespace(namespaceInode(pid, "pid"))
-                                  : std::vector<pid_t>{pid};
+    // The cgroup holds them all, also without a PID namespace of its own (--pid host);
+    // else the PID namespace; else the init alone.
+    std::vector<pid_t> pids;
+    const std::string path = f.record.value("cgroup", "");
+    if (const mo_cgroup_service *svc = cgroupService(); svc && svc->pids && !path.empty()) {
+        try {
+            json list = cgroupOutput(_host, [&](mo_buffer *b, mo_error *e) {
+                return svc->pids(svc->self, path.c_str(), b, e);
+            });
+            for (const auto &p : list)
+                if (p.is_number_integer()) pids.push_back(p.get<pid_t>());
+            std::sort(pids.begin(), pids.end());
+        } catch (const Error &e) {
+            _host.log(MO_LOG_DEBUG, "cgroup " + quote(path) + ": " + e.what());
+        }
+    }
+    if (pids.empty())
+        pids = specOf(f.record).namespaces.pid ? processesInPidNamespace(namespaceInode(pid, "pid"))
+                                               : std::vector<pid_t>{pid};
     json out = json::array();
     for (pid_t p : pids) {
         auto info = processInfo(p);
