@@ -208,6 +208,7 @@ public:
         version();
         _out = json::object();
         _out["oci"] = {{"bundle", _bundle}};
+        _out["cgroupMount"] = "none"; // unless config.json mounts cgroups (standard())
         for (auto it = _in.begin(); it != _in.end(); ++it) {
             const std::string &k = it.key();
             const json &v = it.value();
@@ -959,7 +960,7 @@ private:
             for (const auto &o : options) bind = bind || o == "bind" || o == "rbind";
             if (bind && type != "bind" && type != "none" && !type.empty())
                 fail(child(p, "type"), show(type) + " with a `bind` option");
-            if (standard(destination, type, bind, p)) continue;
+            if (standard(destination, type, bind, options, p)) continue;
             if (destination == "/") fail(child(p, "destination"), "`/` is the root itself");
             for (const char *dir : {"/proc", "/sys", "/dev/pts"})
                 if (under(destination, dir))
@@ -989,7 +990,7 @@ private:
     // A standard mount the runtime makes itself: skipped. A mount on a standard path of
     // another kind is refused unless it is /dev/shm (podman binds its own).
     bool standard(const std::string &destination, const std::string &type, bool bind,
-                  const std::string &p) {
+                  const std::vector<std::string> &options, const std::string &p) {
         static const std::map<std::string, std::set<std::string>> kinds = {
             {"/proc", {"proc"}},
             {"/dev", {"tmpfs", "devtmpfs"}},
@@ -1001,10 +1002,14 @@ private:
         auto it = kinds.find(destination);
         if (it == kinds.end()) return false;
         if (!bind && it->second.count(type)) {
-            // the namespace runtime mounts no cgroup hierarchy in a container (only for an
-            // init system): say so rather than pretend
-            if (destination == "/sys/fs/cgroup")
-                unapplied(p + " (/sys/fs/cgroup: no cgroup hierarchy is mounted in the container)");
+            // the container's own cgroups (runtime spec `cgroupMount`): read-only unless
+            // the mount asks `rw`, the last of `ro` and `rw` winning
+            if (destination == "/sys/fs/cgroup") {
+                std::string mode = "ro";
+                for (const auto &o : options)
+                    if (o == "ro" || o == "rw") mode = o;
+                _out["cgroupMount"] = mode;
+            }
             return true;
         }
         if (destination == "/dev/shm" || destination == "/dev/mqueue") return false;

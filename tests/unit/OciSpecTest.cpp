@@ -120,6 +120,28 @@ TEST(OciSpec, PodmanConfigMapsOntoTheRuntimeSpec) {
                                     {"options", {"rw", "rprivate", "nosuid", "nodev"}}}));
 }
 
+TEST(OciSpec, CgroupMountOnSysFsCgroupIsApplied) {
+    // podman's: read-only
+    json s = fromOci(podmanConfig(), "/b");
+    EXPECT_EQ(s["cgroupMount"], "ro");
+    EXPECT_EQ(s.value("unapplied", json::array()).dump().find("cgroup"), std::string::npos)
+        << s["unapplied"].dump();
+    // none in config.json: none in the container, as runc
+    EXPECT_EQ(fromOci(minimal(), "/b")["cgroupMount"], "none");
+    auto withOptions = [](json options) {
+        json c = minimal();
+        c["mounts"] = json::array({{{"destination", "/sys/fs/cgroup"},
+                                    {"type", "cgroup2"},
+                                    {"source", "cgroup"},
+                                    {"options", options}}});
+        return fromOci(c, "/b");
+    };
+    EXPECT_EQ(withOptions({"nosuid", "rw"})["cgroupMount"], "rw");
+    EXPECT_EQ(withOptions({"rw", "ro"})["cgroupMount"], "ro");
+    EXPECT_EQ(withOptions({"nosuid"})["cgroupMount"], "ro") << "read-only unless `rw`";
+    EXPECT_FALSE(withOptions({"rw"}).contains("mounts")) << "not a spec mount";
+}
+
 TEST(OciSpec, RootIsRelativeToTheBundle) {
     json s = fromOci(minimal(), "/srv/bundle/");
     EXPECT_EQ(s["rootfs"], "/srv/bundle/rootfs");

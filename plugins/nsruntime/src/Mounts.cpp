@@ -3,6 +3,8 @@
 #include "Errors.h"
 #include "SystemMode.h"
 
+#include <mobileops/common/Mounts.h>
+
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/mount.h>
@@ -14,7 +16,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 namespace mobileops::nsruntime {
@@ -162,7 +166,112 @@ std::string overlayErrno(int err) {
     }
 }
 
+constexpr const char *kCgroupTop = "/sys/fs/cgroup";
+
+std::string readText(const std::string &path) {
+    std::ifstream in(path);
+    std::ostringstream s;
+    if (in) s << in.rdbuf();
+    return s.str();
+}
+
+// A v1 hierarchy's names as a sorted list: /proc/PID/cgroup and mountinfo order them
+// differently ("cpu,cpuacct" beside "cpuacct,cpu").
+std::string hierarchyKey(const std::string &names) {
+    auto parts = split(names, ',');
+    std::sort(parts.begin(), parts.end());
+    std::string out;
+    for (const auto &p : parts) out += (out.empty() ? "" : ",") + p;
+    return out;
+}
+
+// /proc/PID/cgroup ("ID:controllers:path" lines, cgroup2 as "0::path"): hierarchy key
+// ("" for cgroup2) -> path.
+std::map<std::string, std::string> cgroupPaths(const std::string &text) {
+    std::map<std::string, std::string> out;
+    for (const auto &line : split(text, '\n')) {
+        auto a = line.find(':');
+        auto b = a == std::string::npos ? a : line.find(':', a + 1);
+        if (b == std::string::npos) continue;
+        out[hierarchyKey(line.substr(a + 1, b - a - 1))] = line.substr(b + 1);
+    }
+    return out;
+}
+
+// `path` below a mount whose root is `root` ("/" for a whole hierarchy), empty when the
+// mount does not show it.
+std::string belowRoot(const std::string &path, const std::string &root) {
+    if (root == "/") return path;
+    if (path == root) return "/";
+    if (path.compare(0, root.size() + 1, root + "/") == 0) return path.substr(root.size());
+    return {};
+}
+
 } // namespace
+
+CgroupHost readCgroupHost() {
+    CgroupHost host;
+    host.mountinfo = readText("/proc/self/mountinfo");
+    host.self = readText("/proc/self/cgroup");
+    // Before pivot_root /proc is still the host's: the launcher's pid as the host sees it
+    // (getppid() says 0 in a new PID namespace).
+    pid_t launcher = 0;
+    std::istringstream status(readText("/proc/self/status"));
+    for (std::string line; std::getline(status, line);)
+        if (line.compare(0, 5, "PPid:") == 0) launcher = static_cast<pid_t>(std::atol(&line[5]));
+    const std::string file = "/proc/" + std::to_string(launcher) + "/cgroup";
+    if (launcher > 0) host.launcher = readText(file);
+    if (host.mountinfo.empty() || host.self.empty() || host.launcher.empty())
+        throw Error(MO_E_UNSUPPORTED, "mount " + quote(kCgroupTop) + ": cannot read " +
+                                          quote("/proc/self/mountinfo") + ", " +
+                                          quote("/proc/self/cgroup") + " or " + quote(file));
+    return host;
+}
+
+std::vector<CgroupHierarchy> cgroupHierarchies(const CgroupHost &host) {
+    static const std::set<std::string> notControllers = {
+        "rw",    "ro",           "noprefix",       "clone_children",
+        "xattr", "favordynmods", "nofavordynmods", "cpuset_v2_mode"};
+    const std::string top = kCgroupTop;
+    const auto self = cgroupPaths(host.self), launcher = cgroupPaths(host.launcher);
+    std::vector<CgroupHierarchy> out;
+    std::set<std::string> seen; // superblocks: the first mount of a hierarchy wins
+    for (const auto &line : split(host.mountinfo, '\n')) {
+        auto dash = line.find(" - ");
+        if (dash == std::string::npos) continue;
+        auto pre = split(line.substr(0, dash), ' ');
+        auto post = split(line.substr(dash + 3), ' ');
+        if (pre.size() < 5 || post.size() < 3) continue;
+        if (post[0] != "cgroup" && post[0] != "cgroup2") continue;
+        const std::string point = common::unescapeMountinfo(pre[4]);
+        const std::string root = common::unescapeMountinfo(pre[3]);
+        const bool whole = point == top;
+        if (!whole && (point.compare(0, top.size() + 1, top + "/") != 0 ||
+                       point.find('/', top.size() + 1) != std::string::npos))
+            continue;
+        CgroupHierarchy h;
+        h.version = post[0] == "cgroup2" ? 2 : 1;
+        if (whole && h.version == 1) continue; // one v1 hierarchy as the whole tree: not a layout
+        if (!seen.insert(pre[2]).second) continue;
+        h.name = whole ? "" : point.substr(top.size() + 1);
+        if (h.version == 1)
+            for (const auto &o : split(post[2], ','))
+                if (o.compare(0, 5, "name=") == 0 ||
+                    (!notControllers.count(o) && o.find('=') == std::string::npos))
+                    h.options += (h.options.empty() ? "" : ",") + o;
+        const std::string key = h.version == 2 ? "" : hierarchyKey(h.options);
+        auto mine = self.find(key), theirs = launcher.find(key);
+        if (mine == self.end()) continue;
+        // Where the cgroup service put the container it is no longer in its launcher's
+        // cgroup; elsewhere it still is, and that cgroup is not the container's to show.
+        h.own = theirs == launcher.end() || theirs->second != mine->second;
+        if (std::string rel = belowRoot(mine->second, root); !rel.empty())
+            h.hostDir = rel == "/" ? point : point + rel;
+        if (whole) return {h};
+        out.push_back(std::move(h));
+    }
+    return out;
+}
 
 void prepareMountPoint(const std::string &dir) {
     std::error_code ec;
@@ -234,6 +343,7 @@ Mounts::Mounts(Syscalls &sys, const ContainerSpec &spec, std::string console)
 
 Mounts::~Mounts() {
     if (_root >= 0) _sys.close(_root);
+    if (_cgroupTmpfs >= 0) _sys.close(_cgroupTmpfs);
     for (int fd : {_pty.master, _pty.slave})
         if (fd >= 0) ::close(fd);
 }
@@ -309,9 +419,12 @@ void Mounts::prepareRoot() {
     for (const char *dir : {"/proc", "/sys", "/dev"}) checkSpecialDir(dir);
     mountProc();
     mountSys();
+    mountCgroups();
     mountDev();
     if (_spec.initSystem) mountInitSystem();
     for (const auto &m : _spec.mounts) mountSpec(m);
+    if (_cgroupTmpfs >= 0 && _spec.cgroupMount == CgroupMount::ReadOnly)
+        remountReadonly(kCgroupTop, fdPath(_cgroupTmpfs).c_str(), MS_NOSUID | MS_NODEV | MS_NOEXEC);
 }
 
 void Mounts::mountRoot() {
@@ -559,6 +672,59 @@ void Mounts::mountCgroupForInit() {
                                           quote("/sys/fs/cgroup") + " or " +
                                           quote("/sys/fs/cgroup/unified") +
                                           "); an init system needs one it can write");
+}
+
+// The container's own cgroups, as runc, crun and podman show them: on a cgroup2-only host
+// cgroup2 on /sys/fs/cgroup; on a v1 or hybrid host a tmpfs there with a directory per
+// hierarchy, named as on the host ("cpu,cpuacct" and its "cpu" and "cpuacct" links,
+// "memory", "unified"). Only hierarchies where the container has a cgroup of its own
+// appear; with none, the tmpfs stays empty. The tmpfs goes read-only after the spec's
+// mounts (prepareRoot).
+void Mounts::mountCgroups() {
+    if (_spec.cgroupMount == CgroupMount::None || _spec.initSystem) return;
+    const auto hierarchies = cgroupHierarchies(_cgroupHost ? *_cgroupHost : readCgroupHost());
+    const std::string top = kCgroupTop;
+    if (hierarchies.size() == 1 && hierarchies[0].name.empty() && hierarchies[0].own) {
+        mountHierarchy(hierarchies[0], top);
+        return;
+    }
+    mountAt(top, "tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755");
+    // The tmpfs's own root, whatever the spec's mounts stack on it later.
+    _cgroupTmpfs = resolve(top, false);
+    for (const auto &h : hierarchies) {
+        if (!h.own || h.name.empty()) continue;
+        mountHierarchy(h, top + "/" + h.name);
+        if (h.name.find(',') == std::string::npos) continue;
+        for (const auto &link : split(h.name, ',')) {
+            int r = _sys.symlinkat(h.name.c_str(), _cgroupTmpfs, link.c_str());
+            if (r < 0 && r != -EEXIST) throw sysError("symlink " + quote(top + "/" + link), -r);
+        }
+    }
+}
+
+void Mounts::mountHierarchy(const CgroupHierarchy &h, const std::string &dest) {
+    const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME;
+    const bool ro = _spec.cgroupMount == CgroupMount::ReadOnly;
+    if (_spec.namespaces.cgroup) {
+        // Mounted inside the container's cgroup namespace, the hierarchy's root is the
+        // namespace's: the container's own cgroup (the cgroup service moved the container
+        // there before the namespace was made).
+        const char *type = h.version == 2 ? "cgroup2" : "cgroup";
+        mountAt(dest, type, dest, type, flags | (ro ? MS_RDONLY : 0),
+                h.version == 2 ? std::string() : h.options);
+        return;
+    }
+    // No cgroup namespace of its own: the container's directory in the host's mount.
+    if (h.hostDir.empty())
+        throw Error(MO_E_UNSUPPORTED, "mount " + quote(dest) +
+                                          ": the container's cgroup is outside the host's "
+                                          "mount of its hierarchy");
+    mountAt(dest, h.hostDir.c_str(), dest, nullptr, MS_BIND, {});
+    Fd target(_sys, resolve(dest, false));
+    unsigned long locked = lockedFlags(_sys, target.get()) & ~MS_RDONLY;
+    check(_sys.mount(nullptr, fdPath(target.get()).c_str(), nullptr,
+                     MS_BIND | MS_REMOUNT | flags | locked | (ro ? MS_RDONLY : 0), nullptr),
+          "remount " + quote(dest));
 }
 
 void Mounts::mountDev() {

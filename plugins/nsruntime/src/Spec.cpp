@@ -572,6 +572,14 @@ ContainerSpec parseSpec(const json &doc) {
 
     s.initSystem = getBool(doc, "initSystem", "", false);
     s.hardwareAccess = getBool(doc, "hardwareAccess", "", false);
+    if (const std::string cg = getString(doc, "cgroupMount", "", "ro"); cg == "ro")
+        s.cgroupMount = CgroupMount::ReadOnly;
+    else if (cg == "rw")
+        s.cgroupMount = CgroupMount::ReadWrite;
+    else if (cg == "none")
+        s.cgroupMount = CgroupMount::None;
+    else
+        throw invalid("cgroupMount: " + quote(cg) + " is not one of ro, rw, none");
     ProcessSpec defaults;
     defaults.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     if (s.initSystem) defaults.args = {kInitSystemCommand};

@@ -115,6 +115,9 @@ struct DeviceSpec {
     uint32_t uid = 0, gid = 0;
 };
 
+// What the container sees at /sys/fs/cgroup (spec `cgroupMount`, Mounts::mountCgroups).
+enum class CgroupMount { None, ReadOnly, ReadWrite };
+
 struct ContainerSpec {
     std::string name;
     std::string image;
@@ -150,6 +153,9 @@ struct ContainerSpec {
     // ("hardwareAccess").
     bool initSystem = false;
     bool hardwareAccess = false;
+    // `cgroupMount` "ro" (default) | "rw" | "none": the container's own cgroups at
+    // /sys/fs/cgroup. An init system gets its read-write cgroup2 instead.
+    CgroupMount cgroupMount = CgroupMount::ReadOnly;
     int stopSignal = 15;
     uint32_t stopTimeout = 10;
     std::optional<VmSpec> vm;
