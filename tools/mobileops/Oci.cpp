@@ -144,9 +144,15 @@ int ociMain(const std::vector<std::string> &argv, GlobalFlags flags) {
                 return failEarly(log, jsonLog, "--root: " + std::string(std::strerror(errno)));
             root = std::string(cwd) + "/" + root;
         }
-        if (::mkdir(root.c_str(), 0700) < 0 && errno != EEXIST)
-            return failEarly(log, jsonLog,
-                             "--root " + root + ": " + std::string(std::strerror(errno)));
+        // as runc's MkdirAll: containerd's shim passes ROOT/<namespace> and makes neither
+        // (its default /run/containerd/runc is made by the first runtime call)
+        for (size_t slash = root.find('/', 1);; slash = root.find('/', slash + 1)) {
+            std::string part = root.substr(0, slash);
+            if (::mkdir(part.c_str(), 0700) < 0 && errno != EEXIST)
+                return failEarly(log, jsonLog,
+                                 "--root " + part + ": " + std::string(std::strerror(errno)));
+            if (slash == std::string::npos) break;
+        }
         ::setenv("MOBILEOPS_ROOT", root.c_str(), 1);
         ::setenv("MOBILEOPS_RUN", (root + "/run").c_str(), 1);
     }
