@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -530,6 +531,12 @@ class CriTest(unittest.TestCase):
                                                 timeout=60), timeout=90)
         self.assertEqual(r.exit_code, 0, r.stderr)
         self.assertTrue(r.stdout.startswith(b"sh\0-c\0"), r.stdout)
+        # a pod on the host's network has the node's hostname, in uname as in /etc/hostname
+        node = socket.gethostname()
+        r = self.rt.ExecSync(pb.ExecSyncRequest(
+            container_id=cid, cmd=["sh", "-c", "hostname; cat /etc/hostname"], timeout=60),
+            timeout=90)
+        self.assertEqual((r.exit_code, r.stdout.decode().split()), (0, [node, node]), r.stderr)
 
         # StopContainer: SIGTERM first (the trap exits 0), SIGKILL only after the timeout
         self.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=30), timeout=90)
