@@ -441,20 +441,30 @@ class CriTest(unittest.TestCase):
             raise
         self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
 
-    def container_config(self, name, command, **extra):
+    def container_config(self, name, command, resources=None):
         pb = self.pb
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE),
             command=command, log_path="%s/0.log" % name,
-            linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-                namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER,
-                                                     ipc=pb.POD))),
-            **extra)
+            linux=pb.LinuxContainerConfig(
+                resources=resources,
+                security_context=pb.LinuxContainerSecurityContext(
+                    namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER,
+                                                         ipc=pb.POD))))
 
-    def create(self, pod, sandbox_config, name, command):
+    def create(self, pod, sandbox_config, name, command, resources=None):
         return self.rt.CreateContainer(self.pb.CreateContainerRequest(
-            pod_sandbox_id=pod, config=self.container_config(name, command),
+            pod_sandbox_id=pod, config=self.container_config(name, command, resources),
             sandbox_config=sandbox_config), timeout=120).container_id
+
+    def cgroup_of(self, pid, controller):
+        """The v1 cgroup directory of `pid` for `controller`."""
+        with open("/proc/%d/cgroup" % pid) as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controller in controllers.split(","):
+                    return os.path.join(CGROUP_ROOT, controller, path.lstrip("/"))
+        return None
 
     def status(self, cid, verbose=False):
         return self.rt.ContainerStatus(
@@ -494,9 +504,13 @@ class CriTest(unittest.TestCase):
         self.assertIn(pod, listed, "the sandbox is not a mobileops-runc container")
         self.assertEqual(listed[pod]["status"], "running")
 
+        # a pod's limits as the kubelet sends them: 64Mi of memory, half a CPU
         cid = self.create(pod, sandbox_config, "web",
                           ["sh", "-c", "trap 'exit 0' TERM; echo hello-cri; "
-                           "while :; do sleep 1; done"])
+                           "while :; do sleep 1; done"],
+                          pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20,
+                                                     cpu_period=100000, cpu_quota=50000,
+                                                     cpu_shares=512))
         self.assertEqual(self.status(cid).status.state, pb.CONTAINER_CREATED)
         self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=120)
         s = self.status(cid, verbose=True)
@@ -511,6 +525,20 @@ class CriTest(unittest.TestCase):
         self.assertIn(cid, listed, "the container is not a mobileops-runc container")
         self.assertEqual(listed[cid]["status"], "running")
         self.assertEqual(listed[cid]["pid"], pid)
+        # in the cgroup the kubelet's parent names, with the pod's limits
+        want = "/%s/pod%s/%s" % (self.c.cgroup_parent, uid, cid)
+        for controller, knob, value in (("memory", "memory.limit_in_bytes", str(64 << 20)),
+                                        ("cpu", "cpu.cfs_quota_us", "50000"),
+                                        ("cpu", "cpu.cfs_period_us", "100000"),
+                                        ("cpu", "cpu.shares", "512"),
+                                        ("pids", None, None)):
+            path = self.cgroup_of(pid, controller)
+            self.assertIsNotNone(path, "no %s cgroup for pid %d" % (controller, pid))
+            self.assertTrue(path.endswith(want), "%s cgroup %s, expected ...%s"
+                            % (controller, path, want))
+            if knob:
+                with open(os.path.join(path, knob)) as f:
+                    self.assertEqual(f.read().strip(), value, knob)
         # the CRI log format: TIMESTAMP STREAM TAG MESSAGE
         log = wait_for("hello-cri in the container's log",
                        lambda: self.log_of(sandbox_config, "web"))
