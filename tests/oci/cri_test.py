@@ -407,7 +407,7 @@ class CriTest(unittest.TestCase):
         return outcome
 
     # --- helpers -----------------------------------------------------------------------
-    def pod_config(self, name):
+    def pod_config(self, name, pid=None):
         uid = uuid.uuid4().hex
         pb = self.pb
         log_dir = os.path.join(self.c.dir, "logs", "default_%s_%s" % (name, uid))
@@ -420,12 +420,13 @@ class CriTest(unittest.TestCase):
                 cgroup_parent="/%s/pod%s" % (self.c.cgroup_parent, uid),
                 security_context=pb.LinuxSandboxSecurityContext(
                     namespace_options=pb.NamespaceOption(
-                        network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD)))), uid
+                        network=pb.NODE, pid=pb.CONTAINER if pid is None else pid,
+                        ipc=pb.POD)))), uid
 
-    def run_pod(self, name):
-        """A ready pod through the mobileops handler; stopped and removed at the end of the
-        test (it is an error for the test to leave it: see check_pod_gone)."""
-        config, uid = self.pod_config(name)
+    def run_pod(self, name, pid=None):
+        """A ready pod through the mobileops handler, stopped and removed at the end of the
+        test."""
+        config, uid = self.pod_config(name, pid)
         pod = self.rt.RunPodSandbox(self.pb.RunPodSandboxRequest(
             config=config, runtime_handler=HANDLER), timeout=120).pod_sandbox_id
         self.addCleanup(self.remove_pod, pod)
@@ -441,7 +442,7 @@ class CriTest(unittest.TestCase):
             raise
         self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
 
-    def container_config(self, name, command, resources=None):
+    def container_config(self, name, command, resources=None, pid=None, **security):
         pb = self.pb
         return pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=IMAGE),
@@ -449,13 +450,19 @@ class CriTest(unittest.TestCase):
             linux=pb.LinuxContainerConfig(
                 resources=resources,
                 security_context=pb.LinuxContainerSecurityContext(
-                    namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER,
-                                                         ipc=pb.POD))))
+                    namespace_options=pb.NamespaceOption(
+                        network=pb.NODE, pid=pb.CONTAINER if pid is None else pid,
+                        ipc=pb.POD), **security)))
 
-    def create(self, pod, sandbox_config, name, command, resources=None):
+    def create(self, pod, sandbox_config, name, command, resources=None, **kw):
         return self.rt.CreateContainer(self.pb.CreateContainerRequest(
-            pod_sandbox_id=pod, config=self.container_config(name, command, resources),
+            pod_sandbox_id=pod, config=self.container_config(name, command, resources, **kw),
             sandbox_config=sandbox_config), timeout=120).container_id
+
+    def exec_sync(self, cid, *cmd):
+        r = self.rt.ExecSync(self.pb.ExecSyncRequest(container_id=cid, cmd=list(cmd),
+                                                     timeout=60), timeout=90)
+        return r.exit_code, r.stdout.decode(), r.stderr.decode()
 
     def cgroup_of(self, pid, controller):
         """The v1 cgroup directory of `pid` for `controller`."""
@@ -611,6 +618,38 @@ class CriTest(unittest.TestCase):
             self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=120)
         self.assertIn("/no/such-command", caught.exception.details())
         self.assertNotIn(cid, self.c.runc_list())
+        self.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
+
+    def test_shared_pid_namespace(self):
+        """shareProcessNamespace: the pod's PID namespace is the sandbox's, joined by path."""
+        pb = self.pb
+        pod, sandbox_config, _ = self.run_pod("sharedpid", pid=pb.POD)
+        cid = self.create(pod, sandbox_config, "shared", ["sleep", "1000"], pid=pb.POD)
+        self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=120)
+        code, out, err = self.exec_sync(cid, "cat", "/proc/1/cmdline")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.split("\0")[:2], ["/bin/sleep", "2147483647"],
+                         "pid 1 is not the sandbox's process")
+        code, out, err = self.exec_sync(cid, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+        self.assertIn("sleep 1000", out)
+        self.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=90)
+        self.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
+
+    def test_security_context(self):
+        """runAsUser and readOnlyRootFilesystem from the container's security context."""
+        pb = self.pb
+        pod, sandbox_config, _ = self.run_pod("security")
+        cid = self.create(pod, sandbox_config, "locked", ["sleep", "1000"],
+                          run_as_user=pb.Int64Value(value=65534), readonly_rootfs=True)
+        self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=120)
+        self.assertEqual(self.exec_sync(cid, "id", "-u")[:2], (0, "65534\n"))
+        code, _, err = self.exec_sync(cid, "touch", "/tmp/x")
+        self.assertNotEqual(code, 0)
+        self.assertIn("Read-only file system", err)
+        with open("/proc/%d/status" % json.loads(self.status(cid, verbose=True).info["info"])
+                  ["pid"]) as f:
+            self.assertIn("Uid:\t65534", f.read())
+        self.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=0), timeout=90)
         self.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
 
     def assert_pod_cgroups_gone(self, uid):
