@@ -19,8 +19,9 @@ removed, the directory deleted; the test fails when it had to clean any of these
 
 Environment: MOBILEOPS_BIN (the build's bin/mobileops, to find bin/mobileops-runc),
 MOBILEOPS_SOURCE_DIR (tools/make-rootfs.sh), MOBILEOPS_OCI_TEST_RUNTIME (another runtime,
-e.g. /usr/sbin/runc, to check the harness itself), MOBILEOPS_CRI_KEEP (a directory: on
-failure, the config.json of every bundle and containerd's log are copied there).
+e.g. /usr/sbin/runc, to check the harness itself), MOBILEOPS_CRI_KEEP (a directory: the
+config.json of every bundle the shim creates, and containerd's log when a test fails, are
+copied there).
 
 Run alone: `python3 cri_test.py -v`. Exits 77 (CTest's skip code here) when everything
 was skipped, saying why.
@@ -173,6 +174,7 @@ class Cluster:
         for sub in ("cni/bin", "cni/conf", "logs"):
             os.makedirs(os.path.join(self.dir, sub))
         config = os.path.join(self.dir, "config.toml")
+        self.binary = self.binary_name()
         cri = 'plugins."io.containerd.grpc.v1.cri"'
         with open(config, "w") as f:
             f.write('version = 2\nroot = "%s/root"\nstate = "%s/state"\n' % (self.dir, self.dir))
@@ -192,7 +194,7 @@ class Cluster:
             f.write('runtime_type = "io.containerd.runc.v2"\n')
             f.write("[%s.containerd.runtimes.%s.options]\n" % (cri, HANDLER))
             f.write('BinaryName = "%s"\nRoot = "%s"\nSystemdCgroup = false\n'
-                    % (self.runtime, self.runc_root))
+                    % (self.binary, self.runc_root))
             f.write("[%s.cni]\n" % cri)
             f.write('bin_dir = "%s/cni/bin"\nconf_dir = "%s/cni/conf"\n' % (self.dir, self.dir))
         env = dict(os.environ, MOBILEOPS_CONFIG=os.path.join(self.dir, "none.conf"))
@@ -256,19 +258,27 @@ class Cluster:
         r = run([self.runtime, "--root", root, "list", "--format", "json"])
         return {c["id"]: c for c in (json.loads(r.stdout or "null") or [])}
 
+    def binary_name(self):
+        """The handler's BinaryName: the runtime itself or, with MOBILEOPS_CRI_KEEP, a wrapper
+        that first copies each bundle's config.json there (containerd deletes a bundle whose
+        create failed before anyone can read it)."""
+        keep = os.environ.get("MOBILEOPS_CRI_KEEP")
+        if not keep:
+            return self.runtime
+        os.makedirs(keep, exist_ok=True)
+        wrapper = os.path.join(self.dir, "runtime-keeping-configs")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nb=""; p=""\nfor a; do [ "$p" = --bundle ] && b=$a; p=$a; done\n'
+                    '[ -n "$b" ] && cp "$b/config.json" "%s/$(basename "$b").config.json"\n'
+                    'exec "%s" "$@"\n' % (keep, self.runtime))
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
     def keep(self, why):
-        """On failure: the bundles' config.json and containerd's log into MOBILEOPS_CRI_KEEP."""
+        """On failure: containerd's log into MOBILEOPS_CRI_KEEP (the configs are there)."""
         keep = os.environ.get("MOBILEOPS_CRI_KEEP")
         if not keep:
             return
-        os.makedirs(keep, exist_ok=True)
-        tasks = os.path.join(self.dir, "state/io.containerd.runtime.v2.task", NAMESPACE)
-        if os.path.isdir(tasks):
-            for cid in os.listdir(tasks):
-                for name in ("config.json", "log.json"):
-                    src = os.path.join(tasks, cid, name)
-                    if os.path.isfile(src):
-                        shutil.copy(src, os.path.join(keep, "%s.%s" % (cid[:12], name)))
         self.log.flush()
         shutil.copy(os.path.join(self.dir, "containerd.log"), os.path.join(keep, "containerd.log"))
         with open(os.path.join(keep, "why.txt"), "a") as f:
@@ -525,7 +535,8 @@ class CriTest(unittest.TestCase):
         self.assertEqual(s.status.log_path,
                          os.path.join(sandbox_config.log_directory, "web/0.log"))
         info = json.loads(s.info.get("info", "{}"))
-        self.assertEqual(info.get("runtimeOptions", {}).get("binary_name"), self.c.runtime, info)
+        self.assertEqual(info.get("runtimeOptions", {}).get("binary_name"), self.c.binary,
+                         info)
         pid = info.get("pid")
         self.assertTrue(pid and os.path.exists("/proc/%d" % pid), info)
         listed = self.c.runc_list()
