@@ -62,7 +62,8 @@ def runtime_binary():
 def run(argv, check=True, timeout=120, env=None):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
-        raise AssertionError("%s: exit %d: %s%s" % (" ".join(argv), r.returncode, r.stdout, r.stderr))
+        raise AssertionError("%s: exit %d: %s%s"
+                             % (" ".join(argv), r.returncode, r.stdout, r.stderr))
     return r
 
 
@@ -212,7 +213,8 @@ class Cluster:
         if cri[0][-1] != "ok":
             self.log.flush()
             with open(os.path.join(self.dir, "containerd.log")) as f:
-                why = [l.strip() for l in f if "failed to load plugin io.containerd.grpc.v1.cri" in l]
+                why = [line.strip() for line in f
+                       if "failed to load plugin io.containerd.grpc.v1.cri" in line]
             raise AssertionError("containerd's CRI plugin failed to load: %s"
                                  % ("\n".join(why) or " ".join(cri[0])))
         import grpc
