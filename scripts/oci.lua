@@ -104,6 +104,15 @@ local function bundle_spec(opts, id)
   local bundle = mo.abspath(opts.bundle or ".")
   local spec = mo.spec.from_oci(bundle)
   spec.name = id
+  -- runc sets a hostname only when config.json gives one, and a new UTS namespace starts
+  -- with the host's: containerd's sandbox of a pod on the host's network gives none, and
+  -- its containers (joining that UTS namespace) must see the node's name, not the id
+  if not spec.hostname or spec.hostname == "" then
+    local f = io.open("/proc/sys/kernel/hostname", "r")
+    local host = f and f:read("*l")
+    if f then f:close() end
+    if host and host ~= "" then spec.hostname = host end
+  end
   spec.oci.pidFile = opts.pid_file and mo.abspath(opts.pid_file) or nil
   spec.oci.consoleSocket = opts.console_socket and mo.abspath(opts.console_socket) or nil
   if spec.cgroupsPath and spec.cgroupsPath:find(":") and not spec.cgroupsPath:match("^/") then

@@ -13,6 +13,7 @@ packages="
   busybox-static debootstrap
   crun runc hyperfine wrk openssl
   docker-registry podman conmon containerd umoci zstd xz-utils bzip2 python3
+  python3-grpcio python3-grpc-tools python3-protobuf
   qemu-system-x86 linux-image-amd64 cpio
   iproute2 util-linux procps e2fsprogs
   clang-format clang-tidy
