@@ -401,3 +401,34 @@ TEST(Spec, AVmContainerNamesItsLauncherAndRefusesWhatAVmCannotHave) {
               }).find("mounts[0]: a `tmpfs` mount"),
               std::string::npos);
 }
+
+TEST(Spec, AVmContainerTakesRuncsModelButNotHooksInsideTheContainer) {
+    json doc = minimal();
+    doc["runtime"] = "krun";
+    doc["vm"] = {{"launcher", {"/usr/libexec/mobileops/mobileops-vmm"}}};
+    doc["oci"] = {{"bundle", "/b"}, {"pidFile", "/b/pid"}};
+    // a file bind (an engine's /etc/hosts) is bound into the root on the host, not shared
+    doc["mounts"] = {{{"destination", "/etc/hosts"}, {"source", "/etc/hosts"}},
+                     {{"destination", "/data"}, {"source", "/etc"}}};
+    ContainerSpec spec = parseSpec(doc);
+    ASSERT_TRUE(spec.vm);
+    ASSERT_TRUE(spec.oci);
+    EXPECT_EQ(spec.oci->pidFile, "/b/pid");
+    EXPECT_FALSE(vmShare(spec.mounts[0]));
+    EXPECT_TRUE(vmShare(spec.mounts[1]));
+    json d = vmDescription(spec);
+    ASSERT_EQ(d["mounts"].size(), 1u) << d.dump();
+    EXPECT_EQ(d["mounts"][0]["destination"], "/data");
+
+    json hooked = doc;
+    hooked["hooks"] = {{"createContainer", {{{"path", "/bin/true"}}}}};
+    EXPECT_NE(errorOf([&] { parseSpec(hooked); }).find("hooks.createContainer"), std::string::npos);
+    hooked["hooks"] = {{"startContainer", {{{"path", "/bin/true"}}}}};
+    EXPECT_NE(errorOf([&] { parseSpec(hooked); }).find("hooks.startContainer"), std::string::npos);
+    hooked["hooks"] = {{"prestart", {{{"path", "/bin/true"}}}}};
+    EXPECT_NO_THROW(parseSpec(hooked));
+    json tty = doc;
+    tty["process"]["terminal"] = true;
+    tty["oci"]["consoleSocket"] = "/b/console.sock";
+    EXPECT_NE(errorOf([&] { parseSpec(tty); }).find("a terminal"), std::string::npos);
+}

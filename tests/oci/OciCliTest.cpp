@@ -7,11 +7,16 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -313,6 +318,196 @@ TEST_F(OciCli, RootParentsAreCreated) {
     EXPECT_EQ(st.st_mode & 07777, 0700u);
     ASSERT_EQ(::stat(root.c_str(), &st), 0);
     EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
+// --- micro-VM containers (run.oci.handler: krun) -----------------------------------------
+// Label vm (CMakeLists.txt runs OciCliVm.* apart): each test boots a qemu guest, seconds
+// under TCG. The guest assets are kept in the build tree, shared with tests/krun.
+
+// The host pids whose command line mentions `text` (a VMM or qemu of a bundle).
+std::vector<int> processesMentioning(const std::string &text) {
+    std::vector<int> out;
+    for (const auto &e : std::filesystem::directory_iterator("/proc")) {
+        const std::string name = e.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string cmd = slurp(e.path() / "cmdline");
+        std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+        if (cmd.find(text) != std::string::npos && std::stoi(name) != ::getpid())
+            out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
+class OciCliVm : public OciCli {
+protected:
+    void SetUp() override {
+        OciCli::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        if (run({"/bin/sh", "-c", "command -v qemu-system-x86_64"}).status != 0)
+            GTEST_SKIP() << "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
+        std::ofstream(_tmp.path() + "/none.conf")
+            << "[krun]\ndir = " MOBILEOPS_BINARY_DIR "/tests/krun/vm-cli\n";
+        _config["annotations"] = {{"run.oci.handler", "krun"}};
+        // As conmon and containerd-shim are: the init is reparented to us when create
+        // exits, and we reap it.
+        ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        _subreaper = true;
+    }
+
+    void TearDown() override {
+        OciCli::TearDown();
+        if (!_subreaper) return;
+        ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+        EXPECT_TRUE(processesMentioning(_bundle).empty()) << "a VMM or qemu was left running";
+    }
+
+    // `create` as conmon runs it: its stdout and stderr (the container's) go to files
+    // that outlive the command, which returns while the init waits at its gate.
+    int createTo(const std::string &id, const std::string &out) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            int devnull = ::open("/dev/null", O_RDONLY);
+            int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+            ::dup2(devnull, 0);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            ::setenv("MOBILEOPS_CONFIG", (_tmp.path() + "/none.conf").c_str(), 1);
+            std::string root = _tmp.path() + "/state", pidFile = _tmp.path() + "/" + id + ".pid";
+            ::execl(runc().c_str(), "mobileops-runc", "--root", root.c_str(), "--log",
+                    (_tmp.path() + "/log.json").c_str(), "create", "--bundle", _bundle.c_str(),
+                    "--pid-file", pidFile.c_str(), id.c_str(), nullptr);
+            ::_exit(127);
+        }
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    // The init's exit status, reaped as its subreaper: 128+N for a signal.
+    static int reap(int pid) {
+        int status = 0;
+        if (::waitpid(pid, &status, 0) != pid) return -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+
+    // The store's record (what `mobileops container inspect` shows with the same root).
+    json record(const std::string &id) {
+        Result r = run({dispatcher(), "container", "inspect", id},
+                       {{"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"},
+                        {"MOBILEOPS_ROOT", _tmp.path() + "/state"},
+                        {"MOBILEOPS_RUN", _tmp.path() + "/state/run"}});
+        EXPECT_EQ(r.status, 0) << r.err;
+        json j = json::parse(r.out, nullptr, false);
+        return j.is_discarded() ? json::object() : j;
+    }
+
+    bool _subreaper = false;
+};
+
+TEST_F(OciCliVm, CreateStartExitCodeToTheReaperAndDeleteLeavesNothing) {
+    std::string given = _tmp.file("given", "from the host\n");
+    _config["mounts"].push_back({{"destination", "/etc/given"},
+                                 {"type", "bind"},
+                                 {"source", given},
+                                 {"options", {"rbind", "ro"}}});
+    setArgs({"/bin/sh", "-c",
+             "echo guest=$(uname -r); cat /etc/given; "
+             "(echo x > /etc/given) 2>/dev/null || echo ro-refused; exit 3"});
+    const std::string out = _tmp.path() + "/out";
+    ASSERT_EQ(createTo("v1", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    int pid = std::stoi(slurp(_tmp.path() + "/v1.pid"));
+    json s = state("v1");
+    EXPECT_EQ(s["status"], "created");
+    EXPECT_EQ(s["pid"], pid);
+    EXPECT_EQ(slurp(out), "") << "the VM boots at start, not at create";
+
+    Result r = oci({"start", "v1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(reap(pid), 3) << slurp(out);
+    s = state("v1");
+    EXPECT_EQ(s["status"], "stopped");
+    EXPECT_EQ(s["pid"], 0);
+    json rec = record("v1");
+    EXPECT_EQ(rec.value("runtime", ""), "krun");
+    EXPECT_EQ(rec.value("exit_code", -1), 3) << rec.dump();
+    EXPECT_EQ(rec.value("signal", -1), 0) << rec.dump();
+
+    // The guest's kernel, not the host's; the file bind and its ro reach the guest.
+    std::string text = slurp(out);
+    std::string host = run({"/bin/uname", "-r"}).out;
+    EXPECT_NE(text.find("guest="), std::string::npos) << text;
+    EXPECT_EQ(text.find("guest=" + host), std::string::npos) << text;
+    EXPECT_NE(text.find("from the host\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("ro-refused"), std::string::npos) << text;
+    EXPECT_EQ(slurp(given), "from the host\n");
+
+    r = oci({"delete", "v1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(oci({"state", "v1"}).status, 1);
+    std::error_code ec;
+    EXPECT_TRUE(std::filesystem::is_empty(_tmp.path() + "/state/containers", ec)) << ec.message();
+    EXPECT_TRUE(processesMentioning(_bundle).empty());
+}
+
+TEST_F(OciCliVm, KillPsPauseResumeAndTheSignalOfTheGuestProgram) {
+    setArgs({"/bin/sh", "-c", "echo up; exec sleep 600"});
+    const std::string out = _tmp.path() + "/out";
+    ASSERT_EQ(createTo("v2", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    int pid = std::stoi(slurp(_tmp.path() + "/v2.pid"));
+    ASSERT_EQ(oci({"start", "v2"}).status, 0);
+    // a safety net for a guest booting under TCG, not a measure
+    for (int i = 0; i < 1200 && slurp(out).find("up\n") == std::string::npos; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_NE(slurp(out).find("up\n"), std::string::npos) << slurp(out);
+
+    // ps: the host's processes of the container, the VMM and qemu
+    Result r = oci({"ps", "--format", "json", "v2"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    json procs = json::parse(r.out);
+    EXPECT_GE(procs.size(), 2u) << r.out;
+    EXPECT_NE(std::find(procs.begin(), procs.end(), pid), procs.end()) << r.out;
+    ASSERT_EQ(oci({"pause", "v2"}).status, 0);
+    EXPECT_EQ(state("v2")["status"], "paused");
+    ASSERT_EQ(oci({"resume", "v2"}).status, 0);
+    EXPECT_EQ(state("v2")["status"], "running");
+    // exec needs a guest agent
+    r = oci({"exec", "v2", "true"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("micro-VM"), std::string::npos) << r.err;
+
+    // TERM reaches the program in the guest through the VMM
+    ASSERT_EQ(oci({"kill", "v2", "TERM"}).status, 0);
+    EXPECT_EQ(reap(pid), 128 + SIGTERM) << slurp(out);
+    EXPECT_EQ(state("v2")["status"], "stopped");
+    json rec = record("v2");
+    EXPECT_EQ(rec.value("exit_code", -1), 128 + SIGTERM) << rec.dump();
+    EXPECT_EQ(rec.value("signal", -1), SIGTERM) << rec.dump();
+    ASSERT_EQ(oci({"delete", "v2"}).status, 0);
+}
+
+TEST_F(OciCliVm, ForcedDeleteOfARunningVmAndATerminalRefused) {
+    setArgs({"/bin/sh", "-c", "exec sleep 600"});
+    const std::string out = _tmp.path() + "/out";
+    ASSERT_EQ(createTo("v3", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    int pid = std::stoi(slurp(_tmp.path() + "/v3.pid"));
+    ASSERT_EQ(oci({"start", "v3"}).status, 0);
+    Result r = oci({"delete", "--force", "v3"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(reap(pid), 128 + SIGKILL);
+    EXPECT_EQ(oci({"state", "v3"}).status, 1);
+    EXPECT_TRUE(processesMentioning(_bundle).empty());
+
+    // -t: the guest has no agent to hold a terminal yet; nothing is left behind
+    _config["process"]["terminal"] = true;
+    std::ofstream(_bundle + "/config.json") << _config.dump();
+    r = oci(
+        {"create", "--bundle", _bundle, "--console-socket", _tmp.path() + "/console.sock", "v4"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("terminal"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("micro-VM"), std::string::npos) << r.err;
+    EXPECT_EQ(oci({"state", "v4"}).status, 1);
 }
 
 } // namespace

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -361,6 +362,49 @@ TEST_F(Podman, HostNamespacesAreShared) {
     r = podmanRun({"--rm", "localhost/busybox", "readlink", "/proc/self/ns/pid"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out, ownNamespace("pid") + "\n");
+}
+
+// --- podman with a micro-VM (run.oci.handler: krun) -----------------------------------
+// Label vm (CMakeLists.txt runs *Vm.* apart): boots a qemu guest under TCG. The guest
+// assets are kept in the build tree, shared with tests/krun and OciCliVm.
+
+// Whether a qemu process whose command line mentions `text` is running.
+bool qemuMentioning(const std::string &text) {
+    for (const auto &e : fs::directory_iterator("/proc")) {
+        std::ifstream in(e.path() / "cmdline");
+        std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (cmd.find("qemu-system") == 0 && cmd.find(text) != std::string::npos) return true;
+    }
+    return false;
+}
+
+class PodmanVm : public Podman {
+protected:
+    void SetUp() override {
+        Podman::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        if (std::getenv("MOBILEOPS_OCI_TEST_RUNTIME"))
+            GTEST_SKIP() << "run.oci.handler=krun is this runtime's (and crun's), not runc's";
+        if (run({"/bin/sh", "-c", "command -v qemu-system-x86_64"}).status != 0)
+            GTEST_SKIP() << "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
+        // the wrapper podman runs as its runtime, now with the krun configuration
+        std::ofstream(_dir + "/mobileops.conf")
+            << "[krun]\ndir = " MOBILEOPS_BINARY_DIR "/tests/krun/vm-cli\n";
+        std::ofstream(_runtime) << "#!/bin/sh\nMOBILEOPS_CONFIG=" << _dir << "/mobileops.conf exec "
+                                << runc() << " --root " << _dir
+                                << "/runc --log-format json \"$@\"\n";
+    }
+};
+
+TEST_F(PodmanVm, RunRmPrintsTheGuestKernelAndReturnsTheExitCode) {
+    Result r = podmanRun({"--rm", "--annotation", "run.oci.handler=krun", "localhost/busybox", "sh",
+                          "-c", "uname -r; exit 3"});
+    EXPECT_EQ(r.status, 3) << r.err;
+    std::string host = run({"/bin/uname", "-r"}).out;
+    EXPECT_FALSE(r.out.empty()) << r.err;
+    EXPECT_NE(r.out, host) << "the guest's kernel prints its release, not the host's";
+    EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << "one line: " << r.out;
+    EXPECT_FALSE(qemuMentioning(_dir)) << "qemu left running";
 }
 
 // --- containerd ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -133,14 +135,83 @@ bool parentGone(pid_t parent) {
     execContainerProcess(sys, process, report);
 }
 
+// A VM container's bind of a file (vmShare false: an engine's /etc/hosts, /etc/hostname,
+// /run/.containerenv) cannot be a share of its own: it is bound onto its place in the
+// root here, in the VMM's private mount namespace, and the guest sees it through the
+// root's share. The place is resolved inside the root, its missing directories and the
+// file itself made as runc makes mount points.
+void bindFilesIntoRoot(Syscalls &sys, const ContainerSpec &spec) {
+    constexpr uint64_t kInRoot = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    OwnedFd root;
+    for (const MountSpec &m : spec.mounts) {
+        if (m.type != "bind" || vmShare(m)) continue;
+        const std::string what = "mount " + quote(m.destination);
+        if (root.fd < 0)
+            root.reset(check(sys.open(spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC),
+                             "open the root " + quote(spec.rootfs)));
+        OwnedFd tree(::open_tree(AT_FDCWD, m.source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+        if (tree.fd < 0) throw sysError(what + ": source " + quote(m.source), errno);
+        if (std::find(m.options.begin(), m.options.end(), "ro") != m.options.end()) {
+            mount_attr attr = {};
+            attr.attr_set = MOUNT_ATTR_RDONLY;
+            if (::mount_setattr(tree.fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+                throw sysError(what + ": make it read-only", errno);
+        }
+        // Each directory on the way, then the file, resolved from the root on every step.
+        const std::string rel = m.destination.substr(1);
+        OwnedFd dir(
+            check(sys.openat2(root.fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kInRoot), what));
+        for (size_t start = 0, slash; (slash = rel.find('/', start)) != std::string::npos;
+             start = slash + 1) {
+            const std::string prefix = rel.substr(0, slash),
+                              name = rel.substr(start, slash - start);
+            if (name.empty()) continue;
+            int fd =
+                sys.openat2(root.fd, prefix.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, 0, kInRoot);
+            if (fd == -ENOENT) {
+                int r = sys.mkdirat(dir.fd, name.c_str(), 0755);
+                if (r < 0 && r != -EEXIST) throw sysError(what + ": create " + quote(prefix), -r);
+                fd = sys.openat2(root.fd, prefix.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+                                 kInRoot);
+            }
+            dir.reset(check(fd, what + ": open " + quote("/" + prefix)));
+        }
+        int fd = sys.openat2(root.fd, rel.c_str(), O_PATH | O_CLOEXEC, 0, kInRoot);
+        if (fd == -ENOENT) {
+            const std::string name = rel.substr(rel.rfind('/') + 1);
+            int made = sys.openat2(dir.fd, name.c_str(),
+                                   O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644,
+                                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
+            if (made < 0 && made != -EEXIST)
+                throw sysError(what + ": create the mount point", -made);
+            if (made >= 0) sys.close(made);
+            fd = sys.openat2(root.fd, rel.c_str(), O_PATH | O_CLOEXEC, 0, kInRoot);
+        }
+        OwnedFd target(check(fd, what + ": open the mount point"));
+        struct stat st;
+        check(sys.fstat(target.fd, &st), what);
+        if (S_ISDIR(st.st_mode))
+            throw Error(MO_E_INVALID, what + ": the source " + quote(m.source) +
+                                          " is a file and the destination a directory");
+        if (::move_mount(tree.fd, "", target.fd, "",
+                         MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            throw sysError(what, errno);
+    }
+}
+
 // A micro-VM container (VmSpec): the launcher runs on the host's filesystem, in a mount
 // namespace whose mounts no longer propagate to the host's, as root with the default
-// capabilities and no_new_privs; the spec's process and security are the guest's.
+// capabilities and no_new_privs; the spec's process and security are the guest's. An OCI
+// container's start gate (runc's model) is passed right before the launcher's exec, so
+// the VM boots at `start`.
 [[noreturn]] void execVmm(Syscalls &sys, const ContainerSpec &spec, int report, bool dieWithParent,
-                          pid_t parent) {
+                          pid_t parent, const LaunchOptions &options, pid_t hostPid) {
     check(sys.mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr),
           "make the VMM's mounts private");
+    bindFilesIntoRoot(sys, spec);
     ProcessSpec vmm;
+    vmm.gateFd = options.gateFd;
+    if (options.afterGate) vmm.afterGate = [&options, hostPid] { options.afterGate(hostPid); };
     vmm.args = spec.vm->launcher;
     vmm.args.push_back(spec.vm->configFile);
     vmm.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
@@ -218,7 +289,7 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
         // A joined UTS namespace keeps the name its owner gave it.
         if (spec.namespaces.uts && !spec.namespacePaths.count("uts") && !spec.hostname.empty())
             check(sys.sethostname(spec.hostname), "set the hostname " + quote(spec.hostname));
-        if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent);
+        if (spec.vm) execVmm(sys, spec, report, dieWithParent, parent, options, hostPid);
         if (spec.namespaces.network) check(sys.loopbackUp(), "bring the loopback interface up");
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
         if (io.consoleSocket >= 0) mounts.allocateConsole();

@@ -97,6 +97,15 @@ std::string cgroupPath(const std::string &id) { return "mobileops/" + id; }
 // whole under a temporary name first; the launcher's own files go to <run dir>/vm/.
 void describeVm(ContainerSpec &spec, const std::string &id, const std::string &dir) {
     if (!spec.vm) return;
+    // A file bind reaches the guest through the root's share (vmShare), where the guest's
+    // own /dev, /run and /tmp cover it.
+    for (const auto &m : spec.mounts)
+        for (const char *covered : {"/dev", "/run", "/tmp"})
+            if (m.type == "bind" && !vmShare(m) &&
+                m.destination.rfind(std::string(covered) + "/", 0) == 0)
+                spec.warnings.push_back("mount " + quote(m.destination) +
+                                        ": a file below the guest's own " + covered +
+                                        " is not visible in a micro-VM");
     mkdirs(dir);
     json description = vmDescription(spec);
     description["id"] = id;
@@ -228,13 +237,33 @@ std::string Runtime::containerDir(const std::string &id) const {
     return _rootDir + "/containers/" + id;
 }
 
+namespace {
+
+// An OCI container has no monitor to record its exit, and its init's status is its
+// caller's; a VM container's launcher leaves how the program ended in vm-exit.json
+// (none when the VM could not be made), which is taken when the init is found gone.
+void addVmExit(json &record, const std::string &dir) {
+    if (!isOci(record) || !record["spec"].contains("vm") ||
+        record.value("status", "") != status::stopped || record.contains("exit_code"))
+        return;
+    std::ifstream in(dir + "/vm-exit.json");
+    json report = json::parse(in, nullptr, false);
+    if (!report.is_object() || !report["exitCode"].is_number_integer()) return;
+    record["exit_code"] = report["exitCode"];
+    record["signal"] = report.value("signal", 0);
+}
+
+} // namespace
+
 json Runtime::reconciled(const std::string &id, json record) const {
     if (reconcile(record) != Reconciled::changed) return record;
+    addVmExit(record, containerDir(id));
     // Write back under a transaction, re-reading so a concurrent update is not lost.
     try {
         Host::Transaction tx(_host);
         auto current = _host.get(kContainerKind, id);
         if (current && reconcile(*current) == Reconciled::changed) {
+            addVmExit(*current, containerDir(id));
             _host.put(kContainerKind, id, current->value("name", ""), *current);
             record = *current;
         }
@@ -375,6 +404,7 @@ json Runtime::create(const json &specJson) {
 
 void Runtime::createOci(ContainerSpec &spec, const std::string &id, json &record) const {
     const std::string name = record.value("name", "");
+    describeVm(spec, id, containerDir(id)); // before launchOptions, which reads vm.json's place
     for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, id, record);
     prepareNetwork(spec, id, record, options);
@@ -486,9 +516,9 @@ void Runtime::start(const std::string &ref) {
     json record = f.record;
     prepareStorage(spec, f.id, record); // again: after a reboot nothing is mounted
     prepareSpec(spec);
-    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     mkdirs(containerDir(f.id));
     describeVm(spec, f.id, containerDir(f.id));
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, f.id, record);
     prepareNetwork(spec, f.id, record, options);
     if (record != f.record) _host.put(kContainerKind, f.id, record.value("name", ""), record);
@@ -535,8 +565,8 @@ int Runtime::run(const json &specJson, const Stdio &stdio, bool autoremove) {
         prepareStorage(spec, id, record);
         prepareSpec(spec);
     }
-    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     describeVm(spec, id, containerDir(id));
+    for (const auto &w : spec.warnings) _host.log(MO_LOG_WARNING, w);
     LaunchOptions options = launchOptions(spec, id, record);
     prepareNetwork(spec, id, record, options);
     if (record.contains("cgroup")) _host.put(kContainerKind, id, name, record); // for release

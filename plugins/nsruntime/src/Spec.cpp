@@ -446,7 +446,10 @@ VmSpec parseVm(const json &vm, const ContainerSpec &s) {
     if (s.volatileRoot) throw refuse("a volatile root");
     if (s.initSystem) throw refuse("an init system (initSystem)");
     if (s.hardwareAccess) throw refuse("host hardware access (hardwareAccess)");
-    if (s.process.terminal) throw refuse("a terminal (process.terminal, -t)");
+    if (s.process.terminal)
+        throw Error(MO_E_UNSUPPORTED,
+                    "a terminal (process.terminal, -t, --console-socket) is not supported in a "
+                    "micro-VM container yet (the guest has no agent to hold a tty)");
     if (s.networkMode == "host") throw refuse("the host's network (network.mode host)");
     if (const json *n = field(s.raw, "network"); n && n->is_object())
         if (!getString(*n, "attach", "network.").empty())
@@ -742,7 +745,6 @@ ContainerSpec parseSpec(const json &doc) {
     }
     if (const json *h = field(doc, "hooks")) s.hooks = parseHooks(*h);
     if (const json *oci = field(doc, "oci")) {
-        if (s.vm) throw Error(MO_E_UNSUPPORTED, "oci: not supported in a micro-VM container");
         s.oci = parseOci(*oci, "oci.");
         // runc's rules: a terminal needs somewhere to send it, a socket needs a terminal.
         if (s.process.terminal && s.oci->consoleSocket.empty())
@@ -753,7 +755,22 @@ ContainerSpec parseSpec(const json &doc) {
     }
     if (!s.hooks.empty() && !s.oci)
         throw Error(MO_E_UNSUPPORTED, "hooks: only with `oci` (runc's process model)");
+    // A VM container's process is the VMM on the host: there is no container root to run
+    // these in; the guest's would need a guest agent.
+    if (s.vm && !s.hooks.createContainer.empty())
+        throw Error(MO_E_UNSUPPORTED,
+                    "hooks.createContainer: not supported in a micro-VM container (the "
+                    "program's root is the guest's)");
+    if (s.vm && !s.hooks.startContainer.empty())
+        throw Error(MO_E_UNSUPPORTED,
+                    "hooks.startContainer: not supported in a micro-VM container (the "
+                    "program's root is the guest's)");
     return s;
+}
+
+bool vmShare(const MountSpec &mount) {
+    struct stat st;
+    return ::stat(mount.source.c_str(), &st) != 0 || S_ISDIR(st.st_mode);
 }
 
 json vmDescription(const ContainerSpec &spec) {
@@ -763,6 +780,7 @@ json vmDescription(const ContainerSpec &spec) {
     out["hostname"] = spec.hostname;
     json mounts = json::array();
     for (const auto &m : spec.mounts) {
+        if (!vmShare(m)) continue;
         bool ro = std::find(m.options.begin(), m.options.end(), "ro") != m.options.end();
         mounts.push_back({{"source", m.source}, {"destination", m.destination}, {"readOnly", ro}});
     }

@@ -190,6 +190,10 @@ inline bool usesStorage(const ContainerSpec &spec) {
 // process: {args, env, cwd, uid, gid, groups, rlimits: [{name, soft, hard}]}}. Call
 // after prepareSpec (users resolved, bind sources checked).
 nlohmann::json vmDescription(const ContainerSpec &spec);
+// Whether a VM container's bind mount becomes a share of its own (a directory) or, being
+// a file (an engine's /etc/hosts, /run/.containerenv), is bound onto its place in the root
+// on the host, in the VMM's mount namespace, and reaches the guest through the root's share.
+bool vmShare(const MountSpec &mount);
 
 // Parse and validate. Errors are MO_E_INVALID naming the field ("process.args: ...").
 ContainerSpec parseSpec(const nlohmann::json &doc);
