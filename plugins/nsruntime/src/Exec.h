@@ -79,9 +79,13 @@ int runForeground(Syscalls &sys, const ContainerSpec &spec, const Stdio &stdio, 
     Pty pty;
     const bool terminal = spec.process.terminal || stdio.tty;
     ChildIo io;
-    if (terminal)
+    if (terminal) {
         io.ownTerminal = &pty; // the container's own, from its devpts
-    else
+        struct winsize ws;
+        if (int from = firstTerminal({stdio.in, stdio.out, stdio.err});
+            from >= 0 && ::ioctl(from, TIOCGWINSZ, &ws) == 0)
+            io.ttySize = ws;
+    } else
         io = childIoFor(stdio, false, pty);
     OutputPipes pipes;
     if (stdio.log && !terminal) pipes.open(io);

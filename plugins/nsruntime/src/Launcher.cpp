@@ -96,9 +96,12 @@ void setupStdio(const ChildIo &io, int devNull) {
 
 // The container's own pty (ChildIo::consoleSocket) becomes our stdio and controlling
 // terminal, owned by the process user as after a login; its master goes to the parent.
-void takeTerminal(ContainerPty pty, int sock, uid_t uid) {
+void takeTerminal(ContainerPty pty, int sock, uid_t uid,
+                  const std::optional<struct winsize> &size) {
     if (::fchown(pty.slave, uid, static_cast<gid_t>(-1)) < 0)
         throw sysError("chown " + quote(pty.name), errno);
+    if (size && ::ioctl(pty.slave, TIOCSWINSZ, &*size) < 0)
+        throw sysError("set the window size of " + quote(pty.name), errno);
     if (::ioctl(pty.slave, TIOCSCTTY, 0) < 0) throw sysError("set the controlling terminal", errno);
     for (int i = 0; i < 3; ++i)
         if (::dup2(pty.slave, i) < 0) throw sysError("dup stdio", errno);
@@ -305,7 +308,7 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
         // An image is readable only now: its users and groups are resolved here.
         if (!spec.rootfsImage.empty()) prepareProcess(process, "/");
         if (io.consoleSocket >= 0)
-            takeTerminal(mounts.takeConsole(), io.consoleSocket, process.user.uid);
+            takeTerminal(mounts.takeConsole(), io.consoleSocket, process.user.uid, io.ttySize);
         execOrInit(sys, process, report, dieWithParent, parent);
     } catch (...) {
         failChild(report);

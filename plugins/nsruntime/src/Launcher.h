@@ -10,10 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/ioctl.h>
 #include <sys/types.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace mobileops::nsruntime {
@@ -43,6 +45,9 @@ struct ChildIo {
     // end); launch stores it here (Pty::receive). The other fields are then unused.
     Pty *ownTerminal = nullptr;
     int consoleSocket = -1;
+    // The window size ownTerminal starts with (the user's terminal), set before the exec
+    // so the program never sees 0x0: a size sent after the master arrives comes too late.
+    std::optional<struct winsize> ttySize;
 };
 
 struct LaunchOptions {
