@@ -896,38 +896,46 @@ private:
         }
     }
 
-    // The device cgroup rules are checked; the runtime gives a container a private /dev
-    // with only the standard nodes and linux.devices, so "deny all, allow the standard
-    // nodes" (what engines send) holds without a device cgroup.
+    // linux.resources.devices: the device cgroup rules, checked and handed to the cgroup
+    // service as resources.devices [{allow, type, major, minor, access}] (null numbers and
+    // -1 are "any", as is an absent type `a`; an absent access is `rwm`). The runtime puts
+    // them after its "deny all" and before the standard nodes and linux.devices, as runc.
     void deviceRules(const json &v, const std::string &path) {
         std::size_t i = 0;
-        bool allowsMore = false;
+        json out = json::array();
         for (const auto &r : array(v, path)) {
             std::string p = index(path, i++);
-            bool allow = false;
-            std::string type = "a", access;
+            json rule = {{"allow", false}, {"type", "a"}, {"access", "rwm"}};
+            bool allowGiven = false;
             for (auto it = object(r, p).begin(); it != r.end(); ++it) {
                 std::string fp = child(p, it.key());
                 const std::string &k = it.key();
                 if (k == "allow") {
-                    allow = boolean(it.value(), fp);
+                    rule["allow"] = boolean(it.value(), fp);
+                    allowGiven = true;
                 } else if (k == "type") {
-                    type = string(it.value(), fp);
+                    std::string type = string(it.value(), fp);
                     if (type != "a" && type != "c" && type != "b")
                         fail(fp, show(type) + " is not a device type (a, c, b)");
+                    rule["type"] = type;
                 } else if (k == "major" || k == "minor") {
-                    if (!it.value().is_null()) integer(it.value(), fp, -1, 0xfffff);
+                    if (!it.value().is_null()) {
+                        std::int64_t n = integer(it.value(), fp, -1, 0xfffff);
+                        if (n >= 0) rule[k] = n;
+                    }
                 } else if (k == "access") {
-                    access = string(it.value(), fp);
+                    std::string access = string(it.value(), fp);
                     if (access.empty() || access.find_first_not_of("rwm") != std::string::npos)
                         fail(fp, show(access) + " is not an access such as `rwm`");
+                    rule["access"] = access;
                 } else {
                     fail(fp, "unknown field");
                 }
             }
-            if (allow && type == "a") allowsMore = true;
+            if (!allowGiven) fail(child(p, "allow"), "required field is missing");
+            out.push_back(rule);
         }
-        if (allowsMore) unapplied(path + " (allowing every device: only /dev's own nodes exist)");
+        if (!out.empty()) _resources["devices"] = out;
     }
 
     // --- mounts -------------------------------------------------------------------------

@@ -892,6 +892,50 @@ void Checker::resources(const Doc &value, const std::string &path) {
               out["deviceThrottle"] = entries;
               addUnapplied(_out, p);
           }},
+         {"devices",
+          [&](const Doc &v, const std::string &p) {
+              // the device cgroup rules, OCI linux.resources.devices' form: [{allow, type:
+              // a|c|b, major, minor (absent or -1: any), access: subset of rwm}], the last
+              // matching rule deciding; the runtime adds them after its "deny all" and
+              // before the standard nodes
+              json rules = json::array();
+              std::size_t i = 0;
+              for (const auto &item : list(v, p)) {
+                  std::string ip = indexPath(p, i++);
+                  json rule = {{"type", "a"}, {"access", "rwm"}};
+                  fields(item, ip,
+                         {{"allow", [&](const Doc &x,
+                                        const std::string &xp) { rule["allow"] = boolean(x, xp); }},
+                          {"type",
+                           [&](const Doc &x, const std::string &xp) {
+                               std::string t = string(x, xp);
+                               if (t != "a" && t != "c" && t != "b")
+                                   invalid(xp, x, "is not a device type (a, c, b)");
+                               rule["type"] = t;
+                           }},
+                          {"major",
+                           [&](const Doc &x, const std::string &xp) {
+                               std::int64_t n = integer(x, xp, -1, 0xfffff);
+                               if (n >= 0) rule["major"] = n;
+                           }},
+                          {"minor",
+                           [&](const Doc &x, const std::string &xp) {
+                               std::int64_t n = integer(x, xp, -1, 0xfffff);
+                               if (n >= 0) rule["minor"] = n;
+                           }},
+                          {"access", [&](const Doc &x, const std::string &xp) {
+                               std::string a = string(x, xp);
+                               if (a.empty() || a.find_first_not_of("rwm") != std::string::npos)
+                                   invalid(xp, x, "is not an access such as `rwm`");
+                               rule["access"] = a;
+                           }}});
+                  if (!rule.contains("allow"))
+                      fail(childPath(ip, "allow"), "required field is missing");
+                  rules.push_back(rule);
+              }
+              out["devices"] = rules;
+              addUnapplied(_out, p);
+          }},
          {"cpuset", [&](const Doc &v, const std::string &p) {
               std::string set = string(v, p);
               bool ok = isValidCpuList(set);

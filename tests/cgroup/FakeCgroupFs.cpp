@@ -193,6 +193,11 @@ int FakeCgroupFs::mkdir(const std::string &path) {
             files["cpuset.mems"] = "";
         }
         if (c.count("freezer")) files["freezer.state"] = "THAWED";
+        if (c.count("devices")) {
+            files["devices.allow"] = "";
+            files["devices.deny"] = "";
+            files["devices.list"] = "a *:* rwm";
+        }
         if (c.count("blkio")) {
             files["blkio.throttle.io_service_bytes_recursive"] =
                 "8:0 Read 4096\n8:0 Write 8192\nTotal 12288";
@@ -270,6 +275,17 @@ void FakeCgroupFs::removePid(pid_t pid) {
 int FakeCgroupFs::kill(pid_t pid, int signal) {
     signals.emplace_back(pid, signal);
     if (signal == SIGKILL && killable.count(pid)) removePid(pid);
+    return 0;
+}
+
+int FakeCgroupFs::setDeviceProgram(const std::string &dir, const std::vector<DeviceRule> &rules,
+                                   std::string &detail) {
+    const FakeMount *m = mountOf(dir + "/x");
+    if (!m || m->version != 2 || !fs::is_directory(dir)) {
+        detail = "attach the device program to `" + dir + "`";
+        return -EBADF;
+    }
+    devicePrograms[dir] = rules;
     return 0;
 }
 

@@ -37,6 +37,9 @@ public:
     int write(const std::string &path, const std::string &value) override;
     int kill(pid_t pid, int signal) override;
     void sleepMs(unsigned) override {}
+    // Records the rules instead of loading a program.
+    int setDeviceProgram(const std::string &dir, const std::vector<DeviceRule> &rules,
+                         std::string &detail) override;
 
     // Contents of a file (trimmed), "" when missing.
     std::string get(const std::string &path) const;
@@ -46,6 +49,7 @@ public:
 
     std::vector<std::pair<std::string, std::string>> writes; // path, value
     std::vector<std::pair<pid_t, int>> signals;
+    std::map<std::string, std::vector<DeviceRule>> devicePrograms; // cgroup2 dir -> rules
     std::set<pid_t> killable; // pids a SIGKILL removes from every cgroup.procs
 
 private:

@@ -66,9 +66,8 @@ TEST(FakeTree, HybridCreateAppliesOnOwnersAndTracksOnUnified) {
     cg.create("ct1", full());
     std::string r = fake.root() + "/sys/fs/cgroup";
     for (const char *h :
-         {"cpu", "cpuacct", "cpuset", "memory", "freezer", "blkio", "pids", "unified"})
+         {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified"})
         EXPECT_TRUE(std::filesystem::is_directory(r + "/" + h + "/mobileops/ct1")) << h;
-    EXPECT_FALSE(std::filesystem::exists(r + "/devices/mobileops"));
     EXPECT_FALSE(std::filesystem::exists(r + "/systemd/mobileops"));
     EXPECT_EQ(fake.get(r + "/cpu/mobileops/ct1/cpu.cfs_quota_us"), "150000");
     EXPECT_EQ(fake.get(r + "/cpu/mobileops/ct1/cpu.cfs_period_us"), "100000");
@@ -83,7 +82,7 @@ TEST(FakeTree, HybridCreateAppliesOnOwnersAndTracksOnUnified) {
     // Nothing enabled on a cgroup2 mount that offers none of our controllers.
     EXPECT_EQ(fake.get(r + "/unified/cgroup.subtree_control"), "");
 
-    EXPECT_EQ(cg.dirs("ct1").size(), 8u);
+    EXPECT_EQ(cg.dirs("ct1").size(), 9u);
     cg.create("ct1", {}); // idempotent
     cg.destroy("ct1");
     for (const std::string &d : cg.dirs("ct1")) EXPECT_FALSE(std::filesystem::exists(d)) << d;
@@ -505,6 +504,89 @@ TEST(FakeTree, StatsOnUnified) {
     EXPECT_EQ(s["memory"]["peak"], 8192);
     EXPECT_EQ(s["pids"]["limit"], 20);
     EXPECT_TRUE(s["memory"]["limit"].is_number());
+}
+
+Settings devices(const char *list) {
+    return parseResources(json::parse(std::string(R"({"devices": )") + list + "}"));
+}
+
+TEST(FakeTree, HybridDeviceRulesGoToTheV1ControllerAndTheCgroup2Program) {
+    FakeCgroupFs fake(testing::hybridMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    Settings s = devices(R"([{"allow": false}, {"allow": true, "type": "c", "major": 1,
+                             "minor": 3}, {"allow": true, "type": "b", "access": "m"}])");
+    cg.create("ct", s);
+    std::string v1 = fake.root() + "/sys/fs/cgroup/devices/mobileops/ct";
+    std::string v2 = fake.root() + "/sys/fs/cgroup/unified/mobileops/ct";
+    std::vector<std::pair<std::string, std::string>> writes;
+    for (const auto &[path, value] : fake.writes)
+        if (path.rfind(v1 + "/", 0) == 0) writes.emplace_back(path.substr(v1.size() + 1), value);
+    std::vector<std::pair<std::string, std::string>> expected = {
+        {"devices.deny", "a"}, {"devices.allow", "c 1:3 rwm"}, {"devices.allow", "b *:* m"}};
+    EXPECT_EQ(writes, expected);
+    ASSERT_EQ(fake.devicePrograms.count(v2), 1u);
+    EXPECT_EQ(fake.devicePrograms[v2], *s.devices);
+    json report = cg.report("ct", s);
+    ASSERT_EQ(report["fields"].size(), 1u) << report.dump();
+    EXPECT_EQ(report["fields"][0]["field"], "devices");
+    EXPECT_EQ(report["fields"][0]["file"], v1 + "/devices.list");
+    EXPECT_FALSE(report["fields"][0].contains("note")) << report.dump();
+    auto f = cg.features();
+    EXPECT_NE(std::find(f.begin(), f.end(), "cgroup.devices"), f.end());
+    cg.destroy("ct");
+}
+
+TEST(FakeTree, UnifiedDeviceRulesAreAProgramAndUpdateReplacesIt) {
+    FakeCgroupFs fake(testing::unifiedMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    cg.create("ct", devices(R"([{"allow": false}])"));
+    std::string d = fake.root() + "/sys/fs/cgroup/mobileops/ct";
+    ASSERT_EQ(fake.devicePrograms.count(d), 1u);
+    EXPECT_EQ(fake.devicePrograms[d].size(), 1u);
+    cg.update("ct", devices(R"([{"allow": true}, {"allow": false, "type": "b"}])"));
+    EXPECT_EQ(fake.devicePrograms[d].size(), 2u);
+    json report = cg.report("ct", devices(R"([{"allow": true}])"));
+    EXPECT_EQ(report["fields"][0]["note"], "a BPF device program on cgroup2 (not read back)");
+    // What the backend's program load says reaches the caller with the step named.
+    cg.destroy("ct");
+    std::string m;
+    EXPECT_EQ(codeOf([&] { cg.update("ct", devices("[]")); }, &m), MO_E_NOT_FOUND);
+}
+
+TEST(FakeTree, DeviceRulesWithoutDevicesControllerOrCgroup2AreUnsupported) {
+    FakeCgroupFs fake(testing::legacyMounts());
+    Cgroups cg(fake.layout(), fake, {"/mobileops"});
+    std::string m;
+    EXPECT_EQ(codeOf([&] { cg.create("ct", devices(R"([{"allow": false}])")); }, &m),
+              MO_E_UNSUPPORTED);
+    EXPECT_NE(m.find("device rules: the `devices` controller is not available"), std::string::npos)
+        << m;
+    EXPECT_FALSE(cg.exists("ct")) << "refused before anything was made";
+    Settings s = devices(R"([{"allow": false}])");
+    s.ignoreUnsupported = true;
+    std::vector<Unsupported> skipped;
+    cg.create("ct", s, &skipped);
+    ASSERT_EQ(skipped.size(), 1u);
+    EXPECT_EQ(skipped[0].field, "devices");
+    cg.destroy("ct");
+}
+
+TEST(FakeTree, V1DeviceListThatCannotBeHeldIsRefused) {
+    auto mounts = testing::legacyMounts();
+    mounts.push_back({1, "/sys/fs/cgroup/devices", {"devices"}});
+    FakeCgroupFs withDevices(mounts);
+    Cgroups cg(withDevices.layout(), withDevices, {"/mobileops"});
+    std::string m;
+    EXPECT_EQ(codeOf(
+                  [&] {
+                      cg.create("ct", devices(R"([{"allow": false}, {"allow": true, "type": "c"},
+                          {"allow": false, "type": "c", "major": 1, "minor": 3}])"));
+                  },
+                  &m),
+              MO_E_UNSUPPORTED);
+    EXPECT_NE(m.find("devices[2]: deny `c 1:3 rwm` inside the earlier allow"), std::string::npos)
+        << m;
+    EXPECT_FALSE(cg.exists("ct")) << "a failed create removes what it made";
 }
 
 TEST(FakeTree, Features) {

@@ -23,8 +23,8 @@ TEST(Layout, HybridPlacesEachControllerOnItsOwner) {
     EXPECT_EQ(l.owner("io")->version, 1);
     EXPECT_EQ(l.owner("hugetlb"), l.unified());
     EXPECT_NE(l.owner("cpu"), l.owner("cpuacct"));
-    // cpu cpuacct cpuset memory freezer blkio pids + unified; not devices, not name=systemd.
-    EXPECT_EQ(l.used().size(), 8u);
+    // cpu cpuacct cpuset memory devices freezer blkio pids + unified; not name=systemd.
+    EXPECT_EQ(l.used().size(), 9u);
     EXPECT_EQ(l.withoutUnified().mode(), Mode::Legacy);
     EXPECT_EQ(l.withoutUnified().unified(), nullptr);
     EXPECT_NE(l.summary().find("hybrid: v1"), std::string::npos) << l.summary();

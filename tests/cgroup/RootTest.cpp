@@ -3,6 +3,7 @@
 // cgroups; a guard kills what the test started and removes every directory, also when
 // the test fails.
 #include "Cgroups.h"
+#include "DeviceBpf.h"
 
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -606,6 +608,245 @@ TEST_F(CgroupRoot, CpuLimitHoldsABusyLoopNearHalfACore) {
     EXPECT_LT(cores, 0.65);
     json s = _cg->stats(kPath);
     EXPECT_GT(s["cpu"].value("throttled_periods", 0ULL), 0u) << s.dump();
+}
+
+// --- device rules ----------------------------------------------------------------------
+
+// A real block device this process can open ({major, minor}): the one holding `/` when
+// it can, else the first of /sys/dev/block it can (a sandbox may already deny the root
+// disk, and a device nobody may open proves nothing); {0, 0} when none.
+std::pair<unsigned, unsigned> hostDisk() {
+    std::vector<std::string> candidates;
+    std::ifstream in("/proc/self/mountinfo");
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream f(line);
+        std::string id, parent, dev, root, point;
+        f >> id >> parent >> dev >> root >> point;
+        if (point == "/") candidates.push_back(dev);
+    }
+    std::error_code ec;
+    for (const auto &e : std::filesystem::directory_iterator("/sys/dev/block", ec))
+        candidates.push_back(e.path().filename().string());
+    for (const std::string &dev : candidates) {
+        unsigned major = 0, minor = 0;
+        if (std::sscanf(dev.c_str(), "%u:%u", &major, &minor) != 2 || !major) continue;
+        std::ifstream uevent("/sys/dev/block/" + dev + "/uevent");
+        std::string name;
+        for (std::string line; std::getline(uevent, line);)
+            if (line.rfind("DEVNAME=", 0) == 0) name = line.substr(8);
+        struct stat st;
+        std::string path = "/dev/" + name;
+        if (name.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode) ||
+            st.st_rdev != makedev(major, minor))
+            continue;
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ::close(fd);
+        return {major, minor};
+    }
+    return {0, 0};
+}
+
+// What a process under device rules may do, as errno values (0: it worked): open
+// /dev/null read-write, /dev/zero for reading, mknod a node of the host's disk in `dir`
+// and open that node.
+struct DeviceProbe {
+    int null = -1, zero = -1, mknod = -1, disk = -1;
+};
+
+// In a forked child: try each and write the four numbers to `fd`.
+void probeDevices(int fd, const std::string &dir, std::pair<unsigned, unsigned> disk) {
+    auto tryOpen = [](const std::string &path, int flags) {
+        int f = ::open(path.c_str(), flags | O_CLOEXEC);
+        if (f < 0) return errno;
+        ::close(f);
+        return 0;
+    };
+    std::string node = dir + "/disk";
+    ::unlink(node.c_str()); // an earlier probe's
+    int null = tryOpen("/dev/null", O_RDWR), zero = tryOpen("/dev/zero", O_RDONLY);
+    int mk =
+        ::mknod(node.c_str(), S_IFBLK | 0600, makedev(disk.first, disk.second)) < 0 ? errno : 0;
+    int open = mk == 0 ? tryOpen(node, O_RDONLY) : -1;
+    std::string out = std::to_string(null) + " " + std::to_string(zero) + " " + std::to_string(mk) +
+                      " " + std::to_string(open) + "\n";
+    if (::write(fd, out.data(), out.size()) < 0) ::_exit(3);
+}
+
+DeviceProbe readProbe(int fd) {
+    DeviceProbe p;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 10000) != 1) return p;
+    char buf[64] = {};
+    if (::read(fd, buf, sizeof buf - 1) > 0)
+        std::sscanf(buf, "%d %d %d %d", &p.null, &p.zero, &p.mknod, &p.disk);
+    ::close(fd);
+    return p;
+}
+
+// Only /dev/null to open, and mknod of anything.
+constexpr const char *kNullOnly = R"({"devices": [{"allow": false, "access": "rwm"},
+    {"allow": true, "type": "c", "access": "m"}, {"allow": true, "type": "b", "access": "m"},
+    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})";
+
+class TempNodeDir {
+public:
+    TempNodeDir() {
+        char tmpl[] = "/tmp/cgroup-devices-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~TempNodeDir() {
+        ::unlink((path + "/disk").c_str());
+        ::rmdir(path.c_str());
+    }
+    std::string path;
+};
+
+TEST_F(CgroupRoot, V1DevicesControllerDeniesTheHostDiskButNotNull) {
+    const Hierarchy *h = _layout.owner("devices");
+    if (!h || h->version != 1) GTEST_SKIP() << "no v1 devices controller here";
+    // Without a block device this process can open (a guest on virtio-9p), only the
+    // character devices are checked.
+    auto disk = hostDisk();
+    // v1 alone: the layout without the cgroup2 hierarchy (whose program would deny too).
+    _cg = std::make_unique<Cgroups>(_layout.withoutUnified(), realFs(), Options{_parent});
+    Settings s = parseResources(json::parse(kNullOnly));
+    _cg->create(kPath, s);
+    std::string list = file("devices", "devices.list");
+    EXPECT_NE(list.find("c 1:3 rwm"), std::string::npos) << list;
+    EXPECT_EQ(list.find("a *:* rwm"), std::string::npos) << list;
+    TempNodeDir dir;
+    int fd = -1;
+    spawn([&](int out) { probeDevices(out, dir.path, disk); }, &fd);
+    DeviceProbe p = readProbe(fd);
+    EXPECT_EQ(p.null, 0);
+    EXPECT_EQ(p.zero, EPERM);
+    if (disk.first) {
+        EXPECT_EQ(p.mknod, 0) << "mknod is allowed (m)";
+        EXPECT_EQ(p.disk, EPERM) << "the host's disk " << disk.first << ":" << disk.second;
+    }
+    json report = _cg->report(kPath, s);
+    EXPECT_EQ(report["fields"][0]["field"], "devices") << report.dump();
+    EXPECT_NE(report["fields"][0]["applied"].dump().find("c 1:3 rwm"), std::string::npos)
+        << report.dump();
+}
+
+TEST_F(CgroupRoot, Cgroup2DeviceProgramDeniesAndAllowsAsTheRulesSay) {
+    const Hierarchy *u = _layout.unified();
+    if (!u) GTEST_SKIP() << "no cgroup2 hierarchy here";
+    // Without a block device this process can open (a guest on virtio-9p), only the
+    // character devices are checked.
+    auto disk = hostDisk();
+    // A scratch cgroup2 directory below the test's parent (the guard removes it), no v1.
+    std::string base = u->dirOf(joinPath(u->ownPath, _parent));
+    std::string dir = base + "/bpf";
+    ASSERT_EQ(realFs().mkdir(base), 0);
+    ASSERT_EQ(realFs().mkdir(dir), 0);
+    std::vector<DeviceRule> rules = *parseResources(json::parse(kNullOnly)).devices;
+    std::string detail;
+    ASSERT_EQ(setDeviceProgram(dir, rules, detail), 0) << detail;
+    std::vector<std::uint32_t> ids;
+    ASSERT_EQ(attachedDevicePrograms(dir, ids), 0);
+    EXPECT_EQ(ids.size(), 1u);
+
+    auto probe = [&]() {
+        TempNodeDir nodes;
+        int report[2], go[2];
+        EXPECT_EQ(::pipe2(report, O_CLOEXEC), 0);
+        EXPECT_EQ(::pipe2(go, O_CLOEXEC), 0);
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(report[0]);
+            ::close(go[1]);
+            char c;
+            if (::read(go[0], &c, 1) != 1) ::_exit(1);
+            probeDevices(report[1], nodes.path, disk);
+            ::_exit(0);
+        }
+        _children.push_back(pid);
+        ::close(report[1]);
+        ::close(go[0]);
+        EXPECT_EQ(realFs().write(dir + "/cgroup.procs", std::to_string(pid)), 0);
+        EXPECT_EQ(::write(go[1], "x", 1), 1);
+        ::close(go[1]);
+        DeviceProbe p = readProbe(report[0]);
+        ::waitpid(pid, nullptr, 0);
+        return p;
+    };
+    DeviceProbe p = probe();
+    EXPECT_EQ(p.null, 0);
+    EXPECT_EQ(p.zero, EPERM);
+    if (disk.first) {
+        EXPECT_EQ(p.mknod, 0) << "mknod is allowed (m)";
+        EXPECT_EQ(p.disk, EPERM) << "the host's disk " << disk.first << ":" << disk.second;
+    }
+
+    // An update replaces the program: /dev/zero readable, the disk still not, and one
+    // program attached, not two.
+    rules.push_back(parseDeviceRules(json::parse(
+        R"([{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}])"))[0]);
+    ASSERT_EQ(setDeviceProgram(dir, rules, detail), 0) << detail;
+    ASSERT_EQ(attachedDevicePrograms(dir, ids), 0);
+    EXPECT_EQ(ids.size(), 1u);
+    p = probe();
+    EXPECT_EQ(p.null, 0);
+    EXPECT_EQ(p.zero, 0);
+    if (disk.first) {
+        EXPECT_EQ(p.disk, EPERM);
+    }
+
+    // Allow everything, then deny the disk alone (what v1 cannot say exactly): the disk
+    // stays closed, the rest opens.
+    ASSERT_EQ(setDeviceProgram(dir,
+                               parseDeviceRules(json::parse(R"([{"allow": true},
+        {"allow": false, "type": "b", "major": )" + std::to_string(disk.first) +
+                                                            R"(, "access": "rw"}])")),
+                               detail),
+              0)
+        << detail;
+    p = probe();
+    EXPECT_EQ(p.zero, 0);
+    if (disk.first) {
+        EXPECT_EQ(p.mknod, 0);
+        EXPECT_EQ(p.disk, EPERM);
+    }
+    EXPECT_EQ(setDeviceProgram(base + "/missing", rules, detail), -ENOENT);
+    EXPECT_NE(detail.find("missing"), std::string::npos) << detail;
+}
+
+TEST_F(CgroupRoot, DeviceRulesLandOnEveryHierarchyThatHoldsThem) {
+    // Without a block device this process can open (a guest on virtio-9p), only the
+    // character devices are checked.
+    auto disk = hostDisk();
+    Settings s = parseResources(json::parse(kNullOnly));
+    _cg->create(kPath, s);
+    if (const Hierarchy *u = _layout.unified()) {
+        std::vector<std::uint32_t> ids;
+        ASSERT_EQ(
+            attachedDevicePrograms(u->dirOf(joinPath(joinPath(u->ownPath, _parent), kPath)), ids),
+            0);
+        EXPECT_EQ(ids.size(), 1u);
+    }
+    TempNodeDir dir;
+    int fd = -1;
+    spawn([&](int out) { probeDevices(out, dir.path, disk); }, &fd);
+    DeviceProbe p = readProbe(fd);
+    EXPECT_EQ(p.null, 0);
+    EXPECT_EQ(p.zero, EPERM);
+    if (disk.first) {
+        EXPECT_EQ(p.disk, EPERM);
+    }
+    // Everything allowed again by an update (v1: "a" to devices.allow; v2: a new program).
+    _cg->update(kPath, parseResources(json::parse(R"({"devices": [{"allow": true}]})")));
+    if (v1("devices")) {
+        EXPECT_EQ(file("devices", "devices.list"), "a *:* rwm");
+    }
+    spawn([&](int out) { probeDevices(out, dir.path, disk); }, &fd);
+    p = readProbe(fd);
+    EXPECT_EQ(p.zero, 0);
+    if (disk.first) {
+        EXPECT_EQ(p.disk, 0);
+    }
 }
 
 } // namespace

@@ -243,6 +243,31 @@ TEST(OciSpec, UpdateResources) {
     }
 }
 
+TEST(OciSpec, DeviceRulesGoToTheCgroupService) {
+    json c = minimal();
+    c["linux"]["resources"]["devices"] = json::parse(R"([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 237, "access": "rw"},
+        {"allow": true, "type": "b", "major": 7, "minor": null},
+        {"allow": true, "type": "c", "major": -1, "minor": -1, "access": "m"}])");
+    json s = fromOci(c, "/b");
+    EXPECT_EQ(s["resources"]["devices"], json::parse(R"([
+        {"allow": false, "type": "a", "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 237, "access": "rw"},
+        {"allow": true, "type": "b", "major": 7, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"}])"));
+    EXPECT_EQ(s.value("unapplied", json::array()).dump().find("devices"), std::string::npos)
+        << s["unapplied"].dump();
+    // allow-all is applied too (nothing left unapplied)
+    c["linux"]["resources"]["devices"] = json::parse(R"([{"allow": true, "access": "rwm"}])");
+    s = fromOci(c, "/b");
+    EXPECT_EQ(s["resources"]["devices"][0]["allow"], true);
+    EXPECT_EQ(s.value("unapplied", json::array()).dump().find("devices"), std::string::npos);
+    // updates leave device rules alone (fixed at create, as runc)
+    EXPECT_FALSE(
+        fromOciResources(json::parse(R"({"devices": [{"allow": true}]})")).contains("devices"));
+}
+
 // --- refused, naming the path ------------------------------------------------------------
 
 struct Bad {
@@ -325,6 +350,16 @@ const Bad kBad[] = {
     {"DeviceRuleAccess",
      R"({"linux": {"resources": {"devices": [{"allow": true, "access": "rwx"}]}}})",
      "linux.resources.devices[0].access: `rwx`"},
+    {"DeviceRuleType", R"({"linux": {"resources": {"devices": [{"allow": true, "type": "u"}]}}})",
+     "linux.resources.devices[0].type: `u` is not a device type (a, c, b)"},
+    {"DeviceRuleMajor",
+     R"({"linux": {"resources": {"devices": [{"allow": true, "major": 4294967296}]}}})",
+     "linux.resources.devices[0].major: `4294967296` is above the maximum"},
+    {"DeviceRuleNoAllow", R"({"linux": {"resources": {"devices": [{"access": "r"}]}}})",
+     "linux.resources.devices[0].allow: required field is missing"},
+    {"DeviceRuleUnknown",
+     R"({"linux": {"resources": {"devices": [{"allow": true, "path": "/dev/sda"}]}}})",
+     "linux.resources.devices[0].path: unknown field"},
     {"CgroupsPathEscape", R"({"linux": {"cgroupsPath": "/../../sys/fs/cgroup"}})",
      "linux.cgroupsPath: `/../../sys/fs/cgroup` contains `..`"},
     {"HostSysctl", R"({"linux": {"sysctl": {"kernel.core_pattern": "|/tmp/x"}}})",

@@ -767,6 +767,31 @@ TEST(SpecParseTest, InitSystemAndHardwareAccess) {
               "t.yaml:4: spec.initsystem: unknown field (did you mean `initSystem`?)");
 }
 
+TEST(SpecParseTest, DeviceRules) {
+    json s = parseSpec("  resources:\n    devices:\n"
+                       "      - { allow: false }\n"
+                       "      - { allow: true, type: c, major: 10, minor: 229, access: rw }\n"
+                       "      - { allow: true, type: b, major: -1, access: m }\n");
+    EXPECT_EQ(s["resources"]["devices"], json::parse(R"([
+        {"allow": false, "type": "a", "access": "rwm"},
+        {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+        {"allow": true, "type": "b", "access": "m"}])"));
+    EXPECT_NE(s["unapplied"].dump().find("spec.resources.devices"), std::string::npos)
+        << "listed until a cgroup service takes it";
+    EXPECT_EQ(specError("  resources:\n    devices: [{ allow: true, type: u }]\n"),
+              "t.yaml:5: spec.resources.devices[0].type: `u` is not a device type (a, c, b)");
+    EXPECT_EQ(specError("  resources:\n    devices: [{ allow: true, access: rwx }]\n"),
+              "t.yaml:5: spec.resources.devices[0].access: `rwx` is not an access such as `rwm`");
+    EXPECT_EQ(specError("  resources:\n    devices: [{ type: c }]\n"),
+              "t.yaml:5: spec.resources.devices[0].allow: required field is missing");
+    EXPECT_NE(specError("  resources:\n    devices: [{ allow: true, major: 1048576 }]\n")
+                  .find("spec.resources.devices[0].major"),
+              std::string::npos);
+    EXPECT_NE(specError("  resources:\n    devices: [{ allow: true, path: /dev/sda }]\n")
+                  .find("spec.resources.devices[0].path: unknown field"),
+              std::string::npos);
+}
+
 TEST(SpecParseTest, DeviceThrottleAndIgnoreUnsupported) {
     EXPECT_EQ(
         parseSpec("  resources: { ignoreUnsupported: true }\n")["resources"]["ignoreUnsupported"],

@@ -37,6 +37,9 @@ public:
     void setPids(const std::string &dir, const Settings &s);
     // blkio (v1) / io (v2): weight and per-device throttles.
     virtual void setIo(const std::string &dir, const Settings &s) = 0;
+    // Device access rules: v1 devices.deny/allow (only on the devices hierarchy), v2 a
+    // BPF device program on the cgroup's directory.
+    virtual void setDevices(const std::string &dir, const std::vector<DeviceRule> &rules) = 0;
     // Refuse settings this version has no file for, before anything is made or written.
     virtual void check(const Settings &) {}
     // The fields of `s` (of controllers this hierarchy owns) that `dir`, an existing

@@ -1,5 +1,7 @@
 #include "CgroupFs.h"
 
+#include "DeviceBpf.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -80,6 +82,11 @@ void RealCgroupFs::sleepMs(unsigned ms) {
 CgroupFs &realFs() {
     static RealCgroupFs fs;
     return fs;
+}
+
+int RealCgroupFs::setDeviceProgram(const std::string &dir, const std::vector<DeviceRule> &rules,
+                                   std::string &detail) {
+    return mobileops::cgroup::setDeviceProgram(dir, rules, detail);
 }
 
 } // namespace mobileops::cgroup

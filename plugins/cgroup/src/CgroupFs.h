@@ -4,6 +4,8 @@
 // what was written. Functions return 0 on success and -errno on failure; they never throw.
 #pragma once
 
+#include "Devices.h"
+
 #include <sys/types.h>
 
 #include <string>
@@ -25,6 +27,10 @@ public:
     virtual int subdirs(const std::string &dir, std::vector<std::string> &out) = 0;
     virtual int kill(pid_t pid, int signal) = 0;
     virtual void sleepMs(unsigned ms) = 0;
+    // cgroup2: replace the device program of the cgroup directory `dir` with one for
+    // `rules` (DeviceBpf.h); `detail` names the failed step and carries the verifier's log.
+    virtual int setDeviceProgram(const std::string &dir, const std::vector<DeviceRule> &rules,
+                                 std::string &detail) = 0;
 };
 
 // The real thing: system calls on the paths as given.
@@ -38,6 +44,8 @@ public:
     int subdirs(const std::string &dir, std::vector<std::string> &out) override;
     int kill(pid_t pid, int signal) override;
     void sleepMs(unsigned ms) override;
+    int setDeviceProgram(const std::string &dir, const std::vector<DeviceRule> &rules,
+                         std::string &detail) override;
 };
 
 // The process-wide real instance.

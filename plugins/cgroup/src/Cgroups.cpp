@@ -132,7 +132,8 @@ const char *labelOf(const std::string &field) {
         {"limits.memory", "memory limit"},   {"requests.memory", "memory request"},
         {"limits.pids", "pids limit"},       {"cpuset", "cpuset"},
         {"memorySwap", "memory swap limit"}, {"memorySwappiness", "memory swappiness"},
-        {"blkioWeight", "blkio weight"},     {"deviceThrottle", "device throttle"}};
+        {"blkioWeight", "blkio weight"},     {"deviceThrottle", "device throttle"},
+        {"devices", "device rules"}};
     for (const auto &[name, label] : labels)
         if (field == name) return label;
     return "resource";
@@ -146,6 +147,8 @@ std::vector<Unsupported> Cgroups::unsupported(const std::string &path, const Set
     for (const std::string &field : fieldsOf(s)) {
         const char *controller = controllerOf(field);
         const Hierarchy *h = _layout.owner(controller);
+        // cgroup2 has no devices controller: a BPF program on the cgroup holds the rules.
+        if (field == "devices" && (!h || !backendOf(h))) h = _layout.unified();
         if (!h || !backendOf(h)) {
             out.push_back({field, "the " + quote(controller) +
                                       " controller is not available on this host (" +
@@ -273,6 +276,21 @@ void Cgroups::apply(const std::string &path, const Settings &s) {
         Place p = owner(path, "pids", "pids limit");
         p.backend->setPids(p.dir, s);
     }
+    if (s.devices) {
+        // On every hierarchy that can hold them: the v1 devices controller and cgroup2's
+        // BPF program are each checked by the kernel, and a hybrid host has both.
+        bool applied = false;
+        for (const Hierarchy *h : {_layout.owner("devices"), _layout.unified()}) {
+            if (!h || !backendOf(h) || (h->version == 1 && !h->has("devices"))) continue;
+            Place p = placeOf(path, h);
+            p.backend->setDevices(p.dir, *s.devices);
+            applied = true;
+        }
+        if (!applied)
+            throw Error(MO_E_UNSUPPORTED, "device rules: neither the v1 `devices` controller nor "
+                                          "a cgroup2 hierarchy is available (" +
+                                              _layout.summary() + ")");
+    }
 }
 
 void Cgroups::attach(const std::string &path, pid_t pid) {
@@ -333,6 +351,7 @@ json requestedValue(const Settings &s, const std::string &field) {
     if (field == "memorySwap") return setting(s.memorySwap);
     if (field == "memorySwappiness") return setting(s.memorySwappiness);
     if (field == "blkioWeight") return setting(s.blkioWeight);
+    if (field == "devices") return s.devices ? deviceRulesJson(*s.devices) : json();
     json out = json::array();
     for (const DeviceThrottle &t : s.deviceThrottle.value_or(std::vector<DeviceThrottle>{})) {
         json d = {{"device", t.device}};
@@ -348,7 +367,7 @@ json requestedValue(const Settings &s, const std::string &field) {
 // Why the kernel's value differs from the request, or "" when it does not.
 std::string difference(const std::string &field, const json &requested, const json &applied,
                        const json &entry) {
-    if (field == "deviceThrottle") return ""; // listed as the kernel holds them
+    if (field == "deviceThrottle" || field == "devices") return ""; // as the kernel holds them
     if (requested == applied) return "";
     // A request for "no limit" reads back as the kernel's default.
     if (requested.is_null() && field != "limits.cpu" && field != "limits.memory" &&
@@ -409,6 +428,11 @@ json Cgroups::report(const std::string &path, const Settings &requested) {
             if (field == "memorySwappiness" && !have->contains("file"))
                 why = "not applied: cgroup v2 has no swappiness";
             if (!why.empty()) entry["note"] = why;
+        } else if (field == "devices" && _layout.unified()) {
+            // A BPF program cannot be read back as rules.
+            entry["applied"] = json();
+            entry["file"] = placeOf(path, _layout.unified()).dir;
+            entry["note"] = "a BPF device program on cgroup2 (not read back)";
         } else {
             entry["applied"] = json();
             entry["note"] = "not applied";
@@ -660,6 +684,7 @@ std::vector<std::string> Cgroups::features() const {
     }
     const Hierarchy *u = _layout.unified();
     if (_layout.owner("freezer") || u) out.push_back("cgroup.freeze");
+    if (_layout.owner("devices") || u) out.push_back("cgroup.devices");
     if (u) {
         // cgroup.kill exists only in non-root cgroups: look at ours, else at any child of
         // the mount, else go by the kernel version that added it (5.14).

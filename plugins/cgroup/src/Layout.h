@@ -13,9 +13,10 @@
 
 namespace mobileops::cgroup {
 
-// The controllers mobileops uses. v1 names; on v2 "blkio" is "io" and cpuacct is part of cpu.
-inline constexpr const char *kUsedControllers[] = {"cpu",  "cpuacct", "cpuset", "memory",
-                                                   "pids", "blkio",   "io",     "freezer"};
+// The controllers mobileops uses. v1 names; on v2 "blkio" is "io" and cpuacct is part of cpu,
+// and v2 has no "devices" (a BPF program on the cgroup instead).
+inline constexpr const char *kUsedControllers[] = {"cpu",   "cpuacct", "cpuset",  "memory", "pids",
+                                                   "blkio", "io",      "freezer", "devices"};
 
 struct Hierarchy {
     int version = 1;                   // 1 or 2

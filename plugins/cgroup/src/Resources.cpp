@@ -160,6 +160,8 @@ Settings parseResources(const json &resources) {
             s.blkioWeight = integer(value, key, "weight units", 10, 1000, "`10`");
         } else if (key == "deviceThrottle") {
             s.deviceThrottle = deviceThrottle(value);
+        } else if (key == "devices") {
+            s.devices = parseDeviceRules(value);
         } else if (key == "ignoreUnsupported") {
             if (!value.is_boolean())
                 invalid(key, std::string("expected true or false, not ") + kindOf(value));
@@ -188,6 +190,7 @@ std::vector<std::string> fieldsOf(const Settings &s) {
     if (s.memorySwappiness) out.push_back("memorySwappiness");
     if (s.blkioWeight) out.push_back("blkioWeight");
     if (s.deviceThrottle) out.push_back("deviceThrottle");
+    if (s.devices) out.push_back("devices");
     return out;
 }
 
@@ -212,6 +215,8 @@ void clearField(Settings &s, const std::string &field) {
         s.blkioWeight.reset();
     else if (field == "deviceThrottle")
         s.deviceThrottle.reset();
+    else if (field == "devices")
+        s.devices.reset();
 }
 
 const char *controllerOf(const std::string &field) {
@@ -219,6 +224,7 @@ const char *controllerOf(const std::string &field) {
     if (field == "limits.pids") return "pids";
     if (field == "cpuset") return "cpuset";
     if (field == "blkioWeight" || field == "deviceThrottle") return "blkio";
+    if (field == "devices") return "devices";
     return "memory";
 }
 

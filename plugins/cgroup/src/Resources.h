@@ -6,12 +6,15 @@
 //    "cpuset": "0-3,6", "memorySwap": 8589934592 (memory plus swap; -1 unlimited),
 //    "memorySwappiness": 10, "blkioWeight": 500,
 //    "deviceThrottle": [{"device": "/dev/vda", "major": 254, "minor": 0, "readBps": 1048576,
-//                        "writeBps": ..., "readIops": ..., "writeIops": ...}]}
+//                        "writeBps": ..., "readIops": ..., "writeIops": ...}],
+//    "devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c",
+//                 "major": 1, "minor": 3, "access": "rwm"}, ...] (Devices.h)}
 //
 // A field left out is left as it is (create: the kernel's default); on update a field
 // given as null is reset to "no limit" (cpu weight back to the default).
 #pragma once
 
+#include "Devices.h"
 #include "Errors.h"
 
 #include <nlohmann/json.hpp>
@@ -48,12 +51,16 @@ struct Settings {
     Setting memorySwappiness; // v1 memory.swappiness; cgroup v2 has none
     Setting blkioWeight;      // v1 blkio.weight or blkio.bfq.weight, v2 io.weight or io.bfq.weight
     std::optional<std::vector<DeviceThrottle>> deviceThrottle;
+    // Device access (Devices.h): v1 devices.deny/devices.allow, v2 a BPF device program;
+    // applied on every hierarchy the cgroup has that can hold it (both on a hybrid host).
+    std::optional<std::vector<DeviceRule>> devices;
     // Not a setting: skip (with a warning) what this host cannot apply instead of failing.
     bool ignoreUnsupported = false;
 
     bool empty() const {
         return !cpuLimit && !cpuRequest && !memoryLimit && !memoryRequest && !pidsLimit &&
-               !cpuset && !memorySwap && !memorySwappiness && !blkioWeight && !deviceThrottle;
+               !cpuset && !memorySwap && !memorySwappiness && !blkioWeight && !deviceThrottle &&
+               !devices;
     }
     bool io() const { return blkioWeight || deviceThrottle; }
 };
@@ -65,11 +72,12 @@ inline constexpr std::int64_t kMaxMillicores = 4096 * 1000;
 
 // The fields of `s` that are set, named as in spec.resources: "limits.cpu",
 // "requests.cpu", "limits.memory", "requests.memory", "limits.pids", "cpuset",
-// "memorySwap", "memorySwappiness", "blkioWeight", "deviceThrottle".
+// "memorySwap", "memorySwappiness", "blkioWeight", "deviceThrottle", "devices".
 std::vector<std::string> fieldsOf(const Settings &s);
 // Leave the field named as above alone (as if absent).
 void clearField(Settings &s, const std::string &field);
-// The controller applying a field ("cpu", "memory", "pids", "cpuset", "blkio").
+// The controller applying a field ("cpu", "memory", "pids", "cpuset", "blkio", "devices";
+// cgroup2 has no devices controller: a BPF program there).
 const char *controllerOf(const std::string &field);
 
 // A field of a request this host cannot apply, and why.

@@ -2,7 +2,7 @@
 // controller. Limits: cpu.cfs_quota_us/cfs_period_us, cpu.shares, memory.limit_in_bytes,
 // memory.soft_limit_in_bytes, memory.memsw.limit_in_bytes, memory.swappiness, pids.max,
 // cpuset.cpus, blkio.weight / blkio.bfq.weight, blkio.throttle.*_device; freezer.state
-// for freeze.
+// for freeze; devices.deny/devices.allow for device access (v1DeviceWrites in Devices.h).
 #include "Backend.h"
 #include "Errors.h"
 
@@ -121,6 +121,11 @@ public:
         }
     }
 
+    void setDevices(const std::string &dir, const std::vector<DeviceRule> &rules) override {
+        if (!_h.has("devices")) return;
+        for (const auto &[file, value] : v1DeviceWrites(rules)) write(dir, file, value);
+    }
+
     std::vector<Unsupported> unsupported(const std::string &dir, const Settings &s) override {
         std::vector<Unsupported> out;
         if (s.memorySwap && _h.has("memory") && !_fs.exists(dir + "/memory.memsw.limit_in_bytes"))
@@ -162,6 +167,16 @@ public:
             if (s.memoryRequest) number("requests.memory", "memory.soft_limit_in_bytes");
             if (s.memorySwap) number("memorySwap", "memory.memsw.limit_in_bytes");
             if (s.memorySwappiness) number("memorySwappiness", "memory.swappiness");
+        }
+        if (_h.has("devices") && s.devices) {
+            // devices.list: the exceptions, or "a *:* rwm" when everything is allowed.
+            json lines = json::array();
+            std::istringstream in(read(dir, "devices.list").value_or(""));
+            for (std::string line; std::getline(in, line);)
+                if (!line.empty()) lines.push_back(line);
+            json e = appliedEntry("devices", dir, "devices.list", lines);
+            e["value"] = json();
+            out.push_back(e);
         }
         if (_h.has("pids") && s.pidsLimit) {
             auto v = readNumber(dir, "pids.max");

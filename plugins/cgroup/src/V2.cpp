@@ -2,7 +2,8 @@
 // the controller in cgroup.subtree_control. Limits: cpu.max, cpu.weight, memory.max,
 // memory.low, memory.swap.max, pids.max, cpuset.cpus, io.weight / io.bfq.weight, io.max;
 // cgroup.freeze and cgroup.kill are core files, present in every non-root cgroup (also on a hybrid
-// host's cgroup2 mount without controllers).
+// host's cgroup2 mount without controllers). Device access is a BPF program attached to the
+// cgroup (DeviceBpf.h), also on a hybrid host's cgroup2 mount.
 #include "Backend.h"
 #include "Errors.h"
 
@@ -57,6 +58,12 @@ public:
             write(dir, "cpu.weight",
                   std::to_string(*s.cpuRequest ? weightFromShares(sharesFromMillis(**s.cpuRequest))
                                                : 100));
+    }
+
+    void setDevices(const std::string &dir, const std::vector<DeviceRule> &rules) override {
+        std::string detail;
+        if (int rc = _fs.setDeviceProgram(dir, rules, detail); rc < 0)
+            throw sysError("devices: " + detail, -rc);
     }
 
     void check(const Settings &s) override {

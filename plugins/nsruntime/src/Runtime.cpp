@@ -93,6 +93,48 @@ std::vector<std::string> mergeEnv(std::vector<std::string> env,
 
 std::string cgroupPath(const std::string &id) { return "mobileops/" + id; }
 
+// The device rules the cgroup service applies to the container (docs/runtime-spec.md,
+// "Device access"), in runc's order, the last matching rule deciding: everything denied
+// (allowed under `privileged` and `hardwareAccess`, whose /dev is the host's), then
+// `resources.devices` as the spec gives them (OCI linux.resources.devices), then the
+// standard nodes the runtime makes and what every container may use, then each node of
+// `devices` (and /dev/kvm for a micro-VM's launcher). Like runc, the spec's rules cannot
+// take the standard nodes away.
+json deviceRules(const ContainerSpec &spec, const json &given) {
+    const bool all = spec.process.security.privileged || spec.hardwareAccess;
+    json rules = json::array({{{"allow", all}, {"type", "a"}, {"access", "rwm"}}});
+    if (given.is_array())
+        for (const json &r : given) rules.push_back(r); // the cgroup service checks them
+    auto allow = [&](const char *type, int major, int minor, const char *access) {
+        json r = {{"allow", true}, {"type", type}, {"access", access}};
+        if (major >= 0) r["major"] = major;
+        if (minor >= 0) r["minor"] = minor;
+        rules.push_back(std::move(r));
+    };
+    allow("c", -1, -1, "m"); // mknod of any node; opening it is another matter
+    allow("b", -1, -1, "m");
+    static const std::pair<int, int> standard[] = {
+        {1, 3},    {1, 5}, {1, 7}, {1, 8}, {1, 9}, // null zero full random urandom
+        {5, 0},    {5, 2},                         // tty, ptmx
+        {136, -1},                                 // the pty slaves (/dev/pts/N, /dev/console)
+        {10, 200}};                                // net/tun, in the container's own netns
+    for (const auto &[major, minor] : standard) allow("c", major, minor, "rwm");
+    for (const DeviceSpec &d : spec.devices)
+        if (d.type == 'c' || d.type == 'b')
+            allow(d.type == 'c' ? "c" : "b", static_cast<int>(d.major), static_cast<int>(d.minor),
+                  "rwm");
+    if (spec.vm) allow("c", 10, 232, "rwm"); // /dev/kvm
+    return rules;
+}
+
+// The resources object handed to the cgroup service: the spec's, with the full device list.
+json cgroupResources(const ContainerSpec &spec) {
+    json res = json::object();
+    if (auto it = spec.raw.find("resources"); it != spec.raw.end() && it->is_object()) res = *it;
+    res["devices"] = deviceRules(spec, res.value("devices", json()));
+    return res;
+}
+
 // A VM container's guest, as its launcher reads it (VmSpec): <run dir>/vm.json, written
 // whole under a temporary name first; the launcher's own files go to <run dir>/vm/.
 void describeVm(ContainerSpec &spec, const std::string &id, const std::string &dir) {
@@ -1211,16 +1253,13 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
                                          ": the cgroup already holds processes; a container "
                                          "needs a cgroup of its own");
     }
-    std::string text;
-    if (auto res = spec.raw.find("resources"); res != spec.raw.end() && res->is_object())
-        text = res->dump();
+    const std::string text = cgroupResources(spec).dump();
     // Recorded before it exists: a command killed while creating it leaves a record that
     // release and gc follow to the cgroup (destroy skips what was never made).
     record["cgroup"] = path;
     _host.put(kContainerKind, id, record.value("name", ""), record);
     mo_error err = MO_ERROR_INIT;
-    if (int rc = svc->create(svc->self, path.c_str(), text.empty() ? nullptr : text.c_str(), &err);
-        rc < 0)
+    if (int rc = svc->create(svc->self, path.c_str(), text.c_str(), &err); rc < 0)
         throw Error(rc, (spec.cgroupsPath.empty() ? "cgroup " : "cgroupsPath ") + quote(path) +
                             ": " + err.message);
     options.afterClone = attacher(svc, path);
@@ -1328,7 +1367,11 @@ void Runtime::update(const std::string &ref, const json &resources) {
     if (!svc->update)
         throw Error(MO_E_UNSUPPORTED, "update is not supported by the cgroup service");
     mo_error err = MO_ERROR_INIT;
-    std::string text = resources.dump();
+    json applied = resources;
+    // New device rules replace the list as create made it: the defaults stay.
+    if (resources.contains("devices"))
+        applied["devices"] = deviceRules(parseSpec(f.record.at("spec")), resources["devices"]);
+    std::string text = applied.dump();
     if (int rc = svc->update(svc->self, path.c_str(), text.c_str(), &err); rc < 0)
         throw Error(rc, "update " + display(f.record) + ": " + err.message);
     // The next start applies the same limits.
