@@ -391,13 +391,18 @@ void finalize(json &spec) {
         } else {
             spec.erase("userns");
         }
-        spec["namespaces"] = {{"pid", true},
-                              {"mount", true},
-                              {"uts", true},
-                              {"ipc", true},
-                              {"network", mode != "host"},
-                              {"cgroup", true},
-                              {"user", userns}};
+        // pid, uts and ipc may be the caller's (an OCI config.json that leaves them out)
+        json given = spec.contains("namespaces") ? spec["namespaces"] : json::object();
+        if (!given.is_object()) throw invalid("namespaces: expected an object");
+        auto own = [&given](const char *type) {
+            if (!given.contains(type)) return true;
+            if (!given[type].is_boolean())
+                throw invalid(std::string("namespaces.") + type + ": expected true or false");
+            return given[type].get<bool>();
+        };
+        spec["namespaces"] = {
+            {"pid", own("pid")},         {"mount", true},  {"uts", own("uts")}, {"ipc", own("ipc")},
+            {"network", mode != "host"}, {"cgroup", true}, {"user", userns}};
 
         finalizeMounts(spec);
         objectAt(spec, "resources", "resources");

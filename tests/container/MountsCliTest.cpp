@@ -232,6 +232,18 @@ TEST_F(MountsCli, ImageCreateBootStopRestart) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "persisted\n");
     EXPECT_TRUE(loopsAfterStop().empty());
+
+    // The init reached the loop devices to mount its root; the program cannot, even with
+    // CAP_MKNOD: neither /dev/loop-control nor its own root's loop device.
+    r = mo({"container", "run", "--rm", "--cap-add", "MKNOD", "--rootfs-img", img, "/bin/sh", "-c",
+            "mknod /lc c 10 237 && { (exec 3<>/lc) 2>/dev/null && echo control=open || "
+            "echo control=denied; }; "
+            "d=$(awk '$5==\"/\" {print $3; exit}' /proc/self/mountinfo); "
+            "mknod /root.dev b ${d%:*} ${d#*:} && { dd if=/root.dev of=/dev/null count=1 "
+            "2>/dev/null && echo loop=open || echo loop=denied; }; rm -f /lc /root.dev"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "control=denied\nloop=denied\n") << r.err;
+    EXPECT_TRUE(loopsAfterStop().empty());
 }
 
 TEST_F(MountsCli, VolatileImageSharesReadOnly) {

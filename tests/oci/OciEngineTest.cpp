@@ -354,7 +354,7 @@ TEST_F(Podman, HostNamespacesAreShared) {
     // --pid/--ipc/--uts host leave the namespace out of config.json: the container is in ours
     Result r =
         podmanRun({"--rm", "--pid", "host", "--ipc", "host", "--uts", "host", "localhost/busybox",
-                   "readlink", "/proc/self/ns/pid", "/proc/self/ns/ipc", "/proc/self/ns/uts"});
+                   "sh", "-c", "for n in pid ipc uts; do readlink /proc/self/ns/$n; done"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out,
               ownNamespace("pid") + "\n" + ownNamespace("ipc") + "\n" + ownNamespace("uts") + "\n");

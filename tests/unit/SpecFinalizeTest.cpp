@@ -71,6 +71,23 @@ TEST_F(SpecFinalizeTest, Defaults) {
         "stopSignal": 15, "stopTimeout": 10, "runtime": "namespace"})"));
 }
 
+// An OCI config.json may leave pid, uts and ipc out: the caller's (podman --pid host).
+TEST_F(SpecFinalizeTest, PidUtsIpcMayBeTheCallers) {
+    json s = minimal();
+    s["namespaces"] = {{"pid", false}, {"ipc", false}};
+    finalize(s);
+    EXPECT_EQ(s["namespaces"], json({{"pid", false},
+                                     {"mount", true},
+                                     {"uts", true},
+                                     {"ipc", false},
+                                     {"network", true},
+                                     {"cgroup", true},
+                                     {"user", false}}));
+    json bad = minimal();
+    bad["namespaces"] = {{"pid", "no"}};
+    EXPECT_THROW(finalize(bad), Error);
+}
+
 TEST_F(SpecFinalizeTest, EmptyTablesFromLua) {
     json s = minimal();
     s["mounts"] = json::object();

@@ -259,10 +259,17 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
     return out;
 }
 
+// The child's ends of the afterRoot handshake: it writes a byte on `ready` once its root
+// is built, then waits for one on `go`.
+struct RootHandshake {
+    int ready = -1, go = -1;
+};
+
 [[noreturn]] void containerChild(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
                                  int report, int syncRead, int devNull, bool dieWithParent,
                                  pid_t parent, bool lateCgroupNs, const LaunchOptions &options,
-                                 const std::vector<std::pair<int, int>> &joined) {
+                                 const std::vector<std::pair<int, int>> &joined,
+                                 RootHandshake root) {
     const int gateFd = options.gateFd;
     try {
         // Join the namespaces the spec names, user first (the PID one was joined by the
@@ -297,6 +304,12 @@ std::vector<std::pair<int, int>> openNamespaces(const ContainerSpec &spec) {
         Mounts mounts(sys, spec, io.tty >= 0 ? io.ttyPath : std::string());
         if (io.consoleSocket >= 0) mounts.allocateConsole();
         mounts.prepareRoot();
+        if (root.ready >= 0) {
+            char c = 1;
+            if (::write(root.ready, &c, 1) != 1) ::_exit(kExitSetupFailed);
+            ::close(root.ready);
+            awaitParent(root.go);
+        }
         if (options.beforePivot) options.beforePivot(hostPid);
         mounts.pivot();
         mounts.applySysctls();
@@ -393,6 +406,11 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
     Pipe report;
     std::optional<Pipe> sync;
     if (spec.userns() || options.afterClone || options.beforeStart) sync.emplace();
+    std::optional<Pipe> rootReady, rootGo; // the afterRoot handshake
+    if (options.afterRoot && !spec.vm) {
+        rootReady.emplace();
+        rootGo.emplace();
+    }
     OwnedFd devNull(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (devNull.fd < 0) throw sysError("open " + quote("/dev/null"), errno);
     const pid_t parent = ::getpid();
@@ -443,9 +461,15 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
         pid = sys.clone3(&args);
         if (pid == 0) {
             report.read.release();
+            RootHandshake root;
+            if (rootReady) {
+                ::close(rootReady->read.release());
+                ::close(rootGo->write.release());
+                root = {rootReady->write.fd, rootGo->read.fd};
+            }
             containerChild(sys, spec, childIo, report.write.fd, sync ? sync->read.fd : -1,
-                           devNull.fd, options.dieWithParent, parent, lateCgroupNs, options,
-                           joined);
+                           devNull.fd, options.dieWithParent, parent, lateCgroupNs, options, joined,
+                           root);
         }
         // Kernels before 5.7 (E2BIG, EINVAL) or a cgroup the kernel will not place into
         // (EOPNOTSUPP, EBUSY): move the child after the clone instead.
@@ -479,6 +503,21 @@ ChildProcess launch(Syscalls &sys, const ContainerSpec &spec, const ChildIo &io,
             char c = 1;
             if (::write(sync->write.fd, &c, 1) != 1) throw sysError("wake the container", errno);
             sync->write.reset();
+        }
+        if (rootReady) {
+            rootReady->write.reset();
+            rootGo->read.reset();
+            char c;
+            ssize_t n;
+            do n = ::read(rootReady->read.fd, &c, 1);
+            while (n < 0 && errno == EINTR);
+            // No byte: the child failed before, and its report says why.
+            if (n == 1) {
+                options.afterRoot(child.pid());
+                if (::write(rootGo->write.fd, &c, 1) != 1)
+                    throw sysError("wake the container", errno);
+            }
+            rootGo->write.reset();
         }
         awaitExec(child, report.read.fd);
         // Sent before the exec (or the start gate), so it is there now.

@@ -71,6 +71,11 @@ struct LaunchOptions {
     // the signal that killed it (0: it exited, or never started); returns fields to add
     // to the recorded exit ({"oom_killed": true}). Releases the container's cgroup.
     std::function<nlohmann::json(int signal)> afterExit;
+    // Called in the parent once the child has built its root (a root image is mounted)
+    // and before it pivots into it and execs; the child waits for it. The device rules
+    // that would have kept the child from the image's loop device are applied here.
+    // Throwing aborts the launch.
+    std::function<void(pid_t)> afterRoot;
     // The OCI start gate (ProcessSpec::gateFd): an O_PATH fd of the container's exec.fifo.
     // `launch` then returns once the child is ready to exec and blocks on the gate; the
     // child drops the flock and OFD locks it inherited, as it outlives the caller.

@@ -1253,7 +1253,23 @@ LaunchOptions Runtime::launchOptions(const ContainerSpec &spec, const std::strin
                                          ": the cgroup already holds processes; a container "
                                          "needs a cgroup of its own");
     }
-    const std::string text = cgroupResources(spec).dump();
+    json resources = cgroupResources(spec);
+    if (!spec.rootfsImage.empty() && svc->update) {
+        // The container's init attaches its root image to a loop device and mounts it
+        // inside the container's cgroup: until its root is built it may reach
+        // /dev/loop-control and the loop devices, then it gets its own rules.
+        const std::string final = json{{"devices", resources["devices"]}}.dump();
+        resources["devices"].push_back(
+            {{"allow", true}, {"type", "c"}, {"major", 10}, {"minor", 237}, {"access", "rw"}});
+        resources["devices"].push_back(
+            {{"allow", true}, {"type", "b"}, {"major", 7}, {"access", "rw"}});
+        options.afterRoot = [svc, path, final](pid_t) {
+            mo_error err = MO_ERROR_INIT;
+            if (int rc = svc->update(svc->self, path.c_str(), final.c_str(), &err); rc < 0)
+                throw Error(rc, "cgroup " + quote(path) + ": the device rules: " + err.message);
+        };
+    }
+    const std::string text = resources.dump();
     // Recorded before it exists: a command killed while creating it leaves a record that
     // release and gc follow to the cgroup (destroy skips what was never made).
     record["cgroup"] = path;
