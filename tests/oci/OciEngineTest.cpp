@@ -417,6 +417,8 @@ protected:
                               "/usr/bin/containerd-shim-runc-v2", "/usr/bin/umoci"})
             if (!executable(b)) GTEST_SKIP() << b << " is not installed (tools/install-deps.sh)";
         if (std::string why = runcModelMissing(); !why.empty()) GTEST_SKIP() << why;
+        // ctr and the shim make /run/containerd (fifo/, s/): removed after us if it was not there
+        _hadRunDir = ::access("/run/containerd", F_OK) == 0;
         // short paths: the shim's socket path must fit in sun_path
         char tmpl[] = "/tmp/mo-ctd-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -474,6 +476,7 @@ protected:
             }
         for (auto it = left.rbegin(); it != left.rend(); ++it) run({"/usr/bin/umount", "-l", *it});
         run({"/usr/bin/rm", "-rf", _dir});
+        if (!_hadRunDir) run({"/usr/bin/rm", "-rf", "/run/containerd"});
     }
 
     Result ctr(const std::vector<std::string> &args) {
@@ -508,8 +511,9 @@ protected:
     }
 
     Result ctrRun(const std::vector<std::string> &args) {
-        std::vector<std::string> argv{"run",           "--snapshotter", "native",
-                                      "--runc-binary", runc(),          "--rm"};
+        // the runtime's state under our directory, not /run/containerd/runc/<namespace>
+        std::vector<std::string> argv{"run",  "--snapshotter", "native",       "--runc-binary",
+                                      runc(), "--runc-root",   _dir + "/runc", "--rm"};
         argv.insert(argv.end(), args.begin(), args.end());
         return ctr(argv);
     }
@@ -517,6 +521,7 @@ protected:
     TempDir _images;
     std::string _dir;
     pid_t _pid = -1;
+    bool _hadRunDir = true;
 };
 
 TEST_F(Containerd, RunRmEcho) {
