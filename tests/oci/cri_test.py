@@ -380,6 +380,8 @@ class CriTest(unittest.TestCase):
         if why:
             raise unittest.SkipTest(why)
         cls.stubs = tempfile.mkdtemp(prefix="mo-cri-stubs-")
+        # the shims put their sockets in /run/containerd/s: removed after us if we made it
+        cls.had_run_dir = os.path.exists("/run/containerd")
         try:
             cls.pb, pb_grpc = generate_stubs(cls.stubs)
             cls.k8s_dirs = {h: os.path.isdir(os.path.join(CGROUP_ROOT, h, NAMESPACE))
@@ -395,6 +397,8 @@ class CriTest(unittest.TestCase):
         if cls.cluster is not None:
             cls.cluster.stop()
         shutil.rmtree(cls.stubs, ignore_errors=True)
+        if not getattr(cls, "had_run_dir", True):
+            shutil.rmtree("/run/containerd", ignore_errors=True)
 
     @classmethod
     def tearDownClass(cls):
