@@ -91,13 +91,12 @@ void passGate(const ProcessSpec &process, int &reportFd) {
     sigemptyset(&sa.sa_mask);
     for (int s : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE})
         ::sigaction(s, &sa, nullptr);
-    ::close(reportFd);
-    reportFd = -1;
     // We may wait long, and we outlive the creator: keep none of its files open (its
-    // store, its pipes), only stdio, the gate and the container entry.
+    // store, its pipes), only stdio, the gate and the container entry. The report pipe
+    // goes last: its EOF tells the creator we are created, and by then we hold nothing.
     int entry = entryFd();
-    int keep[2] = {process.gateFd, entry >= 0 ? entry : process.gateFd};
-    if (keep[0] > keep[1]) std::swap(keep[0], keep[1]);
+    int keep[3] = {process.gateFd, entry >= 0 ? entry : process.gateFd, reportFd};
+    std::sort(std::begin(keep), std::end(keep));
     unsigned from = 3;
     for (int k : keep) {
         if (k >= static_cast<int>(from) + 1)
@@ -105,6 +104,8 @@ void passGate(const ProcessSpec &process, int &reportFd) {
         from = std::max(from, static_cast<unsigned>(k + 1));
     }
     ::syscall(SYS_close_range, from, ~0U, 0);
+    ::close(reportFd);
+    reportFd = -1;
     const std::string fifo = "/proc/self/fd/" + std::to_string(process.gateFd);
     int fd;
     do fd = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
