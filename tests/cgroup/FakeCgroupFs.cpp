@@ -223,6 +223,12 @@ int FakeCgroupFs::rmdir(const std::string &path) {
 }
 
 int FakeCgroupFs::write(const std::string &path, const std::string &value) {
+    int rc = apply(path, value);
+    if (rc == 0 && afterWrite) afterWrite(path, value);
+    return rc;
+}
+
+int FakeCgroupFs::apply(const std::string &path, const std::string &value) {
     std::string file = path.substr(path.rfind('/') + 1);
     std::string dir = path.substr(0, path.rfind('/'));
     if (auto it = _fail.find(file); it != _fail.end()) return -it->second;

@@ -8,6 +8,7 @@
 #include "CgroupFs.h"
 #include "Layout.h"
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -51,10 +52,13 @@ public:
     std::vector<std::pair<pid_t, int>> signals;
     std::map<std::string, std::vector<DeviceRule>> devicePrograms; // cgroup2 dir -> rules
     std::set<pid_t> killable; // pids a SIGKILL removes from every cgroup.procs
+    // Called after each successful write, as the kernel or another process would react.
+    std::function<void(const std::string &path, const std::string &value)> afterWrite;
 
 private:
     const FakeMount *mountOf(const std::string &path) const;
     void removePid(pid_t pid);
+    int apply(const std::string &path, const std::string &value);
 
     std::string _root;
     std::vector<FakeMount> _mounts;

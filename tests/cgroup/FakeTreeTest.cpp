@@ -428,6 +428,25 @@ TEST(FakeTree, V1KillFreezesSignalsEveryProcessAndThaws) {
     EXPECT_FALSE(cg.exists("ct"));
 }
 
+// The signal a frozen process was sent ends it as it thaws, and its monitor removes the
+// cgroup while the kill still waits for the thaw: the kill has done its work.
+TEST(FakeTree, KillSucceedsWhenTheCgroupGoesAsItThaws) {
+    for (auto mounts : {testing::legacyMounts(), testing::unifiedMounts()}) {
+        FakeCgroupFs fake(mounts);
+        Cgroups cg(fake.layout(), fake, {"/mobileops"});
+        cg.create("ct", {});
+        cg.attach("ct", 101);
+        std::vector<std::string> dirs = cg.dirs("ct");
+        fake.afterWrite = [&](const std::string &, const std::string &value) {
+            if (value == "THAWED" || value == "0")
+                for (const std::string &d : dirs) std::filesystem::remove_all(d);
+        };
+        EXPECT_NO_THROW(cg.kill("ct", SIGTERM)) << mounts.size() << " mounts";
+        EXPECT_EQ(fake.signals, (std::vector<std::pair<pid_t, int>>{{101, SIGTERM}}));
+        EXPECT_FALSE(cg.exists("ct"));
+    }
+}
+
 TEST(FakeTree, SignalToFrozenCgroupKeepsItFrozen) {
     FakeCgroupFs fake(testing::legacyMounts());
     Cgroups cg(fake.layout(), fake, {"/mobileops"});

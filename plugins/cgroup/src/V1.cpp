@@ -308,12 +308,24 @@ public:
     }
 
     void thaw(const std::string &dir) override {
-        write(dir, "freezer.state", "THAWED");
+        // Thawed processes may end at once (a kill's signal was waiting for them), and
+        // their cgroup go with them: a cgroup that is gone has nothing left to thaw.
+        auto ask = [&] {
+            try {
+                write(dir, "freezer.state", "THAWED");
+                return true;
+            } catch (const Error &) {
+                if (!_fs.exists(dir)) return false;
+                throw;
+            }
+        };
+        if (!ask()) return;
         for (unsigned waited = 0, round = 0; waited < kFreezeTimeoutMs; ++round) {
-            if (read(dir, "freezer.state").value_or("") == "THAWED") return;
+            std::optional<std::string> state = read(dir, "freezer.state");
+            if (state == "THAWED" || (!state && !_fs.exists(dir))) return;
             // As with freezing: on a loaded host a request can be overtaken by a freeze
             // still settling (seen in CI as a kill's thaw that never finished); ask again.
-            if (round % 50 == 49) write(dir, "freezer.state", "THAWED");
+            if (round % 50 == 49 && !ask()) return;
             unsigned step = round < 10 ? 1 : 10;
             _fs.sleepMs(step);
             waited += step;

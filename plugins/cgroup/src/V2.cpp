@@ -291,9 +291,16 @@ public:
 
 private:
     void setFrozen(const std::string &dir, bool on) {
-        write(dir, "cgroup.freeze", on ? "1" : "0");
+        try {
+            write(dir, "cgroup.freeze", on ? "1" : "0");
+        } catch (const Error &) {
+            // Its processes ended and the cgroup went with them: nothing left to thaw.
+            if (!on && !_fs.exists(dir)) return;
+            throw;
+        }
         for (unsigned waited = 0, round = 0; waited < kFreezeTimeoutMs; ++round) {
-            if ((readKey(dir, "cgroup.events", "frozen").value_or(on ? 0 : 1) == 1) == on) return;
+            std::optional<uint64_t> frozen = readKey(dir, "cgroup.events", "frozen");
+            if (frozen ? (*frozen == 1) == on : !on && !_fs.exists(dir)) return;
             unsigned step = round < 10 ? 1 : 10;
             _fs.sleepMs(step);
             waited += step;
