@@ -112,7 +112,7 @@ TEST_F(RuntimeTest, KillAllReachesEveryProcess) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_EQ(_rt->top("t7").size(), 3u) << _rt->top("t7").dump();
     _rt->kill("t7", SIGTERM, true);
-    EXPECT_EQ(_rt->wait("t7"), 0);
+    EXPECT_EQ(_rt->wait("t7"), 0) << _rt->state("t7").dump();
 }
 
 TEST_F(RuntimeTest, TopListsTheContainersProcesses) {
@@ -669,7 +669,7 @@ TEST_F(CgroupRuntimeTest, OomKilledContainerIsRecordedWith137) {
     // An ordinary SIGKILL is not an OOM kill.
     boot(spec("cg10", {"/bin/sleep", "100"}));
     _rt->kill("cg10", SIGKILL, false);
-    EXPECT_EQ(_rt->wait("cg10"), 137);
+    EXPECT_EQ(_rt->wait("cg10"), 137) << _rt->state("cg10").dump();
     EXPECT_FALSE(_rt->state("cg10").contains("oom_killed"));
 }
 

@@ -28,6 +28,9 @@ using nlohmann::json;
 
 namespace {
 
+// How long a caller waits for a living monitor to record an exit before it gives up.
+constexpr int kMonitorRecordMs = 120'000;
+
 class PidFd {
 public:
     explicit PidFd(pid_t pid)
@@ -300,14 +303,17 @@ void addVmExit(json &record, const std::string &dir) {
 json Runtime::reconciled(const std::string &id, json record) const {
     if (reconcile(record) != Reconciled::changed) return record;
     addVmExit(record, containerDir(id));
-    // Write back under a transaction, re-reading so a concurrent update is not lost.
+    // Write back under a transaction, re-reading so a concurrent update is not lost. The
+    // fresh record is the answer: the monitor may have recorded the exit between the
+    // caller's read and its look at the processes (it writes, then exits).
     try {
         Host::Transaction tx(_host);
-        auto current = _host.get(kContainerKind, id);
-        if (current && reconcile(*current) == Reconciled::changed) {
-            addVmExit(*current, containerDir(id));
-            _host.put(kContainerKind, id, current->value("name", ""), *current);
+        if (auto current = _host.get(kContainerKind, id)) {
             record = *current;
+            if (reconcile(record) == Reconciled::changed) {
+                addVmExit(record, containerDir(id));
+                _host.put(kContainerKind, id, record.value("name", ""), record);
+            }
         }
         tx.commit();
     } catch (const Error &e) {
@@ -682,7 +688,12 @@ void Runtime::kill(const std::string &ref, int signal, bool all) {
 }
 
 json Runtime::awaitRecordedExit(const std::string &id, int timeoutMs) const {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+    // The monitor records the exit once it has released the container (cgroup, network),
+    // which takes long on a loaded host: while it lives, wait for it, not for the clock.
+    // Only a monitor that ends without a record leaves the status unknown.
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+    const auto monitorDeadline = Clock::now() + std::chrono::milliseconds(kMonitorRecordMs);
     for (int delay = 2;; delay = std::min(delay * 2, 50)) {
         auto rec = _host.get(kContainerKind, id);
         if (!rec)
@@ -690,8 +701,19 @@ json Runtime::awaitRecordedExit(const std::string &id, int timeoutMs) const {
         json r = *rec;
         Reconciled how = reconcile(r);
         if (how == Reconciled::unchanged && r.value("status", "") == status::stopped) return r;
-        if (how == Reconciled::changed || std::chrono::steady_clock::now() > deadline)
-            return reconciled(id, *rec);
+        if (how == Reconciled::changed) return reconciled(id, *rec);
+        const auto now = Clock::now();
+        if (how == Reconciled::transient && now < monitorDeadline) {
+            PidFd monitor(rec->value("monitor_pid", 0));
+            if (monitor.valid() && processAlive(rec->value("monitor_pid", 0),
+                                                rec->value("monitor_start", uint64_t(0)))) {
+                monitor.waitExit(static_cast<int>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(monitorDeadline - now)
+                        .count()));
+                continue;
+            }
+        }
+        if (now > deadline) return reconciled(id, *rec);
         std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     }
 }
