@@ -5,6 +5,7 @@
 // privileged container opens anything. Each test has its own root and state directory
 // under a temporary directory; the tear-down deletes every container left there and fails
 // on a mount left below it.
+#include "HostDisk.h"
 #include "TestUtil.h"
 
 #include <gtest/gtest.h>
@@ -32,39 +33,10 @@ std::string slurp(const std::string &path) {
     return ss.str();
 }
 
-// A real block device this process can open ("254 0"): the one holding `/` when
-// it can, else the first of /sys/dev/block it can (a sandbox may already deny the root
-// disk, and a device nobody may open proves nothing); "" when none.
+// The host disk as mknod wants it ("254 0"), "" when there is none.
 std::string hostDisk() {
-    std::vector<std::string> candidates;
-    std::ifstream in("/proc/self/mountinfo");
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream f(line);
-        std::string id, parent, dev, root, point;
-        f >> id >> parent >> dev >> root >> point;
-        if (point == "/") candidates.push_back(dev);
-    }
-    std::error_code ec;
-    for (const auto &e : std::filesystem::directory_iterator("/sys/dev/block", ec))
-        candidates.push_back(e.path().filename().string());
-    for (const std::string &dev : candidates) {
-        unsigned major = 0, minor = 0;
-        if (std::sscanf(dev.c_str(), "%u:%u", &major, &minor) != 2 || !major) continue;
-        std::ifstream uevent("/sys/dev/block/" + dev + "/uevent");
-        std::string name;
-        for (std::string line; std::getline(uevent, line);)
-            if (line.rfind("DEVNAME=", 0) == 0) name = line.substr(8);
-        struct stat st;
-        std::string path = "/dev/" + name;
-        if (name.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode) ||
-            st.st_rdev != makedev(major, minor))
-            continue;
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ::close(fd);
-        return std::to_string(major) + " " + std::to_string(minor);
-    }
-    return "";
+    auto [major, minor] = mobileops::cgroup::testing::hostDisk();
+    return major ? std::to_string(major) + " " + std::to_string(minor) : std::string();
 }
 
 // The probe every test runs inside: one `name=result` line each.

@@ -4,6 +4,7 @@
 // the test fails.
 #include "Cgroups.h"
 #include "DeviceBpf.h"
+#include "HostDisk.h"
 
 #include <gtest/gtest.h>
 
@@ -33,6 +34,7 @@ namespace mobileops::cgroup {
 namespace {
 
 using nlohmann::json;
+using testing::hostDisk;
 using namespace std::chrono_literals;
 
 std::string readFile(const std::string &path) {
@@ -604,48 +606,14 @@ TEST_F(CgroupRoot, CpuLimitHoldsABusyLoopNearHalfACore) {
     std::uint64_t u1 = usage();
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double cores = static_cast<double>(u1 - u0) / 1e9 / wall;
-    EXPECT_GT(cores, 0.35);
+    // The limit is a ceiling; a loaded host may give the loop less than that, not more.
+    EXPECT_GT(cores, 0.15);
     EXPECT_LT(cores, 0.65);
     json s = _cg->stats(kPath);
     EXPECT_GT(s["cpu"].value("throttled_periods", 0ULL), 0u) << s.dump();
 }
 
 // --- device rules ----------------------------------------------------------------------
-
-// A real block device this process can open ({major, minor}): the one holding `/` when
-// it can, else the first of /sys/dev/block it can (a sandbox may already deny the root
-// disk, and a device nobody may open proves nothing); {0, 0} when none.
-std::pair<unsigned, unsigned> hostDisk() {
-    std::vector<std::string> candidates;
-    std::ifstream in("/proc/self/mountinfo");
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream f(line);
-        std::string id, parent, dev, root, point;
-        f >> id >> parent >> dev >> root >> point;
-        if (point == "/") candidates.push_back(dev);
-    }
-    std::error_code ec;
-    for (const auto &e : std::filesystem::directory_iterator("/sys/dev/block", ec))
-        candidates.push_back(e.path().filename().string());
-    for (const std::string &dev : candidates) {
-        unsigned major = 0, minor = 0;
-        if (std::sscanf(dev.c_str(), "%u:%u", &major, &minor) != 2 || !major) continue;
-        std::ifstream uevent("/sys/dev/block/" + dev + "/uevent");
-        std::string name;
-        for (std::string line; std::getline(uevent, line);)
-            if (line.rfind("DEVNAME=", 0) == 0) name = line.substr(8);
-        struct stat st;
-        std::string path = "/dev/" + name;
-        if (name.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode) ||
-            st.st_rdev != makedev(major, minor))
-            continue;
-        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ::close(fd);
-        return {major, minor};
-    }
-    return {0, 0};
-}
 
 // What a process under device rules may do, as errno values (0: it worked): open
 // /dev/null read-write, /dev/zero for reading, mknod a node of the host's disk in `dir`
