@@ -79,6 +79,24 @@ TEST_F(ContainerVm, RunEchoesAndReturnsTheExactExitCode) {
     EXPECT_EQ(mo({"container", "list", "--all", "--json"}).out.find("krun"), std::string::npos);
 }
 
+// A VM container's program gets what a namespace container's would: podman's rule for a
+// non-root user with --cap-add, no_new_privs and the default seccomp profile.
+TEST_F(ContainerVm, CapabilitiesAndTheDefaultSeccompProfileApplyInTheGuest) {
+    Result r = mo({"container", "run", "--rm", "--runtime", "krun", "--user", "1000", "--cap-drop",
+                   "ALL", "--cap-add", "NET_RAW", _rootfs, "/bin/sh", "-c",
+                   "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; "
+                   "umask; id -u"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "CapEff:\t0000000000002000\n"
+                     "CapBnd:\t0000000000002000\n"
+                     "CapAmb:\t0000000000002000\n"
+                     "NoNewPrivs:\t1\n"
+                     "Seccomp:\t2\n"
+                     "0022\n"
+                     "1000\n")
+        << r.err;
+}
+
 TEST_F(ContainerVm, EnvironmentWorkdirSizeAndVolumes) {
     fs::create_directories(_tmp.path() + "/rw");
     fs::create_directories(_tmp.path() + "/ro");

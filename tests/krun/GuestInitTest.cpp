@@ -10,8 +10,14 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cstddef>
+#include <cstdio>
 
 #include <chrono>
 #include <filesystem>
@@ -171,6 +177,78 @@ TEST_F(GuestInit, EnvCwdUserGroupsAndRlimitsApply) {
         .add("rlimit", "nofile 123 456");
     expectExit(boot(job), 0);
     EXPECT_EQ(out(), "bar baz\n/tmp/work\n1000\n1001\n1001 10 20\n123\n456\nend\n");
+}
+
+// The program's security as the namespace runtime would set it: capability sets (a
+// non-root user keeping NET_RAW through the ambient set), no_new_privs, a seccomp filter
+// (here: mkdir and mkdirat fail with EPERM) and the umask, read back from the kernel.
+TEST_F(GuestInit, CapabilitiesNoNewPrivsSeccompAndUmaskApply) {
+    const sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mkdir, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mkdirat, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    std::string hex;
+    const auto *bytes = reinterpret_cast<const unsigned char *>(code);
+    for (size_t i = 0; i < sizeof code; ++i) {
+        char two[3];
+        std::snprintf(two, sizeof two, "%02x", bytes[i]);
+        hex += two;
+    }
+    Job job;
+    job.args({"/bin/sh", "-c",
+              "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; umask; "
+              "mkdir /tmp/d; echo mkdir=$?"})
+        .add("env", "PATH=/bin")
+        .add("user", "1000:1000")
+        .add("umask", "0027")
+        .add("caps", "2001 2000 2000 2000 2000")
+        .add("nonewprivs", "1")
+        .add("seccomp", "0 " + hex);
+    expectExit(boot(job), 0);
+    EXPECT_EQ(out(), "CapEff:\t0000000000002000\n"
+                     "CapBnd:\t0000000000002001\n"
+                     "CapAmb:\t0000000000002000\n"
+                     "NoNewPrivs:\t1\n"
+                     "Seccomp:\t2\n"
+                     "0027\n"
+                     "mkdir=1\n");
+    EXPECT_NE(err().find("Operation not permitted"), std::string::npos) << err();
+}
+
+// Root without a caps record keeps every capability; with one it gets exactly its sets.
+TEST_F(GuestInit, RootGetsTheBoundingSetItIsGiven) {
+    Job job;
+    job.args({"/bin/sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"})
+        .add("caps", "20 20 20 0 0");
+    expectExit(boot(job), 0);
+    EXPECT_EQ(out(), "CapEff:\t0000000000000020\n"
+                     "CapBnd:\t0000000000000020\n"
+                     "NoNewPrivs:\t0\n"
+                     "Seccomp:\t0\n");
+}
+
+// The guest is its own kernel: init writes each sysctl under /proc/sys before the
+// program runs (in --test mode, below the test's directory), and a key the kernel does
+// not have is a setup failure that names it.
+TEST_F(GuestInit, SysctlsAreWrittenBeforeTheProgram) {
+    fs::create_directories(share("mnt/proc/sys/net/ipv4"));
+    std::ofstream(share("mnt/proc/sys/net/ipv4/ping_group_range")) << "1\t0\n";
+    expectExit(
+        boot(Job().args({"/bin/true"}).add("sysctl", "net.ipv4.ping_group_range 0 2147483647")), 0);
+    EXPECT_EQ(slurp(share("mnt/proc/sys/net/ipv4/ping_group_range")), "0 2147483647");
+
+    Result r = boot(Job().args({"/bin/true"}).add("sysctl", "kernel.nosuchkey 1"));
+    expectExit(r, MO_EXIT_SETUP_FAILED);
+    EXPECT_NE(r.err.find("mobileops-init: sysctl `kernel.nosuchkey`: No such file or directory"),
+              std::string::npos)
+        << r.err;
+    r = boot(Job().args({"/bin/true"}).add("sysctl", "../../etc/passwd x"));
+    expectExit(r, MO_EXIT_SETUP_FAILED);
+    EXPECT_NE(r.err.find("sysctl `../../etc/passwd` is not a sysctl name"), std::string::npos)
+        << r.err;
 }
 
 TEST_F(GuestInit, RootHasKernelFileSystemsAndFreshTmp) {

@@ -32,6 +32,7 @@ TEST(Job, MinimalConfigSpellsOutTheDefaults) {
     EXPECT_EQ(encodeJob(minimal()), "arg 9\n/bin/true\n"
                                     "cwd 1\n/\n"
                                     "user 3\n0:0\n"
+                                    "umask 4\n0022\n"
                                     "rootro 1\n0\n");
 }
 
@@ -44,6 +45,11 @@ TEST(Job, EveryFieldInProtocolOrder) {
     c.gid = 100;
     c.groups = {10, 20};
     c.rlimits = {{"nofile", 1024, 4096}, {"core", -1, -1}};
+    c.umask = 027;
+    c.capabilities = VmCapabilities{0x3fffffffff, 0x2000, 0x2001, 0, 0x1};
+    c.noNewPrivileges = true;
+    c.seccomp = VmSeccomp{std::string("\x06\x00\x00\x00\x00\x00\xff\x7f", 8), 2};
+    c.sysctls = {{"net.ipv4.ping_group_range", "0 2147483647"}, {"kernel.domainname", "x"}};
     c.hostname = "vm-1";
     c.rootReadOnly = true;
     c.mounts = {{"/host/a", "/data", false}, {"/host/b", "/etc/conf dir", true}};
@@ -60,6 +66,12 @@ TEST(Job, EveryFieldInProtocolOrder) {
                             "groups 5\n10 20\n"
                             "rlimit 16\nnofile 1024 4096\n"
                             "rlimit 10\ncore -1 -1\n"
+                            "umask 4\n0027\n"
+                            "caps 24\n3fffffffff 2000 2001 0 1\n"
+                            "nonewprivs 1\n1\n"
+                            "seccomp 18\n2 060000000000ff7f\n"
+                            "sysctl 38\nnet.ipv4.ping_group_range 0 2147483647\n"
+                            "sysctl 19\nkernel.domainname x\n"
                             "hostname 4\nvm-1\n"
                             "rootro 1\n1\n"
                             "mount 16\nmo-vol0 /data rw\n"
@@ -125,6 +137,38 @@ TEST(Job, BadFieldsAreRefusedByName) {
          },
          "volume `/h` cannot be mounted on `/`"},
         {"hostname newline", [](VmConfig &c) { c.hostname = "a\nb"; }, "hostname `a\nb`"},
+        {"umask", [](VmConfig &c) { c.umask = 01000; }, "umask 512 above 0777"},
+        {"empty filter", [](VmConfig &c) { c.seccomp = VmSeccomp{}; }, "seccomp filter of 0 bytes"},
+        {"torn filter",
+         [](VmConfig &c) {
+             c.seccomp = VmSeccomp{std::string(12, 'x'), 0};
+         },
+         "seccomp filter of 12 bytes"},
+        {"huge filter",
+         [](VmConfig &c) {
+             c.seccomp = VmSeccomp{std::string(8 * 4097, 'x'), 0};
+         },
+         "expected 1 to 4096 instructions"},
+        {"sysctl escape",
+         [](VmConfig &c) {
+             c.sysctls = {{"../../etc/passwd", "x"}};
+         },
+         "sysctl `../../etc/passwd` is not a sysctl name"},
+        {"sysctl space",
+         [](VmConfig &c) {
+             c.sysctls = {{"kernel.domain name", "x"}};
+         },
+         "is not a sysctl name"},
+        {"sysctl absolute",
+         [](VmConfig &c) {
+             c.sysctls = {{"/kernel/x", "x"}};
+         },
+         "is not a sysctl name"},
+        {"sysctl nul",
+         [](VmConfig &c) {
+             c.sysctls = {{"kernel.x", std::string("a\0b", 3)}};
+         },
+         "sysctl `kernel.x` contains a NUL byte"},
     };
     for (const auto &bad : cases) {
         VmConfig c = minimal();

@@ -406,6 +406,38 @@ protected:
     bool _subreaper = false;
 };
 
+// What the spec asks of the process holds in the guest as in a namespace container:
+// the capability sets, no_new_privs, the seccomp profile (compiled on the host, loaded
+// by the guest's init), the umask, and the sysctls (written to the guest's own kernel).
+TEST_F(OciCliVm, CapabilitiesSeccompUmaskAndSysctlsReachTheGuest) {
+    const json two = {"CAP_KILL", "CAP_NET_RAW"};
+    _config["process"]["capabilities"] = {
+        {"bounding", two}, {"effective", two}, {"permitted", two}};
+    _config["process"]["noNewPrivileges"] = true;
+    _config["process"]["user"]["umask"] = 027;
+    _config["linux"]["sysctl"] = {{"kernel.domainname", "oci-vm"}};
+    _config["linux"]["seccomp"] = {
+        {"defaultAction", "SCMP_ACT_ALLOW"},
+        {"syscalls",
+         {{{"names", {"mkdir", "mkdirat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 1}}}}};
+    setArgs({"/bin/sh", "-c",
+             "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; umask; "
+             "cat /proc/sys/kernel/domainname; mkdir /tmp/d 2>/dev/null; echo mkdir=$?"});
+    const std::string out = _tmp.path() + "/out";
+    ASSERT_EQ(createTo("v4", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    int pid = std::stoi(slurp(_tmp.path() + "/v4.pid"));
+    ASSERT_EQ(oci({"start", "v4"}).status, 0);
+    EXPECT_EQ(reap(pid), 0) << slurp(out);
+    EXPECT_EQ(slurp(out), "CapEff:\t0000000000002020\n"
+                          "CapBnd:\t0000000000002020\n"
+                          "NoNewPrivs:\t1\n"
+                          "Seccomp:\t2\n"
+                          "0027\n"
+                          "oci-vm\n"
+                          "mkdir=1\n");
+    EXPECT_EQ(oci({"delete", "v4"}).status, 0);
+}
+
 TEST_F(OciCliVm, CreateStartExitCodeToTheReaperAndDeleteLeavesNothing) {
     std::string given = _tmp.file("given", "from the host\n");
     _config["mounts"].push_back({{"destination", "/etc/given"},

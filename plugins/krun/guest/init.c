@@ -16,19 +16,26 @@
 #define _GNU_SOURCE
 #include "protocol.h"
 
+#include <mobileops/common/rlimits.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -45,6 +52,8 @@ enum {
     MAX_GROUPS = 256,
     MAX_RLIMITS = 16,
     MAX_MOUNTS = 64,
+    MAX_SYSCTLS = 256,
+    MAX_FILTER = 4096, /* BPF_MAXINSNS */
     PORT_WAIT_MS = 10000,
     CONTROL_LINE_MAX = 64,
 };
@@ -53,6 +62,10 @@ struct rlimit_rec {
     const char *name;
     int resource;
     struct rlimit limit;
+};
+
+struct sysctl_rec {
+    const char *key, *value;
 };
 
 struct mount_rec {
@@ -72,13 +85,22 @@ struct job {
     int ngroups;
     struct rlimit_rec rlimits[MAX_RLIMITS];
     int nrlimits;
+    mode_t umask;
+    int has_caps;
+    uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient */
+    int nonewprivs;
+    struct sock_fprog filter; /* .len 0: none */
+    unsigned filter_flags;
+    struct sysctl_rec sysctls[MAX_SYSCTLS];
+    int nsysctls;
     const char *hostname;
     int rootro;
     struct mount_rec mounts[MAX_MOUNTS];
     int nmounts;
 };
 
-static struct job job = {.cwd = "/"};
+static struct job job = {.cwd = "/", .umask = 022};
+static struct sock_filter filter_code[MAX_FILTER];
 static char job_text[JOB_MAX + 1];
 
 static int test_mode;
@@ -225,27 +247,13 @@ static void set_groups(char *value) {
     }
 }
 
-static const struct {
-    const char *name;
-    int resource;
-} rlimit_names[] = {
-    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
-    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
-    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
-    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
-    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
-    {"stack", RLIMIT_STACK},
-};
-
 static void add_rlimit(char *value) {
     char *soft = strchr(value, ' ');
     if (!soft) bad_value("rlimit", value, "<name> <soft> <hard>");
     *soft++ = 0;
     struct rlimit_rec *r = &job.rlimits[job.nrlimits];
     r->name = value;
-    r->resource = -1;
-    for (size_t i = 0; i < sizeof rlimit_names / sizeof rlimit_names[0]; i++)
-        if (strcmp(value, rlimit_names[i].name) == 0) r->resource = rlimit_names[i].resource;
+    r->resource = mo_rlimit_resource(value);
     if (r->resource < 0) fail("job: unknown rlimit `%s`", value);
     char *end;
     if (parse_limit(soft, &end, &r->limit.rlim_cur) < 0 || *end != ' ' ||
@@ -282,6 +290,69 @@ static void add_mount(char *value) {
     job.nmounts++;
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static void set_umask(const char *value) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 8);
+    if (!value[0] || *end || errno || v > 0777) bad_value("umask", value, "an octal mode");
+    job.umask = (mode_t)v;
+}
+
+static void set_caps(const char *value) {
+    const char *p = value;
+    for (int i = 0; i < 5; i++) {
+        char *end;
+        if (hex_digit(*p) < 0) bad_value("caps", value, "five hex masks");
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 16);
+        if (errno || (i < 4 ? *end != ' ' : *end != 0)) bad_value("caps", value, "five hex masks");
+        job.caps[i] = v;
+        p = end + (i < 4);
+    }
+    job.has_caps = 1;
+}
+
+/* "<flags> <hex>": the program's bytes decoded into filter_code. */
+static void set_seccomp(const char *value) {
+    unsigned long flags;
+    char *hex;
+    if (parse_uint(value, &hex, UINT_MAX, &flags) < 0 || *hex++ != ' ')
+        fail("job: bad `seccomp` record (want <flags> <hex>)");
+    size_t digits = strlen(hex);
+    if (digits == 0 || digits % 16 || digits / 16 > MAX_FILTER)
+        fail("job: `seccomp` filter of %zu hex digits (want 1 to %d instructions of 16)", digits,
+             MAX_FILTER);
+    unsigned char *out = (unsigned char *)filter_code;
+    for (size_t i = 0; i < digits; i += 2) {
+        int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+        if (hi < 0 || lo < 0) fail("job: `seccomp` filter is not lower-case hex");
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    job.filter.len = (unsigned short)(digits / 16);
+    job.filter.filter = filter_code;
+    job.filter_flags = (unsigned)flags;
+}
+
+/* "<key> <value>": a name of letters, digits and `_-./` without an empty part. */
+static void add_sysctl(char *value) {
+    char *space = strchr(value, ' ');
+    if (!space || space == value) bad_value("sysctl", value, "<key> <value>");
+    *space = 0;
+    const char *key = value;
+    if (key[0] == '.' || key[0] == '/' || space[-1] == '.' || strstr(key, "..") ||
+        key[strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")])
+        fail("job: sysctl `%s` is not a sysctl name", key);
+    job.sysctls[job.nsysctls].key = key;
+    job.sysctls[job.nsysctls].value = space + 1;
+    job.nsysctls++;
+}
+
 static int flag_value(const char *key, const char *value) {
     if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) bad_value(key, value, "0 or 1");
     return value[0] == '1';
@@ -305,6 +376,17 @@ static void apply_record(const char *key, char *value) {
     } else if (strcmp(key, "rlimit") == 0) {
         if (job.nrlimits == MAX_RLIMITS) fail("job: more than %d rlimits", MAX_RLIMITS);
         add_rlimit(value);
+    } else if (strcmp(key, "umask") == 0) {
+        set_umask(value);
+    } else if (strcmp(key, "caps") == 0) {
+        set_caps(value);
+    } else if (strcmp(key, "nonewprivs") == 0) {
+        job.nonewprivs = flag_value(key, value);
+    } else if (strcmp(key, "seccomp") == 0) {
+        set_seccomp(value);
+    } else if (strcmp(key, "sysctl") == 0) {
+        if (job.nsysctls == MAX_SYSCTLS) fail("job: more than %d sysctls", MAX_SYSCTLS);
+        add_sysctl(value);
     } else if (strcmp(key, "hostname") == 0) {
         if (!value[0] || strlen(value) > 64) bad_value("hostname", value, "1 to 64 bytes");
         job.hostname = value;
@@ -651,7 +733,24 @@ static void drain_ports(void) {
     }
 }
 
-/* The child's part: enter the root, become the user, exec like a shell does. */
+static void load_filter(void) {
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, job.filter_flags, &job.filter) < 0)
+        die("load the seccomp filter");
+}
+
+static int capset_v3(const uint64_t *caps) {
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(caps[1] >> (32 * i));
+        data[i].permitted = (uint32_t)(caps[2] >> (32 * i));
+        data[i].inheritable = (uint32_t)(caps[3] >> (32 * i));
+    }
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+/* The child's part: enter the root, become the user with the job's capabilities and
+ * filter, exec like a shell does. The order is the namespace runtime's. */
 static void run_program(int in, int out, int err) {
     sigset_t none;
     sigemptyset(&none);
@@ -663,15 +762,41 @@ static void run_program(int in, int out, int err) {
         mkdir_p(job.cwd);
         if (chdir(job.cwd) < 0) die("working directory `%s`", job.cwd);
     }
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) die("dup2");
     for (int i = 0; i < job.nrlimits; i++)
         if (setrlimit(job.rlimits[i].resource, &job.rlimits[i].limit) < 0)
             die("rlimit `%s`", job.rlimits[i].name);
+    /* Without no_new_privs only CAP_SYS_ADMIN lets us install the filter: now, while
+     * we hold it. */
+    if (job.filter.len && !job.nonewprivs) load_filter();
+    if (job.has_caps) {
+        for (int cap = 0; cap < 64; cap++) {
+            if (job.caps[0] & ((uint64_t)1 << cap)) continue;
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+                if (errno == EINVAL) break; /* past this kernel's last capability */
+                die("drop capability %d from the bounding set", cap);
+            }
+        }
+        if (job.uid != 0 && (job.caps[2] | job.caps[3] | job.caps[4]) &&
+            prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+            die("keep capabilities across the uid change");
+    }
     if (setgroups((size_t)job.ngroups, job.groups) < 0) die("setgroups");
     if (setgid(job.gid) < 0) die("setgid %u", (unsigned)job.gid);
     if (setuid(job.uid) < 0) die("setuid %u", (unsigned)job.uid);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) die("dup2");
-    umask(022);
+    if (job.has_caps) {
+        if (capset_v3(job.caps) < 0) die("set capabilities");
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+            die("clear ambient capabilities");
+        for (int cap = 0; cap < 64; cap++)
+            if ((job.caps[4] & ((uint64_t)1 << cap)) &&
+                prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                die("raise ambient capability %d", cap);
+    }
+    if (job.nonewprivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("set no_new_privs");
+    umask(job.umask);
     environ = job.env;
+    if (job.filter.len && job.nonewprivs) load_filter();
     execvp(job.argv[0], job.argv);
     int e = errno;
     if (e == ENOENT)
@@ -733,6 +858,23 @@ static void occupy_std_fds(void) {
     if (fd > 2) close(fd);
 }
 
+/* The guest is its own kernel: every key is the program's to set, none is namespaced. */
+static void apply_sysctls(const char *base) {
+    for (int i = 0; i < job.nsysctls; i++) {
+        char rel[PATH_MAX], path[PATH_MAX];
+        snprintf(rel, sizeof rel, "/proc/sys/%s", job.sysctls[i].key);
+        for (char *c = rel + 10; *c; c++)
+            if (*c == '.') *c = '/';
+        path_join(path, sizeof path, base, rel);
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0) die("sysctl `%s`", job.sysctls[i].key);
+        size_t len = strlen(job.sysctls[i].value);
+        if (write(fd, job.sysctls[i].value, len) != (ssize_t)len)
+            die("sysctl `%s` = `%s`", job.sysctls[i].key, job.sysctls[i].value);
+        close(fd);
+    }
+}
+
 int main(int argc, char **argv) {
     char base[PATH_MAX] = "";
     if (argc == 3 && strcmp(argv[1], "--test") == 0) {
@@ -766,6 +908,7 @@ int main(int argc, char **argv) {
     mount_inside_root(root);
     if (job.hostname && sethostname(job.hostname, strlen(job.hostname)) < 0)
         die("set hostname `%s`", job.hostname);
+    apply_sysctls(base);
 
     int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) die("open `/dev/null`");

@@ -33,6 +33,17 @@
  *   groups   supplementary gids, space-separated (optional)
  *   rlimit   "<resource name> <soft> <hard>", names as in RLIMIT_NOFILE -> "nofile",
  *            -1 for unlimited (repeated)
+ *   umask    the program's file mode creation mask, octal (default "0022")
+ *   caps     "<bounding> <effective> <permitted> <inheritable> <ambient>", each a hex
+ *            mask (bit N: capability N); the program's capability sets, applied around
+ *            the uid change as the namespace runtime does (optional: without it the
+ *            program keeps every capability of its user)
+ *   nonewprivs "1": the program runs with no_new_privs (optional)
+ *   seccomp  "<flags> <hex>": a seccomp filter (classic BPF, 8 bytes per instruction,
+ *            hex-encoded) and its SECCOMP_FILTER_FLAG_* flags, installed last before
+ *            the exec (before the capability changes when there is no no_new_privs)
+ *   sysctl   "<key> <value>" written to /proc/sys/<key with `.` as `/`> before the
+ *            program starts (repeated)
  *   hostname the guest's hostname
  *   rootro   "1": mount the root read-only, "0": read-write (default "0")
  *   mount    "<tag> <path> <ro|rw>" a volume share and where it goes (repeated)

@@ -43,6 +43,20 @@ json readDescription(const char *path) {
     return json::parse(in);
 }
 
+// "0a1b..." -> its bytes; throws on an odd length or a non-hex digit.
+std::string fromHex(const std::string &hex) {
+    auto digit = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        throw std::runtime_error("seccomp.filter: not a hex string");
+    };
+    if (hex.size() % 2) throw std::runtime_error("seccomp.filter: odd number of hex digits");
+    std::string out(hex.size() / 2, '\0');
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = static_cast<char>(digit(hex[2 * i]) << 4 | digit(hex[2 * i + 1]));
+    return out;
+}
+
 VmConfig vmConfig(const json &d) {
     VmConfig c;
     c.rootfs = d.at("rootfs").get<std::string>();
@@ -61,6 +75,18 @@ VmConfig vmConfig(const json &d) {
     for (const json &l : p.value("rlimits", json::array()))
         c.rlimits.push_back({l.at("name").get<std::string>(), l.value("soft", int64_t(-1)),
                              l.value("hard", int64_t(-1))});
+    c.umask = p.value("umask", 022u);
+    if (const auto caps = p.find("capabilities"); caps != p.end())
+        c.capabilities = VmCapabilities{
+            caps->value("bounding", uint64_t(0)), caps->value("effective", uint64_t(0)),
+            caps->value("permitted", uint64_t(0)), caps->value("inheritable", uint64_t(0)),
+            caps->value("ambient", uint64_t(0))};
+    c.noNewPrivileges = p.value("noNewPrivileges", false);
+    if (const auto sc = p.find("seccomp"); sc != p.end())
+        c.seccomp = VmSeccomp{fromHex(sc->at("filter").get<std::string>()), sc->value("flags", 0u)};
+    const json sysctls = d.value("sysctl", json::object());
+    for (const auto &[key, value] : sysctls.items())
+        c.sysctls.emplace_back(key, value.get<std::string>());
     c.vcpus = d.value("vcpus", 2u);
     c.memory = d.value("memory", c.memory);
     // A container's VM lives as long as its program: the hard limit is the spec's, or

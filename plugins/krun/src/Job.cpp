@@ -4,24 +4,19 @@
 
 #include <mobileops/common/Errors.h>
 #include <mobileops/common/Fd.h>
+#include <mobileops/common/rlimits.h>
 
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
 #include <cerrno>
+#include <cstdio>
 
 namespace mobileops::krun {
 
 namespace {
 
 using common::quote;
-
-// The names setrlimit(2) knows, as protocol.h spells them.
-constexpr std::array kRlimits = {"as",      "core",     "cpu",        "data",   "fsize", "locks",
-                                 "memlock", "msgqueue", "nice",       "nofile", "nproc", "rss",
-                                 "rtprio",  "rttime",   "sigpending", "stack"};
 
 sdk::Error invalid(const std::string &message) {
     return sdk::Error(MO_E_INVALID, "job: " + message);
@@ -39,8 +34,7 @@ void requireAbsolute(const std::string &path, const std::string &what) {
 }
 
 void validateRlimit(const VmRlimit &r) {
-    if (std::find(kRlimits.begin(), kRlimits.end(), r.name) == kRlimits.end())
-        throw invalid("unknown rlimit " + quote(r.name));
+    if (mo_rlimit_resource(r.name.c_str()) < 0) throw invalid("unknown rlimit " + quote(r.name));
     if (r.soft < -1 || r.hard < -1)
         throw invalid("rlimit " + quote(r.name) + ": a limit below -1 (unlimited)");
     if (r.hard != -1 && (r.soft == -1 || r.soft > r.hard))
@@ -61,6 +55,23 @@ void validate(const VmConfig &config) {
     }
     requireAbsolute(config.cwd, "working directory");
     for (const auto &r : config.rlimits) validateRlimit(r);
+    if (config.umask > 0777) throw invalid("umask " + std::to_string(config.umask) + " above 0777");
+    if (const auto &sc = config.seccomp) {
+        const size_t n = sc->program.size() / 8;
+        if (sc->program.size() % 8 || n == 0 || n > 4096)
+            throw invalid("seccomp filter of " + std::to_string(sc->program.size()) +
+                          " bytes: expected 1 to 4096 instructions of 8 bytes");
+    }
+    for (const auto &[key, value] : config.sysctls) {
+        const bool keyOk =
+            !key.empty() && key.front() != '.' && key.back() != '.' &&
+            key.find("..") == std::string::npos && key.find('/') != 0 &&
+            key.find_first_not_of(
+                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./") ==
+                std::string::npos;
+        if (!keyOk) throw invalid("sysctl " + quote(key) + " is not a sysctl name");
+        requireNoNul(value, "sysctl " + quote(key));
+    }
     requireNoNul(config.hostname, "hostname");
     if (config.hostname.size() > 64 || config.hostname.find('\n') != std::string::npos)
         throw invalid("hostname " + quote(config.hostname) + " is not a valid host name");
@@ -103,6 +114,30 @@ std::string encodeJob(const VmConfig &config) {
     if (!config.groups.empty()) record(out, "groups", joined(config.groups));
     for (const auto &r : config.rlimits)
         record(out, "rlimit", r.name + " " + std::to_string(r.soft) + " " + std::to_string(r.hard));
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", config.umask);
+    record(out, "umask", octal);
+    if (const auto &c = config.capabilities) {
+        char caps[5 * 17 + 1];
+        std::snprintf(caps, sizeof caps, "%llx %llx %llx %llx %llx",
+                      static_cast<unsigned long long>(c->bounding),
+                      static_cast<unsigned long long>(c->effective),
+                      static_cast<unsigned long long>(c->permitted),
+                      static_cast<unsigned long long>(c->inheritable),
+                      static_cast<unsigned long long>(c->ambient));
+        record(out, "caps", caps);
+    }
+    if (config.noNewPrivileges) record(out, "nonewprivs", "1");
+    if (const auto &sc = config.seccomp) {
+        static const char digits[] = "0123456789abcdef";
+        std::string value = std::to_string(sc->flags) + " ";
+        for (unsigned char b : sc->program) {
+            value += digits[b >> 4];
+            value += digits[b & 15];
+        }
+        record(out, "seccomp", value);
+    }
+    for (const auto &[key, value] : config.sysctls) record(out, "sysctl", key + " " + value);
     if (!config.hostname.empty()) record(out, "hostname", config.hostname);
     record(out, "rootro", config.rootReadOnly ? "1" : "0");
     for (size_t i = 0; i < config.mounts.size(); ++i) {

@@ -2,6 +2,7 @@
 
 #include <mobileops/abi.h>
 #include <mobileops/common/Errors.h>
+#include <mobileops/common/rlimits.h>
 
 #include <dlfcn.h>
 #include <sys/resource.h>
@@ -15,7 +16,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <memory>
 #include <type_traits>
 
@@ -75,27 +75,9 @@ struct Plan {
 std::string unavailable(const std::string &why) { return "libkrun support not available: " + why; }
 
 int rlimitResource(const std::string &name) {
-    static const std::map<std::string, int> ids = {
-        {"as", RLIMIT_AS},
-        {"core", RLIMIT_CORE},
-        {"cpu", RLIMIT_CPU},
-        {"data", RLIMIT_DATA},
-        {"fsize", RLIMIT_FSIZE},
-        {"locks", RLIMIT_LOCKS},
-        {"memlock", RLIMIT_MEMLOCK},
-        {"msgqueue", RLIMIT_MSGQUEUE},
-        {"nice", RLIMIT_NICE},
-        {"nofile", RLIMIT_NOFILE},
-        {"nproc", RLIMIT_NPROC},
-        {"rss", RLIMIT_RSS},
-        {"rtprio", RLIMIT_RTPRIO},
-        {"rttime", RLIMIT_RTTIME},
-        {"sigpending", RLIMIT_SIGPENDING},
-        {"stack", RLIMIT_STACK},
-    };
-    auto it = ids.find(name);
-    if (it == ids.end()) throw Error(MO_E_INVALID, "rlimit " + quote(name) + ": unknown resource");
-    return it->second;
+    int resource = mo_rlimit_resource(name.c_str());
+    if (resource < 0) throw Error(MO_E_INVALID, "rlimit " + quote(name) + ": unknown resource");
+    return resource;
 }
 
 // libkrun's init hands these to setrlimit(2) in the guest: "RESOURCE=SOFT:HARD" with the
@@ -149,6 +131,11 @@ Plan makePlan(const VmConfig &config, bool hasVirtiofs3) {
                     "libkrun runs the program as root: user " +
                         quote(std::to_string(config.uid) + ":" + std::to_string(config.gid)) +
                         " is not supported");
+    // Its init writes no sysctl; capabilities, no_new_privs, the seccomp filter and the
+    // umask it cannot apply either (docs/vm.md): the guest kernel is the boundary there.
+    if (!config.sysctls.empty())
+        throw Error(MO_E_UNSUPPORTED, "libkrun's init cannot set sysctls in the guest (" +
+                                          quote(config.sysctls.front().first) + ")");
     if (config.rootReadOnly && !hasVirtiofs3)
         throw Error(MO_E_UNSUPPORTED,
                     "a read-only root needs krun_add_virtiofs3, which this libkrun lacks");

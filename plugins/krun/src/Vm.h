@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mobileops::krun {
@@ -23,6 +25,19 @@ struct VmRlimit {
     int64_t hard = -1;
 };
 
+// The program's capability sets, bit N for capability N (linux/capability.h).
+struct VmCapabilities {
+    uint64_t bounding = 0, effective = 0, permitted = 0, inheritable = 0, ambient = 0;
+    bool operator==(const VmCapabilities &) const = default;
+};
+
+// A seccomp filter for the program: classic BPF (struct sock_filter, 8 bytes each)
+// compiled on the host for its own architecture, which is the guest's.
+struct VmSeccomp {
+    std::string program; // the instructions' bytes
+    unsigned flags = 0;  // SECCOMP_FILTER_FLAG_*
+};
+
 struct VmConfig {
     std::string rootfs; // host directory that becomes the guest's root
     bool rootReadOnly = false;
@@ -32,6 +47,12 @@ struct VmConfig {
     uint32_t uid = 0, gid = 0;
     std::vector<uint32_t> groups;
     std::vector<VmRlimit> rlimits;
+    unsigned umask = 022;
+    // Unset: the program keeps root's full set (the guest is its own machine).
+    std::optional<VmCapabilities> capabilities;
+    bool noNewPrivileges = false;
+    std::optional<VmSeccomp> seccomp;
+    std::vector<std::pair<std::string, std::string>> sysctls; // "net.ipv4.ip_forward", "1"
     std::string hostname;
     std::vector<VmMount> mounts;
     unsigned vcpus = 2;

@@ -196,28 +196,20 @@ void applyProcessSettings(Syscalls &sys, const ProcessSpec &process) {
         if (r < 0) throw sysError("drop capability " + capabilityName(cap), -r);
     }
     const User &u = process.user;
-    // podman's rule: root gets the bounding set; another user only what --cap-add named,
-    // raised in the ambient set so it survives the exec.
-    const uint64_t userCaps = u.uid == 0 ? 0 : sec.added;
-    if (userCaps || (sec.sets && u.uid != 0))
+    const CapabilitySets caps = processCapabilities(sec, u.uid);
+    // A non-root uid loses every capability in setresuid unless they are kept.
+    if (u.uid != 0 && (caps.permitted | caps.inheritable | caps.ambient))
         check(sys.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities across the uid change");
     check(sys.setgroups(u.additionalGids), "setgroups");
     check(sys.setresgid(u.gid, u.gid, u.gid), "setgid " + quote(std::to_string(u.gid)));
     check(sys.setresuid(u.uid, u.uid, u.uid), "setuid " + quote(std::to_string(u.uid)));
-    // A non-root uid lost every capability in setresuid unless kept above. Inheritable
-    // stays empty for root (CVE-2022-27651).
-    if (sec.sets)
-        check(sys.capset(sec.sets->effective, sec.sets->permitted, sec.sets->inheritable),
-              "set capabilities");
-    else if (u.uid == 0)
-        check(sys.capset(sec.bounding, sec.bounding, 0), "set capabilities");
-    else if (userCaps)
-        check(sys.capset(userCaps, userCaps, userCaps), "set capabilities");
+    // A non-root user with nothing to keep has no capability left after setresuid.
+    if (u.uid == 0 || sec.sets || (caps.permitted | caps.inheritable))
+        check(sys.capset(caps.effective, caps.permitted, caps.inheritable), "set capabilities");
     check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
           "clear ambient capabilities");
-    const uint64_t ambient = sec.sets ? sec.sets->ambient : userCaps;
-    for (int cap = 0; cap < 64 && ambient; ++cap)
-        if (ambient & (uint64_t(1) << cap))
+    for (int cap = 0; cap < 64 && caps.ambient; ++cap)
+        if (caps.ambient & (uint64_t(1) << cap))
             check(sys.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, static_cast<unsigned long>(cap),
                             0, 0),
                   "raise ambient capability " + capabilityName(cap));

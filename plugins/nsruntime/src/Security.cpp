@@ -277,6 +277,17 @@ SecuritySpec parseExecSecurity(const json &doc, const std::string &path, Securit
     return parseSecurity(doc, path, std::move(container));
 }
 
+CapabilitySets processCapabilities(const SecuritySpec &security, uint32_t uid) {
+    if (security.sets) {
+        CapabilitySets c = *security.sets;
+        c.bounding = security.bounding;
+        return c;
+    }
+    if (uid == 0) return {security.bounding, security.bounding, security.bounding, 0, 0};
+    const uint64_t added = security.added;
+    return {security.bounding, added, added, added, added};
+}
+
 void resolveSecurity(SecuritySpec &s, bool &noNewPrivileges) {
     if (s.resolved) return;
     const uint64_t base = s.privileged ? allCapabilities() : defaultCapabilities();

@@ -65,6 +65,12 @@ inline bool noNewPrivileges(const SecuritySpec &s) {
 // change nothing). Throws Error(MO_E_INVALID) naming the bad capability or profile field.
 void resolveSecurity(SecuritySpec &security, bool &noNewPrivileges);
 
+// The capability sets a process of user `uid` ends with under resolved `security`: the
+// explicit OCI sets when given; else podman's rule, root gets the bounding set as its
+// effective and permitted set (inheritable stays empty, CVE-2022-27651), another user
+// only what --cap-add named, in every set including ambient so it survives the exec.
+CapabilitySets processCapabilities(const SecuritySpec &security, uint32_t uid);
+
 // Where compiled filters are kept across processes (the runtime's run directory): a
 // directory only this user may write. Empty (the default): kept in memory only.
 void setSeccompCacheDir(const std::string &dir);

@@ -4,6 +4,8 @@
 #include "Mounts.h"
 #include "SystemMode.h"
 
+#include <mobileops/common/rlimits.h>
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
@@ -23,19 +25,6 @@ namespace mobileops::nsruntime {
 using nlohmann::json;
 
 namespace {
-
-struct RlimitName {
-    const char *name;
-    int resource;
-};
-const RlimitName kRlimits[] = {
-    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
-    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
-    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
-    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
-    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
-    {"stack", RLIMIT_STACK},
-};
 
 Error invalid(const std::string &message) { return Error(MO_E_INVALID, message); }
 
@@ -174,9 +163,7 @@ int rlimitResource(const std::string &name) {
         n = n.substr(7);
         for (auto &c : n) c = static_cast<char>(std::tolower(c));
     }
-    for (const auto &r : kRlimits)
-        if (n == r.name) return r.resource;
-    return -1;
+    return mo_rlimit_resource(n.c_str());
 }
 
 Rlimit parseUlimit(const std::string &text) {
@@ -791,9 +778,32 @@ json vmDescription(const ContainerSpec &spec) {
         rlimits.push_back({{"name", l.name},
                            {"soft", l.soft == RLIM_INFINITY ? -1 : static_cast<int64_t>(l.soft)},
                            {"hard", l.hard == RLIM_INFINITY ? -1 : static_cast<int64_t>(l.hard)}});
-    out["process"] = {{"args", p.args},    {"env", p.env},      {"cwd", p.cwd},
-                      {"uid", p.user.uid}, {"gid", p.user.gid}, {"groups", p.user.additionalGids},
-                      {"rlimits", rlimits}};
+    out["process"] = {{"args", p.args},     {"env", p.env},      {"cwd", p.cwd},
+                      {"uid", p.user.uid},  {"gid", p.user.gid}, {"groups", p.user.additionalGids},
+                      {"rlimits", rlimits}, {"umask", p.umask}};
+    // What the namespace runtime applies to its process, the guest's init applies to the
+    // program: the same capability sets, no_new_privs and seccomp filter (compiled here
+    // for this machine's architecture, which is the guest's), and the sysctls.
+    const CapabilitySets caps = processCapabilities(p.security, p.user.uid);
+    out["process"]["capabilities"] = {{"bounding", caps.bounding},
+                                      {"effective", caps.effective},
+                                      {"permitted", caps.permitted},
+                                      {"inheritable", caps.inheritable},
+                                      {"ambient", caps.ambient}};
+    out["process"]["noNewPrivileges"] = p.noNewPrivileges;
+    if (const auto &filter = p.security.filter) {
+        static const char digits[] = "0123456789abcdef";
+        std::string hex;
+        const auto *bytes = reinterpret_cast<const unsigned char *>(filter->code.data());
+        const size_t size = filter->code.size() * sizeof(sock_filter);
+        hex.reserve(size * 2);
+        for (size_t i = 0; i < size; ++i) {
+            hex += digits[bytes[i] >> 4];
+            hex += digits[bytes[i] & 15];
+        }
+        out["process"]["seccomp"] = {{"flags", filter->flags}, {"filter", hex}};
+    }
+    out["sysctl"] = spec.sysctl;
     return out;
 }
 

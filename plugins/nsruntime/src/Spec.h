@@ -187,8 +187,10 @@ inline bool usesStorage(const ContainerSpec &spec) {
 
 // The description of a VM container's guest that its launcher reads (VmSpec): the `vm`
 // settings plus {rootfs, readonly, hostname, mounts: [{source, destination, readOnly}],
-// process: {args, env, cwd, uid, gid, groups, rlimits: [{name, soft, hard}]}}. Call
-// after prepareSpec (users resolved, bind sources checked).
+// process: {args, env, cwd, uid, gid, groups, rlimits: [{name, soft, hard}], umask,
+// capabilities: {bounding, effective, permitted, inheritable, ambient}, noNewPrivileges,
+// seccomp: {flags, filter: hex of the BPF program}}, sysctl: {key: value}}. Call after
+// prepareSpec (users resolved, bind sources checked, security resolved).
 nlohmann::json vmDescription(const ContainerSpec &spec);
 // Whether a VM container's bind mount becomes a share of its own (a directory) or, being
 // a file (an engine's /etc/hosts, /run/.containerenv), is bound onto its place in the root
