@@ -85,6 +85,8 @@ TEST(QemuCommand, TcgGuest) {
     for (const char *flag : {"-nodefaults", "-no-user-config", "-no-reboot"})
         EXPECT_TRUE(contains(cmd, flag)) << flag;
     EXPECT_EQ(after(cmd, "-display"), "none");
+    EXPECT_EQ(after(cmd, "-sandbox"),
+              "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     std::string append = after(cmd, "-append");
     for (const char *word : {"console=ttyS0", "reboot=t", "panic=-1", "quiet"})
         EXPECT_NE(append.find(word), std::string::npos) << append;

@@ -342,6 +342,12 @@ TEST_F(QemuVmTest, SignalsSentToQemuItselfDoNotEndTheVm) {
                                machine().assets, machine().accel);
     Output output(vm);
     ASSERT_TRUE(output.waitFor("ready\n"));
+    // qemu runs under its own seccomp filter (-sandbox).
+    std::ifstream status("/proc/" + std::to_string(vm.pid()) + "/status");
+    std::string line, seccomp;
+    while (std::getline(status, line))
+        if (line.rfind("Seccomp:", 0) == 0) seccomp = line;
+    EXPECT_EQ(seccomp, "Seccomp:\t2");
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2, SIGALRM})
         ASSERT_EQ(::kill(vm.pid(), sig), 0);
     struct pollfd exited = {static_cast<int>(::syscall(SYS_pidfd_open, vm.pid(), 0)), POLLIN, 0};

@@ -521,6 +521,9 @@ std::vector<std::string> qemuCommand(const VmConfig &config, const GuestAssets &
         "-smp", std::to_string(config.vcpus),
         "-m", std::to_string((config.memory + (1 << 20) - 1) >> 20) + "M",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        // qemu's own seccomp filter: no obsolete syscalls, no setuid and the like, no
+        // spawning (exec, fork), no scheduler or affinity changes.
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         "-kernel", assets.kernel,
         "-initrd", assets.initramfs,
         "-append", kernelCommandLine(kvm),
