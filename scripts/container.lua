@@ -50,6 +50,10 @@ local create_options = {
   { name = "init", summary = "run a small init as PID 1 that forwards signals and reaps zombies" },
   { name = "ulimit", type = "list", metavar = "NAME=SOFT[:HARD]", summary = "resource limit (default: inherited from this process)" },
   { name = "userns", type = "string", metavar = "HOSTID:SIZE", summary = "new user namespace mapping container root to HOSTID" },
+  { name = "pid", type = "string", metavar = "host|private", summary = "host: share this host's PID namespace (the container sees every process)" },
+  { name = "ipc", type = "string", metavar = "host|private", summary = "host: share this host's IPC namespace (System V IPC, POSIX message queues)" },
+  { name = "uts", type = "string", metavar = "host|private", summary = "host: share this host's hostname (no --hostname then)" },
+  { name = "sysctl", type = "list", metavar = "KEY=VALUE", summary = "set a namespaced kernel parameter in the container (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, kernel.domainname)" },
   { name = "stop-timeout", type = "int", metavar = "SECONDS", summary = "seconds `stop` waits before SIGKILL (default 10)" },
   { name = "runtime", type = "string", metavar = "NAME", summary = "runtime provider: namespace (default) or krun (a micro-VM); see `mobileops system doctor`" },
   { name = "isolation", type = "string", metavar = "vm|namespace|auto", summary = "vm: a micro-VM of its own (--runtime krun); auto: a VM when a VM backend works here, else namespaces" },
@@ -76,7 +80,7 @@ for _, o in ipairs(resource_options) do create_options[#create_options + 1] = o 
 
 local spec_keys = {
   "hostname", "env", "env_file", "workdir", "user", "group_add", "read_only", "network", "publish",
-  "init", "ulimit", "userns", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
+  "init", "ulimit", "userns", "pid", "ipc", "uts", "sysctl", "memory", "cpus", "pids_limit", "stop_timeout", "interactive", "tty",
   "memory_reservation", "cpu_shares", "cpuset_cpus",
   "memory_swap", "memory_swappiness", "blkio_weight",
   "device_read_bps", "device_write_bps", "device_read_iops", "device_write_iops",

@@ -106,8 +106,10 @@ local function bundle_spec(opts, id)
   spec.name = id
   -- runc sets a hostname only when config.json gives one, and a new UTS namespace starts
   -- with the host's: containerd's sandbox of a pod on the host's network gives none, and
-  -- its containers (joining that UTS namespace) must see the node's name, not the id
-  if not spec.hostname or spec.hostname == "" then
+  -- its containers (joining that UTS namespace) must see the node's name, not the id.
+  -- The host's own UTS namespace (config.json leaves it out) keeps its name untouched.
+  local host_uts = type(spec.namespaces) == "table" and spec.namespaces.uts == false
+  if (not spec.hostname or spec.hostname == "") and not host_uts then
     local f = io.open("/proc/sys/kernel/hostname", "r")
     local host = f and f:read("*l")
     if f then f:close() end

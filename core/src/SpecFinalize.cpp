@@ -367,7 +367,12 @@ void finalize(json &spec) {
         finalizeSystemModes(spec);
         finalizeProcess(spec);
 
-        if (!spec.contains("hostname") && spec.contains("name"))
+        // The host's UTS namespace (--uts host) keeps the host's name: none by default,
+        // and one given is refused where the namespace is known (the runtime).
+        const json *ns = spec.contains("namespaces") ? &spec["namespaces"] : nullptr;
+        const bool hostUts = ns && ns->is_object() && ns->contains("uts") &&
+                             (*ns)["uts"].is_boolean() && !(*ns)["uts"].get<bool>();
+        if (!spec.contains("hostname") && spec.contains("name") && !hostUts)
             spec["hostname"] = spec["name"].get<std::string>().substr(0, 64);
         if (spec.contains("hostname") && !isValidHostname(stringAt(spec, "hostname", "hostname")))
             throw invalid("invalid hostname " + quote(spec["hostname"].get<std::string>()));

@@ -821,6 +821,22 @@ void applyAll(json &spec, const Options &o) {
     applyPublish(spec, o.strings("publish"));
     if (auto init = o.boolean("init")) process(spec)["init"] = *init;
     for (const auto &limit : o.strings("ulimit")) addRlimit(spec, limit);
+    // --pid/--ipc/--uts host: the caller's namespace instead of the container's own.
+    for (const char *type : {"pid", "ipc", "uts"}) {
+        auto mode = o.string(type);
+        if (!mode) continue;
+        if (*mode != "host" && *mode != "private") badFlag(type, *mode, "expected host or private");
+        json &ns = spec["namespaces"];
+        if (!ns.is_object()) ns = json::object();
+        ns[type] = *mode == "private";
+    }
+    for (const auto &text : o.strings("sysctl")) {
+        auto eq = text.find('=');
+        if (eq == std::string::npos || eq == 0) badFlag("sysctl", text, "expected KEY=VALUE");
+        json &sysctl = spec["sysctl"];
+        if (!sysctl.is_object()) sysctl = json::object();
+        sysctl[text.substr(0, eq)] = text.substr(eq + 1);
+    }
     if (auto userns = o.string("userns")) {
         if (*userns == "host") {
             spec.erase("userns");

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -194,6 +195,65 @@ TEST_F(ContainerCli, IsolationSeenFromInside) {
     EXPECT_EQ(
         inside({}, "test -e /proc/" + std::to_string(::getpid()) + " && echo seen || echo hidden"),
         "hidden\n");
+}
+
+// --pid/--ipc/--uts host share the caller's namespaces, as podman's do; --sysctl sets a
+// parameter of the container's own namespaces and refuses one that would change the host.
+TEST_F(ContainerCli, HostNamespacesAndSysctls) {
+    auto nsOf = [](const char *type) {
+        return std::filesystem::read_symlink(std::string("/proc/self/ns/") + type).string();
+    };
+    EXPECT_EQ(inside({"--pid", "host"}, "test -e /proc/" + std::to_string(::getpid()) +
+                                            " && echo seen; readlink "
+                                            "/proc/self/ns/pid"),
+              "seen\n" + nsOf("pid") + "\n");
+    EXPECT_EQ(inside({"--ipc", "host"}, "readlink /proc/self/ns/ipc"), nsOf("ipc") + "\n");
+    char host[256] = {};
+    ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+    EXPECT_EQ(inside({"--uts", "host", "--name", "utsbox"}, "hostname"), std::string(host) + "\n");
+    std::istringstream own(inside({"--pid", "private", "--ipc", "private", "--uts", "private"},
+                                  "for n in pid ipc uts; do readlink /proc/self/ns/$n; done"));
+    for (const char *type : {"pid", "ipc", "uts"}) {
+        std::string line;
+        ASSERT_TRUE(std::getline(own, line)) << type;
+        EXPECT_NE(line, nsOf(type)) << "--" << type << " private";
+        EXPECT_EQ(line.rfind(std::string(type) + ":[", 0), 0u) << line;
+    }
+
+    std::ifstream hostPortStart("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    std::string before;
+    std::getline(hostPortStart, before);
+    EXPECT_EQ(inside({"--sysctl", "net.ipv4.ip_unprivileged_port_start=80", "--sysctl",
+                      "kernel.shmmni=100"},
+                     "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni"),
+              "80\n100\n");
+    std::ifstream after("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    std::string now;
+    std::getline(after, now);
+    EXPECT_EQ(now, before) << "the host's value changed";
+
+    struct Refused {
+        std::vector<std::string> flags;
+        const char *message;
+    };
+    for (const Refused &bad : std::vector<Refused>{
+             {{"--sysctl", "vm.swappiness=10"},
+              "not a namespaced sysctl: it would change the host"},
+             {{"--sysctl", "kernel.shmmni=100", "--ipc", "host"},
+              "needs the container's own IPC namespace"},
+             {{"--sysctl", "novalue"}, "expected KEY=VALUE"},
+             {{"--sysctl", "../x=1"}, "not a sysctl name"},
+             {{"--pid", "sibling"}, "expected host or private"},
+             {{"--uts", "host", "--hostname", "x"}, "hostname"},
+             {{"--pid", "host", "--runtime", "krun"}, "the host's PID namespace"}}) {
+        std::vector<std::string> args{"container", "run", "--rm"};
+        args.insert(args.end(), bad.flags.begin(), bad.flags.end());
+        args.insert(args.end(), {_rootfs, "/bin/true"});
+        Result r = mo(args);
+        EXPECT_NE(r.status, 0) << bad.flags[0] << " " << bad.flags[1];
+        EXPECT_NE(r.err.find(bad.message), std::string::npos) << r.err;
+    }
+    EXPECT_EQ(mo({"container", "list", "--all", "--json"}).out, "[]\n");
 }
 
 TEST_F(ContainerCli, UserEnvWorkdirRlimitsReadOnlyAndUserns) {

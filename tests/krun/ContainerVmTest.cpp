@@ -80,12 +80,14 @@ TEST_F(ContainerVm, RunEchoesAndReturnsTheExactExitCode) {
 }
 
 // A VM container's program gets what a namespace container's would: podman's rule for a
-// non-root user with --cap-add, no_new_privs and the default seccomp profile.
+// non-root user with --cap-add, no_new_privs and the default seccomp profile; a sysctl
+// goes to the guest's own kernel, so any key is the program's (vm.* too).
 TEST_F(ContainerVm, CapabilitiesAndTheDefaultSeccompProfileApplyInTheGuest) {
-    Result r = mo({"container", "run", "--rm", "--runtime", "krun", "--user", "1000", "--cap-drop",
-                   "ALL", "--cap-add", "NET_RAW", _rootfs, "/bin/sh", "-c",
-                   "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; "
-                   "umask; id -u"});
+    Result r =
+        mo({"container", "run", "--rm", "--runtime", "krun", "--user", "1000", "--cap-drop", "ALL",
+            "--cap-add", "NET_RAW", "--sysctl", "vm.swappiness=7", _rootfs, "/bin/sh", "-c",
+            "grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; "
+            "umask; id -u; cat /proc/sys/vm/swappiness"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "CapEff:\t0000000000002000\n"
                      "CapBnd:\t0000000000002000\n"
@@ -93,7 +95,8 @@ TEST_F(ContainerVm, CapabilitiesAndTheDefaultSeccompProfileApplyInTheGuest) {
                      "NoNewPrivs:\t1\n"
                      "Seccomp:\t2\n"
                      "0022\n"
-                     "1000\n")
+                     "1000\n"
+                     "7\n")
         << r.err;
 }
 

@@ -438,6 +438,11 @@ VmSpec parseVm(const json &vm, const ContainerSpec &s) {
                     "a terminal (process.terminal, -t, --console-socket) is not supported in a "
                     "micro-VM container yet (the guest has no agent to hold a tty)");
     if (s.networkMode == "host") throw refuse("the host's network (network.mode host)");
+    for (auto [own, name] : {std::pair{s.namespaces.pid, "PID"}, std::pair{s.namespaces.ipc, "IPC"},
+                             std::pair{s.namespaces.uts, "UTS"}})
+        if (!own)
+            throw refuse(std::string("the host's ") + name +
+                         " namespace (the program runs in the guest's own)");
     if (const json *n = field(s.raw, "network"); n && n->is_object())
         if (!getString(*n, "attach", "network.").empty())
             throw refuse("a network attachment (network.attach: the guest has no network "
@@ -487,6 +492,7 @@ void checkSysctl(const ContainerSpec &s, const std::string &key) {
     for (char c : key)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
             throw invalid(what + "not a sysctl name (letters, digits, `._-`)");
+    if (s.vm) return; // the guest's init writes it to the guest's own kernel
     auto starts = [&](const char *p) { return key.rfind(p, 0) == 0; };
     if (starts("kernel.shm") || starts("kernel.msg") || key == "kernel.sem" ||
         starts("fs.mqueue.")) {
@@ -589,6 +595,10 @@ ContainerSpec parseSpec(const json &doc) {
         s.namespaces.user = getBool(*ns, "user", np, false);
         if (!s.namespaces.mount)
             throw invalid("namespaces.mount: the namespace runtime always uses a mount namespace");
+        if (!s.namespaces.uts && !s.hostname.empty())
+            throw invalid("hostname " + quote(s.hostname) +
+                          ": the host's UTS namespace (namespaces.uts false, --uts host) keeps "
+                          "the host's name");
     }
     if (const json *u = field(doc, "userns")) {
         if (!u->is_object()) throw invalid("userns: expected an object");
