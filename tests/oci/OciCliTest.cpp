@@ -542,5 +542,34 @@ TEST_F(OciCliVm, ForcedDeleteOfARunningVmAndATerminalRefused) {
     EXPECT_EQ(oci({"state", "v4"}).status, 1);
 }
 
+// A command the guest's root lacks fails `create` with a message (as podman shows it for
+// a namespace container), not the start with 127; one below a volume is the guest's to
+// find, and a symlink of the root resolves inside it (busybox's /bin/sh -> /bin/busybox).
+TEST_F(OciCliVm, AMissingCommandFailsCreate) {
+    setArgs({"nosuchprogram"});
+    Result r = oci({"create", "--bundle", _bundle, "v5"});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("exec `nosuchprogram`: not found in PATH"), std::string::npos) << r.err;
+    EXPECT_EQ(oci({"state", "v5"}).status, 1);
+    EXPECT_TRUE(processesMentioning(_bundle).empty());
+
+    const std::string tools = _tmp.path() + "/tools";
+    std::filesystem::create_directories(tools);
+    _config["mounts"].push_back({{"destination", "/opt/tools"},
+                                 {"type", "bind"},
+                                 {"source", tools},
+                                 {"options", {"rbind"}}});
+    const std::string out = _tmp.path() + "/out";
+    setArgs({"/opt/tools/later"});
+    EXPECT_EQ(createTo("v6", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    EXPECT_EQ(oci({"delete", "--force", "v6"}).status, 0);
+    setArgs({"sh", "-c", "true"});
+    EXPECT_EQ(createTo("v7", out), 0) << slurp(out) << slurp(_tmp.path() + "/log.json");
+    EXPECT_EQ(oci({"delete", "--force", "v7"}).status, 0);
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    EXPECT_TRUE(processesMentioning(_bundle).empty());
+}
+
 } // namespace
 } // namespace mobileops::test

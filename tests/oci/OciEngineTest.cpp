@@ -405,6 +405,12 @@ TEST_F(PodmanVm, RunRmPrintsTheGuestKernelAndReturnsTheExitCode) {
     EXPECT_NE(r.out, host) << "the guest's kernel prints its release, not the host's";
     EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << "one line: " << r.out;
     EXPECT_FALSE(qemuMentioning(_dir)) << "qemu left running";
+
+    // As with a namespace container: create fails, podman shows why and exits 127.
+    r = podmanRun(
+        {"--rm", "--annotation", "run.oci.handler=krun", "localhost/busybox", "no-such-command"});
+    EXPECT_EQ(r.status, 127) << r.err;
+    EXPECT_NE(r.err.find("no-such-command"), std::string::npos) << r.err;
 }
 
 // --- containerd ----------------------------------------------------------------------------

@@ -212,6 +212,19 @@ void bindFilesIntoRoot(Syscalls &sys, const ContainerSpec &spec) {
     check(sys.mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr),
           "make the VMM's mounts private");
     bindFilesIntoRoot(sys, spec);
+    if (options.gateFd >= 0) {
+        // An OCI create reports a missing command at once, as for a namespace container:
+        // looked up in the guest's root from here (a path below a volume is the guest's).
+        OwnedFd root(::open(spec.rootfs.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (root.fd < 0) throw sysError("open the root " + quote(spec.rootfs), errno);
+        checkCommand(spec.process, root.fd, [&spec](const std::string &path) {
+            std::string p = path[0] == '/' ? path : "/" + path;
+            return std::any_of(spec.mounts.begin(), spec.mounts.end(), [&p](const MountSpec &m) {
+                return m.type == "bind" &&
+                       (p == m.destination || p.rfind(m.destination + "/", 0) == 0);
+            });
+        });
+    }
     ProcessSpec vmm;
     vmm.gateFd = options.gateFd;
     if (options.afterGate) vmm.afterGate = [&options, hostPid] { options.afterGate(hostPid); };

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 
 namespace mobileops::nsruntime {
 
@@ -55,14 +57,32 @@ void checkCwdInRoot(const std::string &cwd) {
 
 // A command the container can exec: found on PATH (or at its path), a regular file with
 // execute permission for us. Checked before the OCI gate, so create fails as runc's does.
-void checkCommand(const ProcessSpec &process) {
+} // namespace
+
+void checkCommand(const ProcessSpec &process, int rootFd,
+                  const std::function<bool(const std::string &)> &unknowable) {
     const std::string &cmd = process.args[0];
-    auto usable = [](const std::string &p) {
+    auto usable = [&](const std::string &p) {
+        if (unknowable && unknowable(p)) return true;
         struct stat st;
-        return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+        if (rootFd < 0)
+            return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                   ::access(p.c_str(), X_OK) == 0;
+        struct open_how how = {};
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        int fd = static_cast<int>(::syscall(SYS_openat2, rootFd, p.c_str(), &how, sizeof how));
+        if (fd < 0) return false;
+        bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
+        ::close(fd);
+        if (!ok) errno = EACCES;
+        return ok;
     };
+    errno = 0;
     if (cmd.find('/') != std::string::npos) {
-        if (usable(cmd)) return;
+        const std::string path =
+            cmd[0] == '/' || rootFd < 0 ? cmd : (process.cwd == "/" ? "" : process.cwd) + "/" + cmd;
+        if (usable(path)) return;
         int err = errno ? errno : EACCES;
         throw Error(-err, "exec " + quote(cmd) + ": " + std::strerror(err));
     }
@@ -77,6 +97,8 @@ void checkCommand(const ProcessSpec &process) {
     }
     throw Error(-ENOENT, "exec " + quote(cmd) + ": not found in PATH " + quote(path));
 }
+
+namespace {
 
 void exitOnSignal(int sig) { ::_exit(128 + sig); }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace mobileops::nsruntime {
@@ -45,6 +46,14 @@ extern const size_t kEntryBinarySize;
 // A sealed memfd (no write, shrink, grow or new seals) holding the container entry,
 // created once per process and inherited by forks. -errno on failure.
 int entryFd() noexcept;
+
+// The command of `process` exists and may be executed: an absolute or relative path, or
+// a name found in the PATH of its env. With `rootFd` the paths are resolved inside that
+// root (openat2 RESOLVE_IN_ROOT; a relative command from the process's cwd); a path for
+// which `unknowable` says true counts as found (it lies where a mount will be). Throws
+// Error(-errno) naming the command and the PATH searched.
+void checkCommand(const ProcessSpec &process, int rootFd = -1,
+                  const std::function<bool(const std::string &)> &unknowable = nullptr);
 
 // Search PATH of the process's env (like execvp, but with the container's PATH) and exec.
 // Returns only on failure, with -errno, filling `what` with the name that failed.
