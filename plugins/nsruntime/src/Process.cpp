@@ -55,10 +55,9 @@ void checkCwdInRoot(const std::string &cwd) {
                     "cwd " + quote(cwd) + " is outside the container's root filesystem");
 }
 
-// A command the container can exec: found on PATH (or at its path), a regular file with
-// execute permission for us. Checked before the OCI gate, so create fails as runc's does.
 } // namespace
 
+// Checked before the OCI gate, so create fails as runc's does.
 void checkCommand(const ProcessSpec &process, int rootFd,
                   const std::function<bool(const std::string &)> &unknowable) {
     const std::string &cmd = process.args[0];
