@@ -5,8 +5,8 @@
 // privileged container opens anything. Each test has its own root and state directory
 // under a temporary directory; the tear-down deletes every container left there and fails
 // on a mount left below it.
+#include "CliFixture.h"
 #include "HostDisk.h"
-#include "TestUtil.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -54,38 +54,23 @@ std::string probeScript(const std::string &disk) {
            "else echo pts=ok; fi\n";
 }
 
-class DevicesCli : public ::testing::Test {
+class DevicesCli : public CliTest {
 protected:
     void SetUp() override {
-        if (::geteuid() != 0) GTEST_SKIP() << "needs root (namespaces, mounts, cgroups)";
-        _disk = hostDisk();
-        if (_disk.empty()) GTEST_SKIP() << "no block device this process can open";
-        Result r = run({MOBILEOPS_SOURCE_DIR "/tools/make-rootfs.sh", _tmp.path() + "/rootfs"});
-        ASSERT_EQ(r.status, 0) << r.err;
-        _rootfs = _tmp.path() + "/rootfs";
+        if (::geteuid() == 0) {
+            _disk = hostDisk();
+            if (_disk.empty()) GTEST_SKIP() << "no block device this process can open";
+        }
+        CliTest::SetUp();
     }
 
     void TearDown() override {
-        if (_rootfs.empty()) return;
-        Result r = mo({"container", "list", "--all", "--json"});
-        for (size_t p = 0; (p = r.out.find("\"name\": \"", p)) != std::string::npos;) {
-            p += 9;
-            mo({"container", "delete", "--force", r.out.substr(p, r.out.find('"', p) - p)});
+        if (!_rootfs.empty()) {
+            Result r = oci({"list", "--format", "json"});
+            if (r.status == 0 && !r.out.empty())
+                for (const auto &c : json::parse(r.out)) oci({"delete", "--force", c["id"]});
         }
-        r = oci({"list", "--format", "json"});
-        if (r.status == 0 && !r.out.empty())
-            for (const auto &c : json::parse(r.out)) oci({"delete", "--force", c["id"]});
-        std::ifstream mounts("/proc/self/mountinfo");
-        for (std::string line; std::getline(mounts, line);)
-            EXPECT_EQ(line.find(_tmp.path()), std::string::npos) << "mount left behind: " << line;
-    }
-
-    Result mo(const std::vector<std::string> &args) {
-        std::vector<std::string> argv{dispatcher()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run(argv, {{"MOBILEOPS_ROOT", _tmp.path() + "/root"},
-                          {"MOBILEOPS_RUN", _tmp.path() + "/run"},
-                          {"MOBILEOPS_CONFIG", _tmp.path() + "/none.conf"}});
+        CliTest::TearDown();
     }
 
     Result oci(const std::vector<std::string> &args) {
@@ -134,8 +119,7 @@ protected:
         return oci({"run", "--bundle", dir, id});
     }
 
-    TempDir _tmp;
-    std::string _rootfs, _disk;
+    std::string _disk;
 };
 
 TEST_F(DevicesCli, MknodOfTheHostDiskWorksButOpeningItIsDenied) {

@@ -3,6 +3,7 @@
 // instructions it uses, checked against the reference for every kind of access.
 #include "Devices.h"
 #include "DeviceBpf.h"
+#include "ErrorCode.h"
 #include "Errors.h"
 
 #include <gtest/gtest.h>
@@ -16,15 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-int codeOf(const std::function<void()> &fn, std::string *message = nullptr) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        if (message) *message = e.what();
-        return e.code();
-    }
-    return 0;
-}
+using testing::codeOf;
 
 std::vector<DeviceRule> rules(const char *text) { return parseDeviceRules(json::parse(text)); }
 

@@ -1,6 +1,7 @@
 // The manager and both backends on fake cgroupfs trees: what is made, written and removed
 // on v1, v2 and hybrid layouts, without root.
 #include "Cgroups.h"
+#include "ErrorCode.h"
 #include "FakeCgroupFs.h"
 
 #include <gtest/gtest.h>
@@ -33,15 +34,7 @@ bool wrote(const FakeCgroupFs &fake, const std::string &suffix, const std::strin
     });
 }
 
-int codeOf(const std::function<void()> &fn, std::string *message = nullptr) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        if (message) *message = e.what();
-        return e.code();
-    }
-    return 0;
-}
+using testing::codeOf;
 
 TEST(FakeTree, V1CpusetFillsAParentAnotherCommandMadeButDidNotFillYet) {
     // Shared parents come and go with their last container: a parent made a moment ago by

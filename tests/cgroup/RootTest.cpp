@@ -4,6 +4,7 @@
 // the test fails.
 #include "Cgroups.h"
 #include "DeviceBpf.h"
+#include "ErrorCode.h"
 #include "HostDisk.h"
 
 #include <gtest/gtest.h>
@@ -57,15 +58,7 @@ void reap() {
     }
 }
 
-int codeOf(const std::function<void()> &fn, std::string *message = nullptr) {
-    try {
-        fn();
-    } catch (const Error &e) {
-        if (message) *message = e.what();
-        return e.code();
-    }
-    return 0;
-}
+using testing::codeOf;
 
 class CgroupRoot : public ::testing::Test {
 protected:

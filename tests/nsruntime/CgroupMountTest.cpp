@@ -20,10 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
+using Result = Captured;
 
 // A host hierarchy below /sys/fs/cgroup as the container names it, and the test's cgroup
 // in it.
@@ -114,22 +111,7 @@ protected:
         if (extra.is_object()) doc.merge_patch(extra);
         ContainerSpec spec = parseSpec(doc);
         prepareSpec(spec);
-        Capture out, err;
-        ChildIo io;
-        io.out = out.fd;
-        io.err = err.fd;
-        Result r;
-        try {
-            ChildProcess child = launch(RealSyscalls::instance(), spec, io, options);
-            r.status = child.wait();
-        } catch (const LaunchError &e) {
-            r.status = e.exitStatus();
-            r.err = e.what();
-            return r;
-        }
-        r.out = out.text();
-        r.err = err.text();
-        return r;
+        return launchCaptured(spec, options);
     }
 
     // What the container lists at /sys/fs/cgroup: the hierarchies the test placed it in.

@@ -262,10 +262,7 @@ TEST(SystemModeMounts, HardwareAccessBindsTheDeviceTreeWritableUnderReadOnlySys)
 // Real containers through the engine.
 namespace {
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
+using Result = Captured;
 
 std::set<std::string> listing(const std::string &dir) {
     std::set<std::string> out;
@@ -308,22 +305,7 @@ protected:
         doc["hostname"] = "systest";
         ContainerSpec spec = parseSpec(doc);
         prepareSpec(spec);
-        Capture out, err;
-        ChildIo io;
-        io.out = out.fd;
-        io.err = err.fd;
-        Result r;
-        try {
-            ChildProcess child = launch(RealSyscalls::instance(), spec, io, options);
-            r.status = child.wait();
-        } catch (const LaunchError &e) {
-            r.status = e.exitStatus();
-            r.err = e.what();
-            return r;
-        }
-        r.out = out.text();
-        r.err = err.text();
-        return r;
+        return launchCaptured(spec, options);
     }
     Result sh(const std::string &script, json extra = json::object(),
               const LaunchOptions &options = {}) {

@@ -88,6 +88,27 @@ inline Captured runCaptured(const ContainerSpec &spec) {
     return r;
 }
 
+// Launch `spec` (the launcher alone: no monitor, no record) and wait for its end,
+// capturing stdout and stderr; a failed launch gives its exit status and message.
+inline Captured launchCaptured(const ContainerSpec &spec, const LaunchOptions &options = {}) {
+    Capture out, err;
+    ChildIo io;
+    io.out = out.fd;
+    io.err = err.fd;
+    Captured r;
+    try {
+        ChildProcess child = launch(RealSyscalls::instance(), spec, io, options);
+        r.status = child.wait();
+    } catch (const LaunchError &e) {
+        r.status = e.exitStatus();
+        r.err = e.what();
+        return r;
+    }
+    r.out = out.text();
+    r.err = err.text();
+    return r;
+}
+
 // Host mounts mentioning `path`: must stay 0, containers mount only in their namespace.
 inline int hostMountsUnder(const std::string &path) {
     std::istringstream in(slurp("/proc/self/mountinfo"));
